@@ -1,0 +1,97 @@
+"""Make the archived lava-nc 0.10 / lava-dl 0.6 importable on Python >= 3.11. Call :func:`apply` before any lava import.
+
+Two problems, two fixes (see ``shared/specs/install.md``):
+
+1. ``lava/magma/compiler/var_model.py`` declares dataclass fields whose default is an instance of another dataclass
+   (``x: ByteEncoder = ByteEncoder()``). Python 3.11 rejects such defaults unless their class is hashable
+   (``ValueError: mutable default ... use default_factory``), so every ``lava.proc`` import fails. While that one module
+   executes for the first time, dataclasses created *in it* get ``unsafe_hash=True``. The shared default instance is
+   exactly what Python 3.10 did, so behaviour is unchanged; nothing outside that module is touched.
+2. ``lava.lib.dl.slayer`` imports its object-detection subpackage at import time, which needs OpenCV and torchvision
+   (neither installs beside the CPU torch used here). An empty placeholder module stands in for it; snnav never uses
+   object detection, and any attribute access on the placeholder raises an ``ImportError`` that says why.
+
+:func:`apply` is idempotent and cheap: it imports nothing from lava. ``hardware_sims/__init__.py`` calls it, so
+``import hardware_sims`` (or any submodule) is enough.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+
+VAR_MODEL_MODULE = "lava.magma.compiler.var_model"
+OBJECT_DETECTION_MODULE = "lava.lib.dl.slayer.object_detection"
+
+
+class _HashableDataclassLoader(importlib.abc.Loader):
+    """Executes the wrapped module with ``dataclasses.dataclass`` defaulting to ``unsafe_hash=True`` for its classes."""
+
+    def __init__(self, inner: importlib.abc.Loader, module_name: str) -> None:
+        self._inner = inner
+        self._module_name = module_name
+
+    def create_module(self, spec):
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        original = dataclasses.dataclass
+        target = self._module_name
+
+        def patched(cls=None, /, **kwargs):
+            def wrap(klass):
+                if klass.__module__ == target and not kwargs.get("frozen", False):
+                    return original(klass, **{**kwargs, "unsafe_hash": True})
+                return original(klass, **kwargs)
+
+            return wrap if cls is None else wrap(cls)
+
+        dataclasses.dataclass = patched
+        try:
+            self._inner.exec_module(module)
+        finally:
+            dataclasses.dataclass = original
+
+
+class _VarModelFinder(importlib.abc.MetaPathFinder):
+    """Finds ``lava.magma.compiler.var_model`` as usual and wraps its loader."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != VAR_MODEL_MODULE:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _HashableDataclassLoader(spec.loader, fullname)
+        return spec
+
+
+class _MissingObjectDetection(types.ModuleType):
+    """Placeholder for slayer's object-detection subpackage, which needs OpenCV and torchvision."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ImportError(
+            f"{OBJECT_DETECTION_MODULE}.{name} is not available: snnav replaces lava-dl's object-detection subpackage "
+            "with a placeholder because it needs OpenCV and torchvision, which do not install beside the CPU torch"
+        )
+
+
+def needs_var_model_fix() -> bool:
+    """True where Python rejects unhashable dataclass defaults (3.11 and later)."""
+    return sys.version_info >= (3, 11)
+
+
+def apply() -> None:
+    """Install both fixes. Safe to call any number of times; must run before lava is imported."""
+    if needs_var_model_fix() and VAR_MODEL_MODULE not in sys.modules:
+        if not any(isinstance(f, _VarModelFinder) for f in sys.meta_path):
+            sys.meta_path.insert(0, _VarModelFinder())
+    if OBJECT_DETECTION_MODULE not in sys.modules:
+        placeholder = _MissingObjectDetection(OBJECT_DETECTION_MODULE, _MissingObjectDetection.__doc__)
+        placeholder.__path__ = []  # a package, so `from . import object_detection as obd` resolves to it
+        sys.modules[OBJECT_DETECTION_MODULE] = placeholder

@@ -1,0 +1,7 @@
+"""``python -m snnav`` is the same as the ``snnav`` command."""
+
+import sys
+
+from snnav.cli import main
+
+sys.exit(main())
