@@ -1,0 +1,1 @@
+"""Datasets for snnav: the embedded AV-Digits dataset, loaders for real audio-visual datasets, and encoders."""
