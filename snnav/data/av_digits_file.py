@@ -1,0 +1,150 @@
+"""The AV-Digits HDF5 file: writing it atomically, validating and reading it, and the torch ``Dataset`` over it.
+
+Layout (format ``snnav.av-digits``, version 1)::
+
+    /                      attrs: format, format_version, snnav_version, config (JSON), voices (JSON list)
+    /<split>/label         (N,) int64          split in {train, test}
+    /<split>/image_index   (N,) int32          index into scikit-learn's digits
+    /<split>/voice_index   (N,) int32          index into the voices attribute
+    /<split>/visual_static (N, H, W) uint8     intensities × 255
+    /<split>/visual_events (N, T, 2, H, W) uint8   ON/OFF event counts per bin
+    /<split>/audio_spectrogram (N, H, W) float32   natural-log linear STFT, frequency along H
+    /<split>/audio_cochlea (N, T, 64) uint8    cochlea spike counts per bin and channel
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from snnav._version import __version__
+from snnav.data.av_digits import (FORMAT_NAME, FORMAT_VERSION, SPLITS, AVDigitsConfig, SplitPlan, config_json,
+                                  view_shapes)
+from snnav.errors import DatasetError
+from snnav.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+AUDIO_VIEWS = ("spectrogram", "cochlea")
+VISUAL_VIEWS = ("static", "events")
+_MAKE_HINT = "make one with: snnav data make av-digits --out PATH.h5"
+
+
+def write_av_digits(out: str | Path, config: AVDigitsConfig, plans: Mapping[str, SplitPlan],
+                    voices: list[dict[str, Any]], samples: Mapping[str, Iterable[dict[str, np.ndarray]]]) -> Path:
+    """Write a complete file to a temporary name and rename it to ``out``; ``samples[split]`` yields in order."""
+    import h5py
+
+    shapes = view_shapes(config)
+    with atomic_path(out) as tmp:
+        # track_times=False everywhere and no creation timestamp: the same config gives the same bytes.
+        with h5py.File(tmp, "w", libver="v108", track_order=False) as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["snnav_version"] = __version__
+            f.attrs["config"] = config_json(config)
+            f.attrs["voices"] = json.dumps(voices, sort_keys=True)
+            for split in SPLITS:
+                plan = plans[split]
+                n = len(plan.labels)
+                g = f.create_group(split, track_order=False)
+                for name, values in (("label", plan.labels), ("image_index", plan.image_index),
+                                     ("voice_index", plan.voice_index)):
+                    g.create_dataset(name, data=values, track_times=False)
+                views = {name: g.create_dataset(name, shape=(n, *shape), dtype=dtype, chunks=(1, *shape),
+                                                compression="gzip", compression_opts=4, shuffle=True,
+                                                track_times=False)
+                         for name, (shape, dtype) in shapes.items()}
+                count = 0
+                for i, sample in enumerate(samples[split]):
+                    for name, ds in views.items():
+                        ds[i] = sample[name]
+                    count += 1
+                if count != n:
+                    raise DatasetError(f"AV-Digits {split}: generated {count} samples, planned {n}")
+    return Path(out)
+
+
+@dataclass(frozen=True)
+class AVDigitsInfo:
+    """What an AV-Digits file says about itself."""
+
+    path: Path
+    config: AVDigitsConfig
+    snnav_version: str
+    counts: dict[str, int]
+    voices: list[dict[str, Any]]
+
+
+def read_av_digits_info(path: str | Path) -> AVDigitsInfo:
+    """Open and validate an AV-Digits file without loading its arrays.
+
+    Raises:
+        DatasetError: missing file, not HDF5 (or corrupt/truncated), not an AV-Digits file, a newer format version,
+            or missing/malformed arrays. The message names the path and what to do.
+    """
+    import h5py
+
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"AV-Digits file {p} does not exist; {_MAKE_HINT}")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise DatasetError(f"{p} is not a readable HDF5 file (corrupt or truncated?): {exc}; {_MAKE_HINT}") from exc
+    with f:
+        if f.attrs.get("format") != FORMAT_NAME:
+            raise DatasetError(f"{p} is an HDF5 file but not an AV-Digits file (format attribute "
+                               f"{f.attrs.get('format')!r}, expected {FORMAT_NAME!r}); {_MAKE_HINT}")
+        version = int(f.attrs.get("format_version", -1))
+        if version > FORMAT_VERSION:
+            raise DatasetError(f"{p} has AV-Digits format version {version}, newer than this snnav reads "
+                               f"({FORMAT_VERSION}); upgrade snnav or regenerate the file")
+        try:
+            config = AVDigitsConfig.from_dict(json.loads(f.attrs["config"]))
+            voices = json.loads(f.attrs["voices"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise DatasetError(f"{p}: the AV-Digits config attribute is missing or malformed ({exc}); "
+                               f"{_MAKE_HINT}") from exc
+        counts = {}
+        for split in SPLITS:
+            counts[split] = _check_split(f, p, split, config)
+        return AVDigitsInfo(path=p, config=config, snnav_version=str(f.attrs.get("snnav_version", "?")),
+                            counts=counts, voices=voices)
+
+
+def _check_split(f, path: Path, split: str, config: AVDigitsConfig) -> int:
+    if split not in f:
+        raise DatasetError(f"{path}: the {split!r} group is missing; {_MAKE_HINT}")
+    g = f[split]
+    if "label" not in g:
+        raise DatasetError(f"{path}: {split}/label is missing; {_MAKE_HINT}")
+    n = g["label"].shape[0]
+    for name, (shape, _) in view_shapes(config).items():
+        if name not in g:
+            raise DatasetError(f"{path}: {split}/{name} is missing; {_MAKE_HINT}")
+        if g[name].shape != (n, *shape):
+            raise DatasetError(f"{path}: {split}/{name} has shape {g[name].shape}, expected {(n, *shape)}")
+    return n
+
+
+def load_split_arrays(path: str | Path, split: str, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """Load whole arrays of one split into memory (validated first)."""
+    import h5py
+
+    if split not in SPLITS:
+        raise DatasetError(f"unknown AV-Digits split {split!r}; choose one of {SPLITS}")
+    read_av_digits_info(path)
+    out = {}
+    with h5py.File(path, "r") as f:
+        for name in names:
+            try:
+                out[name] = f[split][name][()]
+            except OSError as exc:  # a chunk that fails to decompress: the file is damaged
+                raise DatasetError(f"{path}: {split}/{name} cannot be read ({exc}); regenerate the file") from exc
+    return out
