@@ -1,0 +1,41 @@
+"""The one return type of every snnav model's ``forward(audio, visual)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from torch import Tensor
+
+__all__ = ["ModelOutput"]
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """What a model computed for one batch; fields a model does not produce are ``None`` (or an empty dict).
+
+    Attributes:
+        logits: ``[B, K]`` class scores of the fused prediction (or the unimodal one).
+        feat_audio: ``[B, D]`` pre-fusion audio representation: mean over tokens and T of the audio stem output,
+            before any cross-modal block (IEMF's unimodal heads, iemf.md §5 item 1). ``None`` if audio is unused.
+        feat_visual: ``[B, D]`` the same for the visual stem.
+        align_audio: ``[T, B, D]`` S-CMRL's re-spiked audio residual, mean over tokens (input of the
+            semantic-alignment loss, scmrl.md §2). Only models with the alignment projection set it.
+        align_visual: ``[T, B, D]`` the same for the visual residual.
+        aux_logits: extra ``[B, K]`` heads trained with their own loss (CMCI: ``"audio"`` and ``"visual"``).
+    """
+
+    logits: Tensor
+    feat_audio: Tensor | None = None
+    feat_visual: Tensor | None = None
+    align_audio: Tensor | None = None
+    align_visual: Tensor | None = None
+    aux_logits: dict[str, Tensor] = field(default_factory=dict)
+
+    def present(self) -> tuple[str, ...]:
+        """Names of the fields this output carries (non-``None``, non-empty)."""
+        names = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and not (isinstance(value, dict) and not value):
+                names.append(f.name)
+        return tuple(names)
