@@ -30,12 +30,15 @@ class AVDigits(Dataset):
             ON/OFF counts, 2 channels).
         steps: T. Static views are repeated T times; event views need T to divide the stored number of bins (bins are
             summed in groups). ``None`` = the stored number of bins.
+        size: frame side H = W given to the model; must divide the stored frame size. Frames are pooled in
+            ``k × k`` blocks: averaged for intensities and spectrograms, summed for event counts (so no event is
+            lost). ``None`` = the stored size.
 
     The whole split is loaded into memory once (a few hundred MB at the default size), so training is not I/O-bound.
     """
 
     def __init__(self, path: str | Path, split: str = "train", audio_view: str = "spectrogram",
-                 visual_view: str = "static", steps: int | None = None) -> None:
+                 visual_view: str = "static", steps: int | None = None, size: int | None = None) -> None:
         if audio_view not in AUDIO_VIEWS:
             raise DatasetError(f"unknown AV-Digits audio view {audio_view!r}; choose one of {AUDIO_VIEWS}")
         if visual_view not in VISUAL_VIEWS:
@@ -53,7 +56,12 @@ class AVDigits(Dataset):
         self.labels = torch.from_numpy(arrays["label"].astype(np.int64))
         self._audio = arrays[f"audio_{audio_view}"]
         self._visual = arrays[f"visual_{visual_view}"]
-        self.frame_size = self.info.config.frame_size
+        stored_size = self.info.config.frame_size
+        self.frame_size = stored_size if size is None else int(size)
+        if self.frame_size < 1 or stored_size % self.frame_size != 0:
+            raise DatasetError(f"size={size} must divide the file's frame size {stored_size}; use one of "
+                               f"{[d for d in range(1, stored_size + 1) if stored_size % d == 0]}")
+        self._pool = stored_size // self.frame_size
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -67,9 +75,18 @@ class AVDigits(Dataset):
         stored = x.shape[0]
         return x.reshape(self.steps, stored // self.steps, *x.shape[1:]).sum(axis=1)  # (T, ...)
 
+    def _pooled(self, x: np.ndarray, reduce: str) -> np.ndarray:
+        """Pool the last two axes in ``k × k`` blocks (k = stored size // size)."""
+        k = self._pool
+        if k == 1:
+            return x
+        h, w = x.shape[-2] // k, x.shape[-1] // k
+        blocks = x.reshape(*x.shape[:-2], h, k, w, k)  # (..., h, k, w, k)
+        return blocks.mean(axis=(-3, -1)) if reduce == "mean" else blocks.sum(axis=(-3, -1))
+
     def _audio_item(self, i: int) -> torch.Tensor:
         if self.audio_view == "spectrogram":
-            frame = torch.from_numpy(self._audio[i])  # (H, W)
+            frame = torch.from_numpy(self._pooled(self._audio[i], "mean"))  # (H, W)
             return frame[None, None].expand(self.steps, 1, *frame.shape).clone()  # (T, 1, H, W)
         from snnav.data.audio_views import fold_cochlea
 
@@ -78,9 +95,9 @@ class AVDigits(Dataset):
 
     def _visual_item(self, i: int) -> torch.Tensor:
         if self.visual_view == "static":
-            frame = torch.from_numpy(self._visual[i].astype(np.float32) / 255.0)  # (H, W)
+            frame = torch.from_numpy(self._pooled(self._visual[i].astype(np.float32) / 255.0, "mean"))  # (H, W)
             return frame[None, None].expand(self.steps, 1, *frame.shape).clone()  # (T, 1, H, W)
-        return torch.from_numpy(self._rebin(self._visual[i].astype(np.float32)))  # (T, 2, H, W)
+        return torch.from_numpy(self._pooled(self._rebin(self._visual[i].astype(np.float32)), "sum"))  # (T, 2, H, W)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         return self._audio_item(i), self._visual_item(i), int(self.labels[i])

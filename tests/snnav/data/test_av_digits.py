@@ -232,3 +232,17 @@ def test_destination_under_a_file_is_reported(tmp_path):
     with pytest.raises(OutputError, match="cannot create the folder"):
         generate_av_digits(blocker / "sub" / "x.h5", SMALL, workers=1)
     assert blocker.read_text() == "x"
+
+
+def test_dataset_pools_frames_to_a_smaller_size(small_file):
+    full = AVDigits(small_file, "train", visual_view="events")
+    half = AVDigits(small_file, "train", visual_view="events", size=16)
+    a_full, v_full, _ = full[2]
+    a_half, v_half, _ = half[2]
+    assert a_half.shape == (4, 1, 16, 16) and v_half.shape == (4, 2, 16, 16)
+    assert float(v_half.sum()) == float(v_full.sum())  # events are summed, none lost
+    assert torch.allclose(a_half[0, 0, 0, 0], a_full[0, 0, :2, :2].mean())  # intensities are averaged
+    static = AVDigits(small_file, "train", size=8)
+    assert static[0][1].shape == (4, 1, 8, 8)
+    with pytest.raises(DatasetError, match="must divide"):
+        AVDigits(small_file, "train", size=12)
