@@ -18,7 +18,6 @@ generator seeded with ``(seed, s, i)``, so the file's bytes do not depend on the
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import multiprocessing
@@ -30,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from snnav._version import __version__
+from snnav.records import Record
 from snnav.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ COCHLEA_CHANNELS = 64
 
 
 @dataclass(frozen=True)
-class AVDigitsConfig:
+class AVDigitsConfig(Record):
     """Everything that determines an AV-Digits file.
 
     Attributes:
@@ -101,16 +100,6 @@ class AVDigitsConfig:
 
         return DVSConfig.from_dict(self.dvs) if self.dvs else DVSConfig()
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AVDigitsConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown AV-Digits config keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**data)
 
 
 def _require(ok: bool, name: str, expected: str, found: Any) -> None:

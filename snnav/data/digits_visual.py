@@ -12,7 +12,6 @@ Intensity augmentation then sets a background level, an ink contrast and a gamma
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from snnav.records import Record
 from snnav.errors import ConfigError, DatasetError
 
 __all__ = ["AugmentConfig", "load_digit_images", "render_frame", "corrupt_frame", "OCCLUSION_FILLS"]
@@ -55,7 +55,7 @@ def load_digit_images() -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(Record):
     """Geometry and intensity augmentation of a rendered digit frame.
 
     Each random quantity is drawn uniformly from its range (``±x`` means ``[-x, x]``).
@@ -97,16 +97,6 @@ class AugmentConfig:
         _check(0.0 <= self.background_range[0] and self.background_range[1] < 1.0, "background_range",
                "within [0, 1)", self.background_range)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the config as plain JSON-compatible data (ranges as lists)."""
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AugmentConfig":
-        """Build a config from :meth:`to_dict` output; unknown keys are rejected."""
-        return cls(**_known_keys(cls, data))
-
     @classmethod
     def none(cls) -> "AugmentConfig":
         """A config that draws no augmentation at all (the same frame as ``rng=None``, at the default glyph size)."""
@@ -117,14 +107,6 @@ class AugmentConfig:
 def _check(ok: bool, name: str, expected: str, found: Any) -> None:
     if not ok:
         raise ConfigError(f"AugmentConfig.{name} must be {expected}, got {found!r}")
-
-
-def _known_keys(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} keys {unknown}; expected a subset of {sorted(names)}")
-    return dict(data)
 
 
 def _check_image(image: np.ndarray, what: str) -> np.ndarray:

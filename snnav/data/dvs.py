@@ -19,13 +19,13 @@ Events are kept as dense counts ``(n_substeps, 2, H, W)`` (uint8) and summed int
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from snnav.records import Record
 from snnav.errors import ConfigError, DatasetError
 
 __all__ = ["DVSConfig", "saccade_trajectory", "shift_frames", "video_events", "frame_events", "bin_events",
@@ -38,7 +38,7 @@ _EVENT_DTYPE = np.dtype([("t", np.int32), ("p", np.int8), ("y", np.int16), ("x",
 
 
 @dataclass(frozen=True)
-class DVSConfig:
+class DVSConfig(Record):
     """Parameters of the saccades and of the emulated DVS pixels.
 
     Attributes:
@@ -82,18 +82,6 @@ class DVSConfig:
         _check(_finite(self.noise_rate) and 0.0 <= self.noise_rate <= 1.0, "noise_rate", "in [0, 1]",
                self.noise_rate)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the config as plain JSON-compatible data."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DVSConfig":
-        """Build a config from :meth:`to_dict` output; unknown keys are rejected."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown DVSConfig keys {unknown}; expected a subset of {sorted(names)}")
-        return cls(**data)
 
 
 def _finite(value: Any) -> bool:

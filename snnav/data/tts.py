@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
-import dataclasses
 import logging
 import os
 import threading
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from snnav.records import Record
 from snnav.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), 
 
 
 @dataclass(frozen=True)
-class VoiceConfig:
+class VoiceConfig(Record):
     """One eSpeak voice setting.
 
     Attributes:
@@ -119,17 +119,6 @@ class VoiceConfig:
         """A short stable name, e.g. ``"en-us+f3/r150/p60/pr50"``."""
         name = self.voice if self.variant is None else f"{self.voice}+{self.variant}"
         return f"{name}/r{self.rate_wpm}/p{self.pitch}/pr{self.pitch_range}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: (getattr(self, f.name) if f.name in ("voice", "variant") else int(getattr(self, f.name)))
-                for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VoiceConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if set(data) != names:
-            raise ConfigError(f"a voice config needs exactly the keys {sorted(names)}, got {sorted(data)}")
-        return cls(**data)
 
 
 def digit_words() -> tuple[str, ...]:

@@ -133,7 +133,7 @@ def test_open_dataset_knows_av_digits_and_rejects_unknown_names(small_file):
 def test_config_rejects_bad_values_and_unknown_keys():
     with pytest.raises(ConfigError, match="frame_size"):
         AVDigitsConfig(frame_size=2)
-    with pytest.raises(ConfigError, match="unknown AV-Digits config keys"):
+    with pytest.raises(ConfigError, match="unknown AVDigitsConfig keys"):
         AVDigitsConfig.from_dict({"seed": 1, "colour": "red"})
 
 
