@@ -15,6 +15,7 @@ from snnav.errors import SnnavError
 SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("run", "snnav.cli_run", "run the whole pipeline on the embedded default data (the main job)"),
     ("data", "snnav.cli_data", "make or inspect datasets (AV-Digits, the embedded default)"),
+    ("train", "snnav.cli_train", "train a model: checkpoints, exact resume, torchrun data parallel"),
     ("info", "snnav.cli_info", "show versions of the stack and check that Lava runs"),
 )
 

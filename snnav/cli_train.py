@@ -1,0 +1,157 @@
+"""``snnav train``: train a spiking audio-visual model from a TOML config, with exact resume and torchrun support.
+
+Examples::
+
+    snnav train --config configs/av-digits-scmrl.toml --data /tmp/avd_default.h5 --out runs/avd
+    snnav train --out runs/avd --resume                      # continue (the saved config is reused)
+    torchrun --nproc_per_node 2 -m snnav train --config ... --out ...   # data parallel (gloo on CPU, NCCL on GPU)
+
+Also runnable as ``python -m snnav.cli_train`` (same arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from snnav.errors import ConfigError, SnnavError
+
+# option -> TrainConfig field
+_OVERRIDES = {"model": "model", "dataset": "dataset", "data": "data", "epochs": "epochs",
+              "batch_size": "batch_size", "lr": "lr", "seed": "seed", "device": "device", "workers": "num_workers"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML training config (see configs/); default: built-in defaults, "
+                        "or the saved config of RUN_DIR with --resume")
+    parser.add_argument("--out", required=True, type=Path, metavar="RUN_DIR",
+                        help="run directory: checkpoints, metrics, effective config")
+    g = parser.add_argument_group("overrides of config keys")
+    g.add_argument("--model", help="registered model name (e.g. scmrl, cmrl, av-add, cmci)")
+    g.add_argument("--dataset", help="av-digits, crema-d, urbansound8k-av or mnistdvs-ntidigits")
+    g.add_argument("--data", help="AV-Digits .h5 file or the real dataset's root folder")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int, help="global batch size (split over torchrun processes)")
+    g.add_argument("--lr", type=float, help="base lr before linear scaling by batch/1024")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--iemf", action="store_true", help="enable IEMF (iemf.md) with the config's [iemf] settings")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    g.add_argument("--workers", type=int, help="DataLoader worker processes")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in RUN_DIR (it also continues automatically when the config matches)")
+    parser.add_argument("--stop-after", type=int, metavar="N", help="stop once N epochs are complete (resume later)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch intra-op threads (default: torch's choice). On a busy machine 1 can be much "
+                        "faster than 2; exact resume needs the same number as the interrupted run")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _base_config(args: argparse.Namespace):
+    from snnav.training.checkpoint import load_checkpoint
+    from snnav.training.config import TrainConfig, load_config
+
+    if args.config is not None:
+        return load_config(args.config)
+    if args.resume and (args.out / "last.pt").is_file():
+        return TrainConfig.from_dict(load_checkpoint(args.out / "last.pt")["config"])
+    return TrainConfig()
+
+
+def build_config(args: argparse.Namespace):
+    """The effective :class:`TrainConfig`: the file (or saved/default config) with command-line overrides."""
+    config = _base_config(args)
+    changes: dict[str, Any] = {field: getattr(args, opt) for opt, field in _OVERRIDES.items()
+                               if getattr(args, opt, None) is not None}
+    if getattr(args, "iemf", False):
+        from dataclasses import replace
+
+        changes["iemf"] = replace(config.iemf, enabled=True)
+    return config.replace(**changes) if changes else config
+
+
+class _Bars:
+    """tqdm bars for epochs and batches, driven by the loop's progress events."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.epochs, self.batches = enabled, None, None
+
+    def __call__(self, event) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if self.epochs is None:
+            self.epochs = tqdm(total=event.epochs, initial=event.epoch, desc="epochs", unit="ep", dynamic_ncols=True)
+        if event.kind == "epoch_start":
+            self.batches = tqdm(total=event.steps, initial=event.step, desc=f"epoch {event.epoch + 1}",
+                                unit="batch", leave=False, dynamic_ncols=True)
+        elif event.kind == "batch" and self.batches is not None:
+            self.batches.update(event.step - self.batches.n)
+            self.batches.set_postfix(loss=f"{event.loss:.4f}")
+        elif event.kind == "epoch_end":
+            if self.batches is not None:
+                self.batches.close()
+            m = event.metrics or {}
+            self.epochs.update(1)
+            self.epochs.set_postfix(test_acc=f"{m.get('test_acc', float('nan')):.4f}",
+                                    loss=f"{m.get('train_loss', float('nan')):.4f}")
+
+    def close(self) -> None:
+        for bar in (self.batches, self.epochs):
+            if bar is not None:
+                bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from snnav.training.distributed import init_distributed, shutdown_distributed
+    from snnav.training.loop import train
+
+    config = build_config(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1; got {args.threads}.")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    ctx = init_distributed(config.device)
+    bars = _Bars(enabled=ctx.is_main and not args.no_progress)
+    try:
+        result = train(config, args.out, resume=True if args.resume else None, progress=bars,
+                       stop_after_epoch=args.stop_after, ctx=ctx)
+    finally:
+        bars.close()
+        shutdown_distributed()
+    if ctx.is_main:
+        if result.epochs_completed:
+            print(f"best test accuracy {result.best_acc:.4f} (epoch {result.best_epoch + 1}), "
+                  f"last {result.last_acc:.4f} after {result.epochs_completed}/{config.epochs} epochs; "
+                  f"run directory {args.out}")
+        else:
+            print(f"no epoch completed; run directory {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry (``python -m snnav.cli_train``), with the same one-line errors as ``snnav``."""
+    import logging
+
+    parser = argparse.ArgumentParser(prog="snnav train", description="train a spiking audio-visual model")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return run(args)
+    except SnnavError as exc:
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every process fails alike; one message is enough
+            print(f"snnav train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("snnav train: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
