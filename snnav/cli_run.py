@@ -1,7 +1,9 @@
 """``snnav run``: the main job, the whole pipeline built so far, on the embedded default data.
 
 Stages (each reuses its output from an earlier run unless ``--force``):
-  1. data: generate AV-Digits with the default configuration into ``WORKDIR/av_digits.h5``.
+  1. data: generate AV-Digits with the default configuration into ``WORKDIR/av_digits.h5``;
+  2. train: train the default S-CMRL (``configs/av-digits-scmrl.toml``) into ``WORKDIR/train`` and print its test
+     accuracy. An interrupted training run continues from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import argparse
 import os
 import time
 from pathlib import Path
+
+DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "av-digits-scmrl.toml"
+STAGES = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,20 +35,54 @@ def _stage_data(workdir: Path, workers: int, force: bool) -> Path:
     if path.exists() and not force:
         try:
             if read_av_digits_info(path).config == config:
-                print(f"[1/1 data] reusing {path} (same configuration; --force regenerates)")
+                print(f"[1/2 data] reusing {path} (same configuration; --force regenerates)")
                 describe(path)
                 return path
         except DatasetError as exc:
-            print(f"[1/1 data] {path} is unusable ({exc}); regenerating")
-    print(f"[1/1 data] generating AV-Digits into {path}")
+            print(f"[1/2 data] {path} is unusable ({exc}); regenerating")
+    print(f"[1/2 data] generating AV-Digits into {path}")
     make_av_digits(path, config, workers, force=True)
     describe(path)
     return path
 
 
+def _stage_train(workdir: Path, data: Path, force: bool) -> Path:
+    import shutil
+
+    from snnav.cli_train import _Bars
+    from snnav.errors import ConfigError
+    from snnav.training.config import load_config
+    from snnav.training.loop import read_metrics, train
+
+    if not DEFAULT_TRAIN_CONFIG.is_file():
+        raise ConfigError(f"the default training config {DEFAULT_TRAIN_CONFIG} is missing; run from a snnav checkout "
+                          "installed with scripts/setup.sh")
+    config = load_config(DEFAULT_TRAIN_CONFIG).replace(data=str(data.resolve()))
+    run_dir = workdir / "train"
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    history = read_metrics(run_dir).get("epochs", []) if (run_dir / "metrics.json").is_file() else []
+    if len(history) >= config.epochs:
+        print(f"[2/2 train] reusing {run_dir} ({config.model}, {config.epochs} epochs; --force retrains)")
+    else:
+        print(f"[2/2 train] training {config.model} on AV-Digits for {config.epochs} epochs into {run_dir} "
+              f"(config {DEFAULT_TRAIN_CONFIG.name})")
+        bars = _Bars(enabled=True)
+        try:
+            train(config, run_dir, progress=bars)
+        finally:
+            bars.close()
+        history = read_metrics(run_dir)["epochs"]
+    accs = [h["test_acc"] for h in history]
+    print(f"[2/2 train] S-CMRL test accuracy: last {accs[-1]:.4f}, best {max(accs):.4f} "
+          f"(epoch {accs.index(max(accs)) + 1} of {len(accs)}) on the AV-Digits test split")
+    return run_dir
+
+
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    _stage_data(args.workdir, args.workers, args.force)
+    data = _stage_data(args.workdir, args.workers, args.force)
+    _stage_train(args.workdir, data, args.force)
     print(f"main job done in {time.perf_counter() - t0:.1f} s; outputs in {args.workdir}")
     return 0
