@@ -35,6 +35,7 @@ VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("CMCI", "cmci", {}),
 )
 UNIMODAL = {"spikformer-audio", "spikformer-visual"}
+BACKBONE_KEYS = ("stem", "embed_dim", "num_heads", "mlp_ratio")
 BASELINE = "AV add"
 
 
@@ -55,7 +56,10 @@ def run_one(base, name: str, model: str, overrides: dict[str, Any], iemf: bool, 
     from snnav.training.loop import read_metrics
 
     run_dir = out / _slug(name) / f"iemf-{'on' if iemf else 'off'}" / f"seed-{seed}"
-    config = base.replace(model=model, seed=seed, iemf=IEMFConfig(enabled=iemf), **overrides)
+    # The base config is S-CMRL's: keep only its backbone keys, which every variant shares.
+    backbone = {k: v for k, v in base.model_config.items() if k in BACKBONE_KEYS}
+    changes = {**overrides, "model_config": {**backbone, **overrides.get("model_config", {})}}
+    config = base.replace(model=model, seed=seed, iemf=IEMFConfig(enabled=iemf), **changes)
     metrics_file = run_dir / "metrics.json"
     done = metrics_file.is_file() and len(read_metrics(run_dir).get("epochs", [])) >= config.epochs
     if not done:
@@ -104,7 +108,7 @@ def table(cells: dict[tuple[str, bool], Cell], seeds: list[int], header: str) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("runs/default/av_digits.h5"), help="AV-Digits file")
-    parser.add_argument("--config", type=Path, default=Path(__file__).parent.parent / "configs" / "av-digits.toml",
+    parser.add_argument("--config", type=Path, default=Path(__file__).parent.parent / "configs" / "av-digits-scmrl.toml",
                         help="base training config (model, seed and IEMF are set per run)")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 47, 1024])
