@@ -30,6 +30,8 @@ Nothing here records global state: firing rates are read with :class:`snnav.mode
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -44,6 +46,23 @@ def _spike_grad(grad_spike: Tensor, h: Tensor, threshold: float, slope: float) -
     """
     sig = torch.sigmoid((h - threshold) * slope)
     return torch.ops.aten.sigmoid_backward(grad_spike * slope, sig)
+
+
+def _scaled_distance(h: Tensor, threshold: float, slope: float) -> Tensor:
+    """``(h - threshold) * slope`` rounded exactly as those two operations round, in one pass when it can be.
+
+    For a power-of-two slope a >= 1, ``a h - a theta`` is one addcmul (``-a theta + h * a``): ``h * a`` and ``a theta``
+    are exact (no underflow when scaling up), and rounding commutes with scaling by a power of two, so its single
+    rounding equals ``a`` times the rounding of ``h - theta``. A subnormal ``h - theta`` is itself exact; with
+    ``|a theta|`` far below the overflow threshold, ``h * a`` overflows exactly when ``(h - theta) * a`` does.
+    Other slopes, thresholds and dtypes take the two operations.
+    """
+    mantissa, _ = math.frexp(slope)
+    if mantissa != 0.5 or slope < 1 or abs(threshold) * slope > 2.0**40 or h.dtype not in (torch.float32, torch.float64):
+        return torch.sub(h, threshold).mul_(slope)
+    a = torch.tensor(slope, dtype=h.dtype, device=h.device)
+    neg_a_theta = torch.tensor(threshold, dtype=h.dtype, device=h.device).mul_(-slope)  # theta as h's dtype sees it
+    return torch.addcmul(neg_a_theta, h, a)
 
 
 class SigmoidHeaviside(torch.autograd.Function):
@@ -92,8 +111,9 @@ def mynode_step(
 class FusedMultiStepLIF(torch.autograd.Function):
     """All T steps of :func:`mynode_step` in one autograd node; saves only H ``(T, B, ...)``.
 
-    Forward runs the recurrence without building a graph, writing H_t in place into one preallocated buffer.
-    Spikes are recomputed in backward as ``H >= theta``. Backward, per step t (reverse order):
+    Forward runs the recurrence without building a graph, writing H_t in place into one preallocated buffer (a
+    one-step scratch buffer when no gradient is needed). Spikes are recomputed in backward as ``H >= theta``.
+    Backward, per step t (reverse order):
 
     * ``detach=True``: ``dL/dX_t = dL/dS_t * s'(H_t) / tau`` — each step's gradient reaches only its own input.
     * ``detach=False`` (BPTT), with g_V the gradient arriving at V_t from step t + 1::
@@ -101,29 +121,39 @@ class FusedMultiStepLIF(torch.autograd.Function):
         g_H = dL/dS_t * s'(H_t) + g_V * (1 - S_t)
         dL/dX_t = g_H / tau ;  g_V <- g_H - g_H / tau
 
-    The surrogate is evaluated per step, on tensors the size of the unfused path's: ATen's vectorised sigmoid and
-    its scalar tail differ in the last bit, so one call over all T would change which elements take which path.
-    Everything else is exactly rounded arithmetic mirroring autograd's on the unfused path, so spikes and
-    gradients (both ``detach`` settings) are bit-identical to :func:`mynode_step` under autograd
-    (``tests/snnav/test_neurons.py``).
+    The surrogate's sigmoid is evaluated per step, on tensors of the unfused path's size and memory layout: ATen's
+    vectorised sigmoid and its scalar tail differ in the last bit, so one call over all T would change which elements
+    take which path. The other elementwise passes are exactly rounded and run over all T at once (fewer, larger
+    kernels). Everything mirrors autograd's arithmetic on the unfused path, so spikes and gradients (both ``detach``
+    settings) are bit-identical to :func:`mynode_step` under autograd (``tests/snnav/test_neurons.py``).
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx, x: Tensor, tau: float, threshold: float, slope: float, detach: bool
     ) -> Tensor:
-        h_all = torch.empty_like(x, memory_format=torch.contiguous_format)  # (T, B, ...)
-        spikes = torch.empty_like(h_all)  # (T, B, ...)
-        v = torch.zeros_like(h_all[0])  # (B, ...)
+        steps = x.shape[0]
+        save = ctx.needs_input_grad[0]
+        # H keeps x's memory layout, like the unfused path's per-step H, so backward's per-step sigmoid sees the same
+        # element order; without a gradient one step of H is enough.
+        h_all = torch.empty_like(x) if save else torch.empty_like(x[:1])  # (T or 1, B, ...)
+        spikes = torch.empty_like(x, memory_format=torch.contiguous_format)  # (T, B, ...), as torch.stack gives
         tau_t = torch.tensor(tau, dtype=x.dtype, device=x.device)
-        # Four passes per step. addcdiv computes V + 1 * (X - V) / tau, and addcmul H + (-1) * H * S, which for
-        # S in {0, 1} is exactly H * (1 - S): both are bitwise equal to the unfused path's expressions.
-        for t in range(x.shape[0]):
-            h = torch.sub(x[t], v, out=h_all[t])
-            torch.addcdiv(v, h, tau_t, out=h)
+        v = None
+        # Up to four passes per step. addcdiv computes V + 1 * (X - V) / tau, and addcmul H + (-1) * H * S, which for
+        # S in {0, 1} is exactly H * (1 - S): both are bitwise equal to the unfused path's expressions. At t = 0,
+        # V = 0 and 0 + (X - 0) / tau is X / tau (up to the sign of a zero); the last step's V is never used.
+        for t in range(steps):
+            h = h_all[t if save else 0]
+            if t == 0:
+                torch.div(x[0], tau_t, out=h)
+            else:
+                torch.sub(x[t], v, out=h)
+                torch.addcdiv(v, h, tau_t, out=h)
             s = torch.ge(h, threshold, out=spikes[t])
-            v = torch.addcmul(h, h, s, value=-1.0)
-        if ctx.needs_input_grad[0]:
+            if t + 1 < steps:
+                v = torch.addcmul(h, h, s, value=-1.0, out=v if v is not None else torch.empty_like(h))
+        if save:
             ctx.save_for_backward(h_all)
         ctx.tau, ctx.threshold, ctx.slope, ctx.detach = tau, threshold, slope, detach
         return spikes
@@ -131,17 +161,47 @@ class FusedMultiStepLIF(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes: Tensor):  # type: ignore[override]
         (h_all,) = ctx.saved_tensors
-        tau, threshold = ctx.tau, ctx.threshold
-        grad_x = torch.empty_like(h_all)
+        tau, threshold, slope = ctx.tau, ctx.threshold, ctx.slope
+        if torch.compiler.is_compiling():
+            return _traceable_backward(grad_spikes, h_all, tau, threshold, slope, ctx.detach), None, None, None, None
+        # _spike_grad's kernels, all steps at once except the sigmoid (see the class docstring).
+        sig = _scaled_distance(h_all, threshold, slope)  # (H - theta) * a, (T, B, ...)
+        for t in range(h_all.shape[0]):
+            torch.sigmoid(sig[t], out=sig[t])
+        # Contiguous like the unfused path's input gradient (assembled from per-step select gradients), so layers
+        # upstream reduce it in the same memory order.
+        grad = torch.mul(grad_spikes, slope, out=torch.empty_like(h_all, memory_format=torch.contiguous_format))
+        torch.ops.aten.sigmoid_backward.grad_input(grad, sig, grad_input=grad)  # dL/dS * s'(H), (T, B, ...)
+        if ctx.detach:
+            return grad.div_(tau), None, None, None, None
         grad_v = None
         for t in range(h_all.shape[0] - 1, -1, -1):
-            g = _spike_grad(grad_spikes[t], h_all[t], threshold, ctx.slope)
-            if not ctx.detach:
-                if grad_v is not None:
-                    g = g + grad_v * (h_all[t] < threshold)  # (1 - S_t)
-                grad_v = g - g / tau
-            torch.div(g, tau, out=grad_x[t])
-        return grad_x, None, None, None, None
+            g = grad[t]
+            if grad_v is not None:
+                g = g + grad_v * (h_all[t] < threshold)  # (1 - S_t)
+            grad_v = g - g / tau
+            torch.div(g, tau, out=grad[t])
+        return grad, None, None, None, None
+
+
+def _traceable_backward(
+    grad_spikes: Tensor, h_all: Tensor, tau: float, threshold: float, slope: float, detach: bool
+) -> Tensor:
+    """:meth:`FusedMultiStepLIF.backward` without out= buffers or in-place ops, for ``torch.compile``.
+
+    Functionalisation does not keep the layout of out= buffers, so the eager backward's contiguous gradient can come
+    out permuted, which the view before the neuron then rejects; inductor fuses these plain passes anyway.
+    """
+    steps = h_all.shape[0]
+    surrogate = [_spike_grad(grad_spikes[t], h_all[t], threshold, slope) for t in range(steps)]  # dL/dS * s'(H)
+    if detach:
+        return (torch.stack(surrogate) / tau).contiguous()
+    grads, grad_v = [], None
+    for t in range(steps - 1, -1, -1):
+        g = surrogate[t] if grad_v is None else surrogate[t] + grad_v * (h_all[t] < threshold)  # (1 - S_t)
+        grad_v = g - g / tau
+        grads.append(g / tau)
+    return torch.stack(grads[::-1]).contiguous()
 
 
 class MultiStepLIF(nn.Module):
@@ -152,8 +212,9 @@ class MultiStepLIF(nn.Module):
         threshold: firing threshold theta (1.0 in S-CMRL; the reference's ``v_threshold=0.5`` is ignored there).
         surrogate_slope: slope a of the sigmoid surrogate (4.0).
         detach_mem: detach the membrane between steps (True in S-CMRL; False gives BPTT, an ablation).
-        fused: run all steps in :class:`FusedMultiStepLIF` (less memory, faster backward). ``False`` runs the
-            reference loop of :func:`mynode_step` under autograd. Both give identical spikes.
+        fused: run all steps in :class:`FusedMultiStepLIF` (less memory, faster), and let the model pool this
+            neuron's spikes with :class:`snnav.models.spike_pool.SpikeMaxPool2d`. ``False`` runs the reference loop of
+            :func:`mynode_step` under autograd (and ``nn.MaxPool2d``). Both give identical spikes and gradients.
     """
 
     def __init__(

@@ -13,6 +13,7 @@ from typing import Callable
 from torch import Tensor, nn
 
 from snnav.errors import ConfigError
+from snnav.models.spike_pool import SpikeMaxPool2d
 from snnav.neurons import MultiStepLIF
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "STEMS",
     "check_choice",
     "make_stem",
+    "make_spike_pool",
 ]
 
 NeuronLayer = Callable[[], nn.Module]
@@ -58,6 +60,17 @@ class ConvBNLIF1d(nn.Module):
         return self.lif(y.reshape(t, b, *y.shape[1:]))  # (T, B, C_out, N)
 
 
+def make_spike_pool(neuron: nn.Module) -> nn.Module:
+    """MaxPool(3, 2, 1) for the output of ``neuron``: :class:`SpikeMaxPool2d` behind the fused :class:`MultiStepLIF`.
+
+    The fast pool needs binary input, which ``MultiStepLIF`` guarantees; any other neuron, and the reference path
+    (``fused=False``), get ``nn.MaxPool2d``. Both compute the same values and gradients.
+    """
+    if isinstance(neuron, MultiStepLIF) and neuron.fused:
+        return SpikeMaxPool2d()
+    return nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+
 class _ConvStage(nn.Module):
     """Conv3x3 (no bias) -> BN2d -> neuron [-> MaxPool(3, 2, 1)] over ``(T, B, C, H, W)``."""
 
@@ -66,7 +79,7 @@ class _ConvStage(nn.Module):
         self.conv = nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
         self.lif = neuron_layer()
-        self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if pool else nn.Identity()
+        self.pool = make_spike_pool(self.lif) if pool else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         t, b = x.shape[:2]

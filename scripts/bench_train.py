@@ -1,0 +1,444 @@
+"""Training and inference throughput of S-CMRL: the straightforward implementation against the optimized one.
+
+Every measurement (config x batch x variant x train/infer) runs in a fresh Python process, so its peak resident
+memory (``ru_maxrss``) is its own. Inputs are random tensors of the preset's shapes (``[T, B, C, H, W]``); a train
+step is forward + label-smoothing CE + semantic-alignment loss (tau 0.07) + backward + AdamW step, an inference step
+a ``no_grad`` forward in eval mode. Warm-up steps are dropped and the median of the timed steps is reported.
+
+Variants (``--variants``; the default runs the first two side by side):
+
+* ``straightforward`` -- ``fused=False``: the reference per-step neuron loop under autograd and ``nn.MaxPool2d``,
+  default process settings.
+* ``optimized`` -- ``fused=True`` (one autograd node per neuron over T, the exact spike max-pool of
+  ``snnav.models.spike_pool``) plus two process settings: glibc malloc keeps large blocks on the heap instead of
+  mapping and zero-filling every 33 MB activation afresh, and denormal floats flush to zero (the untrained model's
+  surrogate gradients underflow into the subnormal range, where x86 arithmetic is ~100x slower).
+* ``fused`` -- ``fused=True`` with default process settings (ablation: the model code alone).
+* ``fused-malloc`` -- ``fused=True`` with the malloc setting only (ablation).
+* ``straightforward-tuned`` -- ``fused=False`` with both process settings (ablation: the settings alone).
+* ``compiled`` -- ``optimized`` plus ``torch.compile(model)``; opt in with ``--compile`` (about five minutes of
+  compilation on 2 CPU cores). Its compile time (first step minus the median step) is reported separately.
+
+The reference figures (S-CMRL on UrbanSound8K-AV, batch 16, 2 CPU threads) are the ones quoted in the issue for the
+reference implementation on this kind of machine; this script does not measure them.
+
+    python scripts/bench_train.py                      # full run, CPU (+ GPU when one is available), ~10 min
+    python scripts/bench_train.py --quick              # ~1 min smoke run
+    python scripts/bench_train.py --out bench.json     # also write the table as JSON
+    python scripts/bench_train.py --variants straightforward fused optimized --configs urbansound8k-av --batches 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Quoted in the issue for the reference S-CMRL implementation at the UrbanSound8K-AV config, batch 16, 2 CPU threads,
+# torch 2.13 CPU, random inputs; not measured by this script.
+REFERENCE = {
+    "config": "urbansound8k-av",
+    "batch": 16,
+    "train_samples_per_s": 15.0,
+    "infer_samples_per_s": 31.0,
+    "train_peak_rss_mb": 1900.0,
+    "infer_peak_rss_mb": 720.0,
+}
+
+VARIANTS = {
+    "straightforward": {"fused": False, "tune_malloc": False, "flush_denormal": False, "compile": False},
+    "optimized": {"fused": True, "tune_malloc": True, "flush_denormal": True, "compile": False},
+    "fused": {"fused": True, "tune_malloc": False, "flush_denormal": False, "compile": False},
+    "fused-malloc": {"fused": True, "tune_malloc": True, "flush_denormal": False, "compile": False},
+    "straightforward-tuned": {"fused": False, "tune_malloc": True, "flush_denormal": True, "compile": False},
+    "compiled": {"fused": True, "tune_malloc": True, "flush_denormal": True, "compile": True},
+}
+DEFAULT_VARIANTS = ("straightforward", "optimized")
+# (preset, batch): the UrbanSound8K-AV config at batches 16 and 32, and AV-Digits at its training batch (32).
+DEFAULT_RUNS = (("urbansound8k-av", 16), ("urbansound8k-av", 32), ("av-digits", 32))
+QUICK_RUNS = (("urbansound8k-av", 16), ("av-digits", 32))
+
+BUSY_FRAC = 0.05  # others_cpu_frac above which a measurement counts as disturbed
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+# ----------------------------------------------------------------------------------------------------- worker side
+
+
+def tune_glibc_malloc(threshold: int = 1 << 30) -> bool:
+    """Serve allocations up to ``threshold`` bytes from the heap and keep freed memory there.
+
+    glibc maps every block above its mmap threshold (at most 32 MiB with the default dynamic threshold) with a fresh
+    ``mmap`` and unmaps it on free, so each 33 MB activation of the first conv stage is zero-filled page by page on
+    every allocation (~88k page faults and ~0.2 s of kernel time per UrbanSound8K-AV train step at batch 16).
+    Returns False where glibc is not the allocator.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        return False
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0  # bytes on macOS, KiB on Linux
+
+
+def measure(spec: dict) -> dict:
+    """Run one measurement described by ``spec`` in this process and return its record."""
+    variant = VARIANTS[spec["variant"]]
+    malloc_tuned = tune_glibc_malloc() if variant["tune_malloc"] else False
+    import torch
+
+    # Before the first parallel region: worker threads copy the FP mode (FTZ/DAZ) of the thread that starts them.
+    flushed = variant["flush_denormal"] and torch.set_flush_denormal(True)
+    from snnav.models import create_model, model_preset
+    from snnav.training.losses import LabelSmoothingCE, semantic_alignment_loss
+
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    preset = model_preset(spec["config"])
+    torch.manual_seed(0)
+    model = create_model("scmrl", fused=variant["fused"], **preset.model_kwargs()).to(device)
+    t, b, size = preset.time_steps, spec["batch"], preset.input_size
+    gen = torch.Generator().manual_seed(1)
+    audio = torch.rand(t, b, preset.in_channels_audio, size, size, generator=gen).to(device)
+    visual = torch.rand(t, b, preset.in_channels_visual, size, size, generator=gen).to(device)
+    labels = torch.randint(0, preset.num_classes, (b,), generator=gen).to(device)
+    run = torch.compile(model) if variant["compile"] else model
+    ce = LabelSmoothingCE(0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def train_step() -> None:
+        out = run(audio, visual)
+        loss = ce(out.logits, labels) + semantic_alignment_loss(out.align_audio, out.align_visual, labels, tau=0.07)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def infer_step() -> None:
+        with torch.no_grad():
+            run(audio, visual)
+
+    if spec["mode"] == "train":
+        model.train()
+        step = train_step
+    else:
+        model.eval()
+        step = infer_step
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def timed() -> tuple[float, float]:
+        sync()
+        wall, cpu = time.perf_counter(), time.process_time()
+        step()
+        sync()
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    warm = [timed()[0] for _ in range(spec["warmup"])]
+    steps = [timed() for _ in range(spec["steps"])]
+    wall = statistics.median(s[0] for s in steps)
+    record = {
+        **{k: spec[k] for k in ("config", "batch", "variant", "mode", "device", "threads")},
+        "samples_per_s": b / wall,
+        "step_s": wall,
+        "step_s_all": [s[0] for s in steps],
+        "warmup_s": warm,
+        "cpu_s_per_step": statistics.median(s[1] for s in steps),
+        "peak_rss_mb": _peak_rss_mb(),
+        "malloc_tuned": malloc_tuned,
+        "flush_denormal": bool(flushed),
+        "compile_s": max(warm[0] - wall, 0.0) if variant["compile"] and warm else None,
+    }
+    if device.type == "cuda":
+        record["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return record
+
+
+# ----------------------------------------------------------------------------------------------------- driver side
+
+
+def _cpu_busy_s() -> float | None:
+    """Seconds of CPU time all processes have used since boot (Linux /proc/stat), or None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(f) for f in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_until_idle(max_wait_s: float, idle_frac: float = 0.9, window_s: float = 2.0) -> bool:
+    """Wait (at most ``max_wait_s``) until the CPUs are at least ``idle_frac`` idle over ``window_s``."""
+    deadline = time.monotonic() + max_wait_s
+    cores = os.cpu_count() or 1
+    while True:
+        busy = _cpu_busy_s()
+        if busy is None:
+            return True
+        time.sleep(window_s)
+        if 1.0 - (_cpu_busy_s() - busy) / (window_s * cores) >= idle_frac:
+            return True
+        if time.monotonic() > deadline:
+            return False
+
+
+def run_worker(spec: dict, timeout_s: float) -> dict:
+    """Measure ``spec`` in a fresh interpreter; raise SystemExit with its stderr if it fails.
+
+    Adds ``others_cpu_frac``: the share of the machine's CPU time that other processes used while it ran (None
+    without /proc/stat). Above a few percent the multi-threaded timings are not representative: a descheduled
+    OpenMP thread stalls every parallel region.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    busy, child, wall = _cpu_busy_s(), _children_cpu_s(), time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+        capture_output=True, text=True, timeout=timeout_s, env=env, cwd=REPO,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"measurement {spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    after = _cpu_busy_s()
+    if busy is not None and after is not None:
+        others = (after - busy) - (_children_cpu_s() - child)
+        record["others_cpu_frac"] = max(others, 0.0) / ((time.monotonic() - wall) * (os.cpu_count() or 1))
+    else:
+        record["others_cpu_frac"] = None
+    return record
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(threads: int) -> dict:
+    import torch
+
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    if hasattr(os, "getloadavg"):
+        info["loadavg_start"] = os.getloadavg()
+    return info
+
+
+def rows_from(records: list[dict]) -> list[dict]:
+    """Join the train and infer records of each (device, config, batch, variant) into one table row."""
+    rows: dict[tuple, dict] = {}
+    for r in records:
+        key = (r["device"], r["config"], r["batch"], r["variant"])
+        row = rows.setdefault(key, dict(zip(("device", "config", "batch", "variant"), key)))
+        mem = r.get("cuda_peak_mb", r["peak_rss_mb"])
+        row[f"{r['mode']}_samples_per_s"] = r["samples_per_s"]
+        row[f"{r['mode']}_peak_mb"] = mem
+        row[f"{r['mode']}_peak_rss_mb"] = r["peak_rss_mb"]
+        if r["compile_s"] is not None:
+            row[f"{r['mode']}_compile_s"] = r["compile_s"]
+        if r.get("others_cpu_frac") is not None:
+            row["others_cpu_frac"] = max(row.get("others_cpu_frac", 0.0), r["others_cpu_frac"])
+    return list(rows.values())
+
+
+def ratio_rows(rows: list[dict], baseline: str = "straightforward", target: str = "optimized") -> list[dict]:
+    """``target / baseline`` per (device, config, batch), and ``target / REFERENCE`` at the reference config."""
+    index = {(r["device"], r["config"], r["batch"], r["variant"]): r for r in rows}
+    fields = ("train_samples_per_s", "infer_samples_per_s", "train_peak_mb", "infer_peak_mb")
+    out = []
+    for (device, config, batch, variant), row in index.items():
+        if variant != target:
+            continue
+        base = index.get((device, config, batch, baseline))
+        if base is not None:
+            out.append({"device": device, "config": config, "batch": batch, "ratio": f"{target}/{baseline}",
+                        **{f: row[f] / base[f] for f in fields if f in row and f in base}})
+        if device == "cpu" and config == REFERENCE["config"] and batch == REFERENCE["batch"]:
+            ref = {"train_samples_per_s": REFERENCE["train_samples_per_s"],
+                   "infer_samples_per_s": REFERENCE["infer_samples_per_s"],
+                   "train_peak_mb": REFERENCE["train_peak_rss_mb"], "infer_peak_mb": REFERENCE["infer_peak_rss_mb"]}
+            out.append({"device": device, "config": config, "batch": batch, "ratio": f"{target}/reference (quoted)",
+                        **{f: row[f] / ref[f] for f in fields if f in row}})
+    return out
+
+
+def _fmt(value, spec: str, suffix: str = "") -> str:
+    """``format(value, spec) + suffix``, or a dash of the same width for a missing value."""
+    width = int("".join(ch for ch in spec.split(".")[0] if ch.isdigit()) or 0) + len(suffix)
+    return "-".rjust(width) if value is None else format(value, spec) + suffix
+
+
+def format_table(machine: dict, rows: list[dict], ratios: list[dict]) -> str:
+    lines = [
+        f"machine: {machine['cpu']} ({machine['cores']} cores), {machine['threads']} torch threads, "
+        f"torch {machine['torch']}, Python {machine['python']}"
+        + (f", GPU {machine['gpu']}" if machine.get("gpu") else ""),
+    ]
+    if machine.get("loadavg_start") and machine.get("loadavg_end"):
+        lines.append(
+            f"load average (1 min): {machine['loadavg_start'][0]:.2f} at start, {machine['loadavg_end'][0]:.2f} at end "
+            "(other busy processes slow the multi-threaded runs; compare variants from the same run)"
+        )
+    head = (f"{'device':<6} {'config':<16} {'batch':>5} {'variant':<22} {'train/s':>8} {'infer/s':>8} "
+            f"{'train MB':>9} {'infer MB':>9} {'compile s':>9} {'others':>6}")
+    lines += ["", head, "-" * len(head)]
+    for r in rows:
+        others = r.get("others_cpu_frac")
+        lines.append(
+            f"{r['device']:<6} {r['config']:<16} {r['batch']:>5} {r['variant']:<22} "
+            f"{_fmt(r.get('train_samples_per_s'), '8.2f')} {_fmt(r.get('infer_samples_per_s'), '8.2f')} "
+            f"{_fmt(r.get('train_peak_mb'), '9.0f')} {_fmt(r.get('infer_peak_mb'), '9.0f')} "
+            f"{_fmt(r.get('train_compile_s'), '9.1f')} {_fmt(None if others is None else 100 * others, '5.0f', '%')}"
+            + (" *" if others is not None and others > BUSY_FRAC else "")
+        )
+    lines.append("MB: peak RSS of the measuring process on CPU (torch.cuda.max_memory_allocated on cuda).")
+    lines.append("others: share of the machine's CPU time used by other processes during the row's runs; "
+                 f"* above {100 * BUSY_FRAC:.0f}%: the timings of that row are not representative.")
+    if ratios:
+        head = f"{'device':<6} {'config':<16} {'batch':>5} {'ratio':<36} {'train/s':>8} {'infer/s':>8} {'train MB':>9} {'infer MB':>9}"
+        lines += ["", head, "-" * len(head)]
+        for r in ratios:
+            lines.append(
+                f"{r['device']:<6} {r['config']:<16} {r['batch']:>5} {r['ratio']:<36} "
+                f"{_fmt(r.get('train_samples_per_s'), '7.2f', 'x')} {_fmt(r.get('infer_samples_per_s'), '7.2f', 'x')} "
+                f"{_fmt(r.get('train_peak_mb'), '8.2f', 'x')} {_fmt(r.get('infer_peak_mb'), '8.2f', 'x')}"
+            )
+        lines.append(
+            f"reference (quoted): the figures quoted in the issue for the reference implementation on this machine kind "
+            f"({REFERENCE['config']}, batch {REFERENCE['batch']}, 2 threads: {REFERENCE['train_samples_per_s']:g} train "
+            f"and {REFERENCE['infer_samples_per_s']:g} infer samples/s, {REFERENCE['train_peak_rss_mb']:g} / "
+            f"{REFERENCE['infer_peak_rss_mb']:g} MB peak RSS); not measured by this script."
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer configs and steps (~1 min)")
+    parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
+                        help="cpu, cuda, or all = cpu plus cuda when a GPU is available (default)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every measurement (2)")
+    parser.add_argument("--configs", nargs="+", help="presets to run (default: urbansound8k-av and av-digits)")
+    parser.add_argument("--batches", nargs="+", type=int, help="batch sizes (default: 16 and 32 for US8K, 32 for AV-Digits)")
+    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), help="variants to compare")
+    parser.add_argument("--compile", action="store_true", help="add the torch.compile variant (slow to compile)")
+    parser.add_argument("--modes", nargs="+", choices=("train", "infer"), default=("train", "infer"))
+    parser.add_argument("--warmup", type=int, help="warm-up steps (default 2; 1 with --quick)")
+    parser.add_argument("--steps", type=int, help="timed steps, median reported (default 5; 3 with --quick)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per measurement")
+    parser.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                        help="before each measurement wait up to S seconds for the CPUs to be 90%% idle (shared machines)")
+    parser.add_argument("--retries", type=int, default=0,
+                        help="re-run a measurement disturbed by other processes up to this many times, keep the cleanest")
+    parser.add_argument("--out", help="also write the table as JSON to this path")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
+    runs = QUICK_RUNS if args.quick else DEFAULT_RUNS
+    if args.configs:
+        runs = tuple((c, b) for c in args.configs for b in (args.batches or sorted({b for n, b in runs if n == c} or {16})))
+    elif args.batches:
+        runs = tuple((c, b) for c in dict.fromkeys(n for n, _ in runs) for b in args.batches)
+    return list(runs)
+
+
+def measure_clean(spec: dict, args: argparse.Namespace) -> dict:
+    """:func:`run_worker`, after waiting for an idle machine, retried while other processes disturb it."""
+    best = None
+    for _ in range(1 + max(args.retries, 0)):
+        if args.wait_idle > 0:
+            wait_until_idle(args.wait_idle)
+        record = run_worker(spec, args.timeout)
+        others = record.get("others_cpu_frac")
+        if best is None or (others is not None and others < best.get("others_cpu_frac", 1.0)):
+            best = record
+        if others is None or others <= BUSY_FRAC:
+            break
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))  # snnav importable without installing it
+    if args.worker:
+        print(json.dumps(measure(json.loads(args.worker))))
+        return
+    import torch
+
+    devices = ["cpu"] if args.device in ("cpu", "all") else []
+    if args.device in ("cuda", "all") and torch.cuda.is_available():
+        devices.append("cuda")
+    elif args.device == "cuda":
+        raise SystemExit("--device cuda: no CUDA GPU is available to torch here; run on CPU or on a GPU machine.")
+    variants = list(args.variants or DEFAULT_VARIANTS) + (["compiled"] if args.compile else [])
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    steps = args.steps if args.steps is not None else (3 if args.quick else 5)
+    machine = machine_info(args.threads)
+    records = []
+    for device in devices:
+        for config, batch in plan(args):
+            for variant in dict.fromkeys(variants):
+                for mode in args.modes:
+                    spec = {"config": config, "batch": batch, "variant": variant, "mode": mode, "device": device,
+                            "threads": args.threads, "warmup": warmup, "steps": steps}
+                    record = measure_clean(spec, args)
+                    records.append(record)
+                    others = record.get("others_cpu_frac")
+                    print(f"  {device} {config} B={batch} {variant:<22} {mode:<5} {record['samples_per_s']:8.2f} "
+                          f"samples/s  peak {record.get('cuda_peak_mb', record['peak_rss_mb']):7.0f} MB"
+                          + ("" if others is None else f"  others {100 * others:.0f}%"),
+                          file=sys.stderr, flush=True)
+    if hasattr(os, "getloadavg"):
+        machine["loadavg_end"] = os.getloadavg()
+    rows = rows_from(records)
+    ratios = ratio_rows(rows)
+    print(format_table(machine, rows, ratios))
+    if args.out:
+        from snnav.io import atomic_path
+
+        payload = {"machine": machine, "reference_quoted": REFERENCE, "rows": rows, "ratios": ratios,
+                   "measurements": records, "argv": sys.argv[1:]}
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(payload, indent=2))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
