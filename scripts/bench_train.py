@@ -3,7 +3,8 @@
 Every measurement (config x batch x variant x train/infer) runs in a fresh Python process, so its peak resident
 memory (``ru_maxrss``) is its own. Inputs are random tensors of the preset's shapes (``[T, B, C, H, W]``); a train
 step is forward + label-smoothing CE + semantic-alignment loss (tau 0.07) + backward + AdamW step, an inference step
-a ``no_grad`` forward in eval mode. Warm-up steps are dropped and the median of the timed steps is reported.
+a ``no_grad`` forward in eval mode. Warm-up steps are dropped and the median of the timed steps is kept; each
+measurement is repeated in fresh processes (``--repeats``, round-robin over the plan) and the table shows medians.
 
 Variants (``--variants``; the default runs the first two side by side):
 
@@ -22,7 +23,7 @@ Variants (``--variants``; the default runs the first two side by side):
 The reference figures (S-CMRL on UrbanSound8K-AV, batch 16, 2 CPU threads) are the ones quoted in the issue for the
 reference implementation on this kind of machine; this script does not measure them.
 
-    python scripts/bench_train.py                      # full run, CPU (+ GPU when one is available), ~10 min
+    python scripts/bench_train.py                      # full run, CPU (+ GPU when one is available), ~8 min
     python scripts/bench_train.py --quick              # ~1 min smoke run
     python scripts/bench_train.py --out bench.json     # also write the table as JSON
     python scripts/bench_train.py --variants straightforward fused optimized --configs urbansound8k-av --batches 16
@@ -259,20 +260,27 @@ def machine_info(threads: int) -> dict:
 
 
 def rows_from(records: list[dict]) -> list[dict]:
-    """Join the train and infer records of each (device, config, batch, variant) into one table row."""
-    rows: dict[tuple, dict] = {}
+    """One table row per (device, config, batch, variant): medians over repeats of its train and infer records."""
+    groups: dict[tuple, dict[str, list[dict]]] = {}
     for r in records:
         key = (r["device"], r["config"], r["batch"], r["variant"])
-        row = rows.setdefault(key, dict(zip(("device", "config", "batch", "variant"), key)))
-        mem = r.get("cuda_peak_mb", r["peak_rss_mb"])
-        row[f"{r['mode']}_samples_per_s"] = r["samples_per_s"]
-        row[f"{r['mode']}_peak_mb"] = mem
-        row[f"{r['mode']}_peak_rss_mb"] = r["peak_rss_mb"]
-        if r["compile_s"] is not None:
-            row[f"{r['mode']}_compile_s"] = r["compile_s"]
-        if r.get("others_cpu_frac") is not None:
-            row["others_cpu_frac"] = max(row.get("others_cpu_frac", 0.0), r["others_cpu_frac"])
-    return list(rows.values())
+        groups.setdefault(key, {}).setdefault(r["mode"], []).append(r)
+    rows = []
+    for key, modes in groups.items():
+        row = dict(zip(("device", "config", "batch", "variant"), key))
+        for mode, runs in modes.items():
+            row[f"{mode}_samples_per_s"] = statistics.median(r["samples_per_s"] for r in runs)
+            row[f"{mode}_samples_per_s_all"] = [r["samples_per_s"] for r in runs]
+            row[f"{mode}_peak_mb"] = statistics.median(r.get("cuda_peak_mb", r["peak_rss_mb"]) for r in runs)
+            row[f"{mode}_peak_rss_mb"] = statistics.median(r["peak_rss_mb"] for r in runs)
+            compile_s = [r["compile_s"] for r in runs if r["compile_s"] is not None]
+            if compile_s:
+                row[f"{mode}_compile_s"] = statistics.median(compile_s)
+            others = [r["others_cpu_frac"] for r in runs if r.get("others_cpu_frac") is not None]
+            if others:
+                row["others_cpu_frac"] = max(row.get("others_cpu_frac", 0.0), *others)
+        rows.append(row)
+    return rows
 
 
 def ratio_rows(rows: list[dict], baseline: str = "straightforward", target: str = "optimized") -> list[dict]:
@@ -325,6 +333,7 @@ def format_table(machine: dict, rows: list[dict], ratios: list[dict]) -> str:
             f"{_fmt(r.get('train_compile_s'), '9.1f')} {_fmt(None if others is None else 100 * others, '5.0f', '%')}"
             + (" *" if others is not None and others > BUSY_FRAC else "")
         )
+    lines.append("train/s, infer/s: samples per second, median over repeats (each the median of its timed steps).")
     lines.append("MB: peak RSS of the measuring process on CPU (torch.cuda.max_memory_allocated on cuda).")
     lines.append("others: share of the machine's CPU time used by other processes during the row's runs; "
                  f"* above {100 * BUSY_FRAC:.0f}%: the timings of that row are not representative.")
@@ -357,8 +366,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), help="variants to compare")
     parser.add_argument("--compile", action="store_true", help="add the torch.compile variant (slow to compile)")
     parser.add_argument("--modes", nargs="+", choices=("train", "infer"), default=("train", "infer"))
-    parser.add_argument("--warmup", type=int, help="warm-up steps (default 2; 1 with --quick)")
-    parser.add_argument("--steps", type=int, help="timed steps, median reported (default 5; 3 with --quick)")
+    parser.add_argument("--warmup", type=int, help="warm-up steps (default 3, also with --quick)")
+    parser.add_argument("--steps", type=int, help="timed steps, median reported (default 7; 3 with --quick)")
+    parser.add_argument("--repeats", type=int, help="fresh-process runs of every measurement, median reported "
+                        "(default 3; 1 with --quick)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per measurement")
     parser.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
                         help="before each measurement wait up to S seconds for the CPUs to be 90%% idle (shared machines)")
@@ -408,23 +419,27 @@ def main(argv: list[str] | None = None) -> None:
     elif args.device == "cuda":
         raise SystemExit("--device cuda: no CUDA GPU is available to torch here; run on CPU or on a GPU machine.")
     variants = list(args.variants or DEFAULT_VARIANTS) + (["compiled"] if args.compile else [])
-    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
-    steps = args.steps if args.steps is not None else (3 if args.quick else 5)
+    warmup = args.warmup if args.warmup is not None else 3
+    steps = args.steps if args.steps is not None else (3 if args.quick else 7)
     machine = machine_info(args.threads)
     records = []
-    for device in devices:
-        for config, batch in plan(args):
-            for variant in dict.fromkeys(variants):
-                for mode in args.modes:
-                    spec = {"config": config, "batch": batch, "variant": variant, "mode": mode, "device": device,
-                            "threads": args.threads, "warmup": warmup, "steps": steps}
-                    record = measure_clean(spec, args)
-                    records.append(record)
-                    others = record.get("others_cpu_frac")
-                    print(f"  {device} {config} B={batch} {variant:<22} {mode:<5} {record['samples_per_s']:8.2f} "
-                          f"samples/s  peak {record.get('cuda_peak_mb', record['peak_rss_mb']):7.0f} MB"
-                          + ("" if others is None else f"  others {100 * others:.0f}%"),
-                          file=sys.stderr, flush=True)
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    # Repeats go round the whole plan, so variants alternate and a slow spell of the machine hits all of them.
+    for repeat in range(repeats):
+        for device in devices:
+            for config, batch in plan(args):
+                for variant in dict.fromkeys(variants):
+                    for mode in args.modes:
+                        spec = {"config": config, "batch": batch, "variant": variant, "mode": mode,
+                                "device": device, "threads": args.threads, "warmup": warmup, "steps": steps}
+                        record = {**measure_clean(spec, args), "repeat": repeat}
+                        records.append(record)
+                        others = record.get("others_cpu_frac")
+                        print(f"  [{repeat + 1}/{repeats}] {device} {config} B={batch} {variant:<22} {mode:<5} "
+                              f"{record['samples_per_s']:8.2f} samples/s  "
+                              f"peak {record.get('cuda_peak_mb', record['peak_rss_mb']):7.0f} MB"
+                              + ("" if others is None else f"  others {100 * others:.0f}%"),
+                              file=sys.stderr, flush=True)
     if hasattr(os, "getloadavg"):
         machine["loadavg_end"] = os.getloadavg()
     rows = rows_from(records)

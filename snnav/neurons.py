@@ -48,7 +48,7 @@ def _spike_grad(grad_spike: Tensor, h: Tensor, threshold: float, slope: float) -
     return torch.ops.aten.sigmoid_backward(grad_spike * slope, sig)
 
 
-def _scaled_distance(h: Tensor, threshold: float, slope: float) -> Tensor:
+def _scaled_distance(h: Tensor, threshold: float, slope: float, out: Tensor | None = None) -> Tensor:
     """``(h - threshold) * slope`` rounded exactly as those two operations round, in one pass when it can be.
 
     For a power-of-two slope a >= 1, ``a h - a theta`` is one addcmul (``-a theta + h * a``): ``h * a`` and ``a theta``
@@ -59,10 +59,10 @@ def _scaled_distance(h: Tensor, threshold: float, slope: float) -> Tensor:
     """
     mantissa, _ = math.frexp(slope)
     if mantissa != 0.5 or slope < 1 or abs(threshold) * slope > 2.0**40 or h.dtype not in (torch.float32, torch.float64):
-        return torch.sub(h, threshold).mul_(slope)
+        return torch.sub(h, threshold, out=out).mul_(slope) if out is not None else torch.sub(h, threshold).mul_(slope)
     a = torch.tensor(slope, dtype=h.dtype, device=h.device)
     neg_a_theta = torch.tensor(threshold, dtype=h.dtype, device=h.device).mul_(-slope)  # theta as h's dtype sees it
-    return torch.addcmul(neg_a_theta, h, a)
+    return torch.addcmul(neg_a_theta, h, a, out=out) if out is not None else torch.addcmul(neg_a_theta, h, a)
 
 
 class SigmoidHeaviside(torch.autograd.Function):
@@ -164,23 +164,22 @@ class FusedMultiStepLIF(torch.autograd.Function):
         tau, threshold, slope = ctx.tau, ctx.threshold, ctx.slope
         if torch.compiler.is_compiling():
             return _traceable_backward(grad_spikes, h_all, tau, threshold, slope, ctx.detach), None, None, None, None
-        # _spike_grad's kernels, all steps at once except the sigmoid (see the class docstring).
-        sig = _scaled_distance(h_all, threshold, slope)  # (H - theta) * a, (T, B, ...)
-        for t in range(h_all.shape[0]):
-            torch.sigmoid(sig[t], out=sig[t])
-        # Contiguous like the unfused path's input gradient (assembled from per-step select gradients), so layers
+        # One step at a time through reused buffers: a step's H, surrogate and gradient stay in cache across the
+        # five passes, and the sigmoid sees exactly the unfused path's per-step tensor (see the class docstring).
+        # The gradient is contiguous like the unfused path's (assembled from per-step select gradients), so layers
         # upstream reduce it in the same memory order.
-        grad = torch.mul(grad_spikes, slope, out=torch.empty_like(h_all, memory_format=torch.contiguous_format))
-        torch.ops.aten.sigmoid_backward.grad_input(grad, sig, grad_input=grad)  # dL/dS * s'(H), (T, B, ...)
-        if ctx.detach:
-            return grad.div_(tau), None, None, None, None
+        grad = torch.empty_like(h_all, memory_format=torch.contiguous_format)  # (T, B, ...)
+        sig = torch.empty_like(h_all[0])  # (B, ...), H's layout
         grad_v = None
         for t in range(h_all.shape[0] - 1, -1, -1):
-            g = grad[t]
-            if grad_v is not None:
-                g = g + grad_v * (h_all[t] < threshold)  # (1 - S_t)
-            grad_v = g - g / tau
-            torch.div(g, tau, out=grad[t])
+            torch.sigmoid(_scaled_distance(h_all[t], threshold, slope, out=sig), out=sig)  # s(a (H - theta))
+            g = torch.mul(grad_spikes[t], slope, out=grad[t])
+            torch.ops.aten.sigmoid_backward.grad_input(g, sig, grad_input=g)  # dL/dS * s'(H)
+            if not ctx.detach:
+                if grad_v is not None:
+                    g.add_(grad_v * (h_all[t] < threshold))  # + g_V (1 - S_t)
+                grad_v = g - g / tau
+            g.div_(tau)
         return grad, None, None, None, None
 
 

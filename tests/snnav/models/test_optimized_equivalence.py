@@ -182,3 +182,24 @@ def test_optimized_scmrl_is_bit_identical_at_the_urbansound8k_config(fire):
     audio = torch.rand(preset.time_steps, 2, 1, size, size, generator=gen)
     visual = torch.rand(preset.time_steps, 2, 3, size, size, generator=gen)
     assert_identical(run_pair("scmrl", preset.model_kwargs(), audio, visual, fire))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("detach", [True, False])
+def test_fused_model_traces_under_torch_compile(detach):
+    # aot_eager runs dynamo and AOT autograd (functionalisation) without inductor's code generation: it exercises the
+    # neuron's traceable backward at a fraction of the compile time.
+    gen = torch.Generator().manual_seed(3)
+    audio, visual = torch.rand(T, 2, 1, 16, 16, generator=gen) * 3, torch.rand(T, 2, 2, 16, 16, generator=gen) * 3
+    torch.manual_seed(0)
+    model = excite(create_model("scmrl", fused=True, detach_mem=detach, **SMALL, stem="shallow"))
+    compiled = torch.compile(model, backend="aot_eager")
+    out_c = compiled(audio, visual)
+    loss_of(out_c).backward()
+    grads_c = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    out_e = model(audio, visual)
+    loss_of(out_e).backward()
+    assert torch.equal(out_c.logits, out_e.logits)
+    for name, p in model.named_parameters():  # AOT autograd reorders some reductions: equal to float rounding
+        torch.testing.assert_close(grads_c[name], p.grad, rtol=1e-5, atol=1e-5 * p.grad.abs().max().item(), msg=name)
