@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 47, 1024])
     parser.add_argument("--epochs", type=int, default=None, help="override the base config's epochs")
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="override the base config's input_size (the file's frames are pooled down to it)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per run (1 when sharing the cores)")
     args = parser.parse_args(argv)
 
     import torch
@@ -121,10 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     from snnav.io import atomic_path
     from snnav.training.config import load_config
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     base = load_config(args.config).replace(data=str(args.data))
     if args.epochs:
         base = base.replace(epochs=args.epochs)
+    if args.input_size:
+        base = base.replace(input_size=args.input_size, data_options={**base.data_options, "size": args.input_size})
     args.out.mkdir(parents=True, exist_ok=True)
     cells: dict[tuple[str, bool], Cell] = {}
     variants = [v for v in VARIANTS if args.only is None or v[0] in args.only]
@@ -144,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                 cell.best += one.best
                 cell.last += one.last
                 cell.curves += one.curves
-    header = (f"# AV-Digits ablation ({base.epochs} epochs, batch {base.batch_size}, data {args.data})")
+    header = (f"# AV-Digits ablation ({base.epochs} epochs, batch {base.batch_size}, input {base.input_size or 'preset'}, "
+              f"data {args.data})")
     text = table(cells, args.seeds, header)
     with atomic_path(args.out / "results.md") as tmp:
         tmp.write_text(text)

@@ -16,6 +16,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("run", "snnav.cli_run", "run the whole pipeline on the embedded default data (the main job)"),
     ("data", "snnav.cli_data", "make or inspect datasets (AV-Digits, the embedded default)"),
     ("train", "snnav.cli_train", "train a model: checkpoints, exact resume, torchrun data parallel"),
+    ("export", "snnav.cli_export", "export a trained model to a NIR graph (.nir) and print its summary"),
     ("info", "snnav.cli_info", "show versions of the stack and check that Lava runs"),
 )
 

@@ -4,6 +4,8 @@ Stages (each reuses its output from an earlier run unless ``--force``):
   1. data: generate AV-Digits with the default configuration into ``WORKDIR/av_digits.h5``;
   2. train: train the default S-CMRL (``configs/av-digits-scmrl.toml``) into ``WORKDIR/train`` and print its test
      accuracy. An interrupted training run continues from its last checkpoint.
+  3. export: export the trained model to ``WORKDIR/model.nir`` (dt = 1 ms), print the graph summary, and check the
+     NIR interpreter against the trained model on the first test samples (logit difference, spike mismatches).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import time
 from pathlib import Path
 
 DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "av-digits-scmrl.toml"
-STAGES = 2
+STAGES = 3
+DT_S = 1e-3
+CHECK_SAMPLES = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,12 +39,12 @@ def _stage_data(workdir: Path, workers: int, force: bool) -> Path:
     if path.exists() and not force:
         try:
             if read_av_digits_info(path).config == config:
-                print(f"[1/2 data] reusing {path} (same configuration; --force regenerates)")
+                print(f"[1/{STAGES} data] reusing {path} (same configuration; --force regenerates)")
                 describe(path)
                 return path
         except DatasetError as exc:
-            print(f"[1/2 data] {path} is unusable ({exc}); regenerating")
-    print(f"[1/2 data] generating AV-Digits into {path}")
+            print(f"[1/{STAGES} data] {path} is unusable ({exc}); regenerating")
+    print(f"[1/{STAGES} data] generating AV-Digits into {path}")
     make_av_digits(path, config, workers, force=True)
     describe(path)
     return path
@@ -63,9 +67,9 @@ def _stage_train(workdir: Path, data: Path, force: bool) -> Path:
         shutil.rmtree(run_dir)
     history = read_metrics(run_dir).get("epochs", []) if (run_dir / "metrics.json").is_file() else []
     if len(history) >= config.epochs:
-        print(f"[2/2 train] reusing {run_dir} ({config.model}, {config.epochs} epochs; --force retrains)")
+        print(f"[2/{STAGES} train] reusing {run_dir} ({config.model}, {config.epochs} epochs; --force retrains)")
     else:
-        print(f"[2/2 train] training {config.model} on AV-Digits for {config.epochs} epochs into {run_dir} "
+        print(f"[2/{STAGES} train] training {config.model} on AV-Digits for {config.epochs} epochs into {run_dir} "
               f"(config {DEFAULT_TRAIN_CONFIG.name})")
         bars = _Bars(enabled=True)
         try:
@@ -74,15 +78,44 @@ def _stage_train(workdir: Path, data: Path, force: bool) -> Path:
             bars.close()
         history = read_metrics(run_dir)["epochs"]
     accs = [h["test_acc"] for h in history]
-    print(f"[2/2 train] S-CMRL test accuracy: last {accs[-1]:.4f}, best {max(accs):.4f} "
+    print(f"[2/{STAGES} train] S-CMRL test accuracy: last {accs[-1]:.4f}, best {max(accs):.4f} "
           f"(epoch {accs.index(max(accs)) + 1} of {len(accs)}) on the AV-Digits test split")
     return run_dir
+
+
+def _stage_export(workdir: Path, run_dir: Path, data: Path) -> Path:
+    import torch
+
+    from export.equivalence import compare
+    from export.nirfile import format_summary, read_graph
+    from export.from_checkpoint import load_trained_model
+    from snnav.cli_export import export_checkpoint
+    from snnav.training.build import open_datasets
+    from snnav.training.config import TrainConfig
+
+    out = workdir / "model.nir"
+    summary = export_checkpoint(run_dir, out, DT_S)
+    print(f"[3/{STAGES} export] wrote {out} (dt {DT_S * 1e3:g} ms)")
+    print(format_summary(summary, file_size_bytes=out.stat().st_size))
+    model, ckpt = load_trained_model(run_dir)
+    config = TrainConfig.from_dict(ckpt["config"])
+    (test,) = open_datasets(config.replace(data=str(data)), ("test",))
+    batch = [test[i] for i in range(min(CHECK_SAMPLES, len(test)))]  # items are time-first (T, C, H, W)
+    audio = torch.stack([b[0] for b in batch], dim=1)  # (T, B, C, H, W)
+    visual = torch.stack([b[1] for b in batch], dim=1)
+    result = compare(model, read_graph(out), audio, visual)
+    print(f"[3/{STAGES} export] NIR interpreter vs trained model on {len(batch)} test samples: "
+          f"max |delta logit| {result.max_abs_logit_diff:.2e}, spike mismatches {result.spike_mismatches} of "
+          f"{sum(layer.total for layer in result.layers)} in {len(result.layers)} neuron layers, "
+          f"same prediction {100 * result.argmax_agreement:.1f}%")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     args.workdir.mkdir(parents=True, exist_ok=True)
     data = _stage_data(args.workdir, args.workers, args.force)
-    _stage_train(args.workdir, data, args.force)
+    run_dir = _stage_train(args.workdir, data, args.force)
+    _stage_export(args.workdir, run_dir, data)
     print(f"main job done in {time.perf_counter() - t0:.1f} s; outputs in {args.workdir}")
     return 0

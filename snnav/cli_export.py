@@ -1,0 +1,45 @@
+"""``snnav export RUN_DIR_OR_CHECKPOINT --out MODEL.nir --dt-s DT``: a trained model as a NIR graph."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", type=Path, help="a training run directory (best.pt, else last.pt) or a .pt file")
+    parser.add_argument("--out", type=Path, required=True, help="the .nir file to write (atomically)")
+    parser.add_argument("--dt-s", type=float, required=True,
+                        help="seconds per time step, recorded in the graph (sets every LIF's tau = 2 dt)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="dtype of the exported weights (default %(default)s)")
+
+
+def export_checkpoint(source: Path, out: Path, dt_s: float, dtype: str = "float32") -> dict:
+    """Export ``source`` to ``out``; return the graph summary. Errors become one-line :class:`SnnavError`."""
+    from export.errors import NIRFormatError
+    from export.exporter import ExportError, export_model
+    from export.from_checkpoint import export_config_for, load_trained_model
+    from export.nirfile import graph_summary, write_graph
+    from snnav.errors import OutputError, SnnavError
+    from snnav.io import check_writable_destination
+
+    try:
+        check_writable_destination(out)
+        model, ckpt = load_trained_model(source)
+        graph = export_model(model, export_config_for(ckpt, dt_s, dtype))
+        write_graph(out, graph)
+    except (ExportError, NIRFormatError) as exc:
+        raise SnnavError(str(exc)) from exc
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc}") from exc
+    return graph_summary(graph)
+
+
+def run(args: argparse.Namespace) -> int:
+    from export.nirfile import format_summary
+
+    summary = export_checkpoint(args.source, args.out, args.dt_s, args.dtype)
+    print(f"wrote {args.out}")
+    print(format_summary(summary, file_size_bytes=args.out.stat().st_size))
+    return 0
