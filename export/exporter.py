@@ -186,7 +186,9 @@ def convert(b: _Builder, module: nn.Module, path: str, *args: Value) -> Value:
 
 
 def _register_builtin_converters() -> None:
-    from export import converters  # noqa: F401  (registers on import)
+    import importlib
+
+    importlib.import_module("export.converters")  # registers its converters on first import
 
 
 def export_model(model: nn.Module, config: ExportConfig) -> nir.NIRGraph:
