@@ -1,0 +1,31 @@
+"""Errors of the Lava backend. Each says what was expected, what was found, and what to do.
+
+The graph errors subclass :class:`export.errors.NIRFormatError` (itself a ``ValueError``), so a caller that treats
+"this graph cannot be used" as one case catches one class.
+"""
+
+from __future__ import annotations
+
+from export.errors import GraphValidationError, NIRFormatError
+
+__all__ = ["LavaBackendError", "UnsupportedGraphError", "LatencyError", "InputBindingError", "LavaRunError"]
+
+
+class LavaBackendError(NIRFormatError):
+    """A graph cannot be lowered to Lava processes."""
+
+
+class UnsupportedGraphError(LavaBackendError):
+    """Nodes (or parameter combinations) the Lava backend does not map; the message lists every one of them."""
+
+
+class LatencyError(LavaBackendError, GraphValidationError):
+    """Paths cannot be aligned (a recurrent loop needs more synapse layers than its one step of NIR delay)."""
+
+
+class InputBindingError(ValueError):
+    """The inputs given to a run do not match the graph's Input nodes (missing, extra, wrong shape or length)."""
+
+
+class LavaRunError(RuntimeError):
+    """Lava failed while running; the message carries Lava's own error and says that Lava was stopped."""

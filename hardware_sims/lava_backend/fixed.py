@@ -1,0 +1,108 @@
+"""Fixed-point runs: a quantized plan (`hardware_sims.quantize.quantize_plan`) as Lava's bit-accurate arguments.
+
+``run_lava(..., precision="fixed")`` calls `prepare_fixed`: the float plan is quantized (unless it already is), and
+every process gets the integer arguments of its ``fixed_pt`` model (``Loihi2SimCfg(select_tag="fixed_pt")``):
+
+=========  =====================================================================================================
+kind       Lava arguments from ``plan.quant`` (`hardware_sims.plan_quantizer.PlanQuant`)
+=========  =====================================================================================================
+dense      ``weights = mant``, ``weight_exp``, ``sign_mode``, ``num_weight_bits = 8`` (``PyDenseModelBitAcc``)
+sparse     the same as CSR (``PySparseModelBitAcc``)
+conv       ``weight = mant << exp`` (Lava's fixed ``Conv`` ignores ``weight_exp``), converted by `layout`
+neuron     ``du``, ``dv``, ``vth = vth_mant``, ``bias_mant``, ``bias_exp`` (``PyLifResetModelBitAcc``)
+extension  ``in_formats`` (``lava_procs.fixed.PortFormat`` per port) and ``out_exp`` when the quantizer set one
+input      data ``rint(x * 2**exp)`` with the input's message exponent (spikes: exp 0)
+=========  =====================================================================================================
+
+Records are integers; `record_scale` gives the factor back to real units (``2**-read_exp``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from hardware_sims.lava_backend.plan import Plan
+
+__all__ = ["prepare_fixed", "record_scale", "fixed_arguments"]
+
+
+def _extension_exps(plan: Plan):
+    """``source_exps`` callable for the quantizer: an extension's output exponent from its input formats."""
+
+    def out_exp(name: str, port_formats: dict) -> int:
+        from hardware_sims.lava_backend.registry import extension_builder  # noqa: PLC0415
+        from hardware_sims.lava_procs.fixed import PortFormat  # noqa: PLC0415
+
+        spec = plan.processes[name]
+        formats = {port: PortFormat(*fmt) for port, fmt in port_formats.items()}
+        built = extension_builder(spec.params["node"])(spec.params["node"], f"probe:{name}", in_formats=formats)
+        return int(built.process.out_exp)
+
+    return out_exp
+
+
+def fixed_arguments(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Per process: the keyword arguments of its Lava constructor in fixed point (module table)."""
+    from lava.utils.weightutils import SignMode  # noqa: PLC0415
+
+    q = plan.quant
+    args: dict[str, dict[str, Any]] = {}
+    for spec in plan.processes.values():
+        name = spec.name
+        if spec.kind in ("dense", "sparse"):
+            w = q.synapses[name]
+            mant = sp.csr_matrix(w.mant) if spec.kind == "sparse" else np.asarray(w.mant)
+            args[name] = {"weights": mant, "weight_exp": int(w.exp), "sign_mode": SignMode(int(w.sign_mode)),
+                          "num_weight_bits": 8}
+        elif spec.kind == "conv":
+            args[name] = {"weight": q.synapses[name].conv_weight()}
+        elif spec.kind == "neuron":
+            n = q.neurons[name]
+            args[name] = {"du": int(n.du), "dv": int(n.dv), "vth": int(n.vth_mant),
+                          "bias_mant": np.broadcast_to(n.bias_mant, spec.shape).copy(), "bias_exp": int(n.bias_exp)}
+        elif spec.kind == "extension":
+            from hardware_sims.lava_procs.fixed import PortFormat  # noqa: PLC0415
+
+            formats = {port: PortFormat(*fmt) for (ext, port), fmt in q.port_formats.items() if ext == name}
+            args[name] = {"in_formats": formats}
+            if name in q.message_exps:
+                args[name]["out_exp"] = int(q.message_exps[name])
+    return args
+
+
+def prepare_fixed(plan: Plan, xs: dict[str, np.ndarray], **options: Any):
+    """Quantize `plan` (if float) and the input data.
+
+    Args:
+        plan: a float plan, or a fixed one from ``quantize_plan``.
+        xs: Input name -> ``[T, B, *shape]`` real values.
+        options: keyword arguments of ``quantize_plan`` (used only for a float plan).
+
+    Returns:
+        ``(fixed_plan, arguments per process, integer inputs)``.
+    """
+    if plan.precision == "float":
+        from hardware_sims.quantize import quantize_plan  # noqa: PLC0415
+
+        if plan.of_kind("extension") and "source_exps" not in options:
+            options["source_exps"] = _extension_exps(plan)
+        plan, _ = quantize_plan(plan, **options)
+    exps = plan.quant.message_exps
+    ints = {}
+    for name, x in xs.items():
+        exp = int(exps.get(name, 0))
+        q = np.rint(np.asarray(x, dtype=np.float64) * 2.0**exp)
+        if np.abs(q).max(initial=0) >= 2**23:
+            raise ValueError(f"input {name!r}: |x| * 2**{exp} reaches {np.abs(q).max():.0f}, beyond 24-bit messages")
+        ints[name] = q
+    return plan, fixed_arguments(plan), ints
+
+
+def record_scale(plan: Plan, proc: str, var: str) -> float:
+    """Real units per integer of a recorded fixed-point variable (1 for a float plan)."""
+    if plan.precision != "fixed":
+        return 1.0
+    return 2.0 ** -plan.quant.read_exp(proc, var)

@@ -1,0 +1,367 @@
+"""Run a NIR graph on Lava's Loihi 2 simulation: `run_lava`.
+
+Samples run back to back in one Lava run: sample b occupies Lava steps ``[b P, (b+1) P)`` with ``P = T +
+max_latency`` (`Plan.steps_per_sample`); its inputs fill the first T steps, zeros the rest. No pause is needed
+between samples: every stateful process resets itself at its live step within the sample (``LIFReset``, snnav's
+``Delay``); a synapse's buffer holds one step and is overwritten. Only extension processes with a window are reset
+with ``reset()``, for which the run pauses at their live step of every sample. Long batches run in chunks of
+samples; inputs and records travel through memory-mapped files (`procs.memmap_io`), not Lava Vars.
+
+Lava is always stopped: after the run, on any error, and on ``KeyboardInterrupt`` (then its processes are killed
+at once rather than asked to finish). Its shared memory is released, its processes are joined, the memory-mapped
+files are deleted, and the logging handlers Lava adds to the root logger for every process are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import nir
+import numpy as np
+
+import hardware_sims  # noqa: F401  (lava compatibility fixes first)
+from hardware_sims.lava_backend.build import LavaNetwork, build_network
+from hardware_sims.lava_backend.errors import InputBindingError, LavaRunError
+from hardware_sims.lava_backend.fixed import prepare_fixed, record_scale
+from hardware_sims.lava_backend.plan import Plan, Readout, build_plan
+
+__all__ = ["LavaResult", "run_lava", "FILE_BUDGET_BYTES"]
+
+logger = logging.getLogger(__name__)
+
+FILE_BUDGET_BYTES = 256 * 2**20
+"""Largest total size of the input and record files of one chunk of samples."""
+
+STOP_TIMEOUT_S = 20.0
+"""How long a graceful ``Runtime.stop()`` may take before Lava's processes are killed."""
+
+
+@dataclass(frozen=True)
+class LavaResult:
+    """What a Lava run produced, aligned back to NIR steps.
+
+    Attributes:
+        outputs: graph Output name -> ``[T, B, *shape]``.
+        records: NIR node -> ``[T, B, *shape]`` (spikes of spiking nodes, ``v`` of LI/I readouts, messages of
+            extension nodes, values of wiring nodes; see `run_lava`'s ``record``).
+        node_latency: NIR signal node -> Lava step (within a sample) of its NIR step 0.
+        steps_per_sample: Lava steps each sample ran for.
+        plan: the plan that ran.
+        timing: seconds: ``build_s`` (processes), ``compile_s`` (compile and start Lava), ``run_s``; ``lava_steps``;
+            ``ms_per_step`` = run_s / lava_steps.
+        readout_step: ``graph.metadata["readout_step"]`` when present (the step at which snnav reads logits).
+        cleanup: what was started and released (``pids``, ``shm_names``, ``workdir``), for checks.
+    """
+
+    outputs: dict[str, np.ndarray]
+    records: dict[str, np.ndarray]
+    node_latency: dict[str, int]
+    steps_per_sample: int
+    plan: Plan
+    timing: dict[str, float] = field(default_factory=dict)
+    readout_step: int | None = None
+    cleanup: dict[str, Any] = field(default_factory=dict)
+
+    def readout(self, name: str | None = None) -> np.ndarray:
+        """Output `name` (default: the only one) at ``readout_step`` (default: the last step): ``[B, *shape]``."""
+        if name is None:
+            if len(self.outputs) != 1:
+                raise ValueError(f"the graph has outputs {sorted(self.outputs)}; name one")
+            name = next(iter(self.outputs))
+        out = self.outputs[name]
+        return out[self.readout_step if self.readout_step is not None else out.shape[0] - 1]
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+
+
+def _load_plan(graph: Any, dt: float | None, record: Any) -> Plan:
+    if isinstance(graph, Plan):
+        return graph
+    if not isinstance(graph, nir.NIRGraph):
+        from export.nirfile import read_graph  # noqa: PLC0415 - h5py only for paths
+
+        graph = read_graph(graph)
+    extra = () if record in (True, False, None) else tuple({record} if isinstance(record, str) else record)
+    probe = build_plan(graph, dt=dt)
+    return build_plan(graph, dt=dt, extra_readouts=[n for n in extra if n not in probe.readouts]) if extra else probe
+
+
+def _bind(plan: Plan, inputs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int, int]:
+    if not isinstance(inputs, Mapping):
+        if len(plan.inputs) != 1:
+            raise InputBindingError(f"the graph has inputs {sorted(plan.inputs)}; pass a dict name -> [T, B, ...]")
+        inputs = {next(iter(plan.inputs)): inputs}
+    missing, extra = sorted(set(plan.inputs) - set(inputs)), sorted(set(inputs) - set(plan.inputs))
+    if missing or extra:
+        raise InputBindingError(
+            f"inputs do not match the graph: unbound Input node(s) {missing}, unknown name(s) {extra}; the graph's "
+            f"inputs are {sorted(plan.inputs)} with shapes {dict(plan.input_shapes)}. Pass one [T, B, *shape] "
+            "array per Input node"
+        )
+    xs, lead = {}, None
+    for name in plan.inputs:
+        x = np.asarray(inputs[name], dtype=np.float64)
+        shape = tuple(plan.input_shapes[name])
+        if x.ndim != len(shape) + 2 or tuple(x.shape[2:]) != shape:
+            raise InputBindingError(f"input {name!r}: expected an array [T, B, *{shape}], found shape {x.shape}")
+        if lead is not None and x.shape[:2] != lead:
+            raise InputBindingError(f"inputs disagree on [T, B]: {lead} and {x.shape[:2]} ({name!r})")
+        lead = x.shape[:2]
+        xs[name] = x
+    if lead[0] < 1 or lead[1] < 1:
+        raise InputBindingError(f"inputs must have T >= 1 and B >= 1, found [T, B] = {list(lead)}")
+    for proc, window in plan.windows.items():
+        if window > lead[0] or lead[0] % window:
+            raise InputBindingError(
+                f"extension process {proc!r} works on windows of {window} steps, but the run has T = {lead[0]} "
+                f"steps; T must be a multiple of the window (snnav exports window = time_steps). Pass T = k * {window}"
+            )
+    return xs, int(lead[0]), int(lead[1])
+
+
+def _chosen_readouts(plan: Plan, record: Any) -> dict[str, Readout]:
+    if record is True:
+        names = set(plan.readouts)
+    elif record in (False, None):
+        names = set(plan.outputs)
+    else:
+        names = set({record} if isinstance(record, str) else record) | set(plan.outputs)
+        unknown = sorted(names - set(plan.readouts))
+        if unknown:
+            raise ValueError(f"cannot record {unknown}: not readable in this plan; readable nodes are "
+                             f"{sorted(plan.readouts)}")
+    return {n: plan.readouts[n] for n in plan.readouts if n in names}
+
+
+# -------------------------------------------------------------------------------------------------- Lava
+
+
+def _runtime_of(net: LavaNetwork | None) -> Any:
+    if net is None:
+        return None
+    for proc in net.processes.values():
+        if proc.runtime is not None:
+            return proc.runtime
+    return None
+
+
+def _cleanup_info(runtime: Any) -> dict[str, Any]:
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    if infra is None:
+        return {"pids": [], "shm_names": []}
+    smm = getattr(infra, "smm", None)
+    handles = getattr(smm, "_shared_memory_handles", []) if smm is not None else []
+    return {"pids": [a.pid for a in infra.actors if a.pid is not None], "shm_names": [h.name for h in handles]}
+
+
+def _shutdown(runtime: Any, interrupted: bool) -> None:
+    """Stop Lava; on interrupt or if a graceful stop does not finish, kill its processes. Never raises."""
+    if runtime is None:
+        return
+    infra = runtime._messaging_infrastructure
+    if runtime._is_started and not interrupted:
+        errors: list[BaseException] = []
+
+        def stop() -> None:
+            try:
+                runtime.stop()
+            except BaseException as exc:  # noqa: BLE001 - reported below, cleanup continues
+                errors.append(exc)
+
+        worker = threading.Thread(target=stop, name="lava-stop", daemon=True)
+        worker.start()
+        worker.join(STOP_TIMEOUT_S)
+        if worker.is_alive() or errors:
+            logger.warning("Lava did not stop cleanly (%s); killing its processes",
+                           errors[0] if errors else f"no answer in {STOP_TIMEOUT_S} s")
+    for actor in list(infra.actors):
+        try:
+            if actor._popen is not None and actor.is_alive():
+                actor.kill()
+            actor.join()
+        except (ValueError, AssertionError, OSError):  # already joined and closed
+            pass
+    runtime._is_started = runtime._is_running = False
+    smm = infra.smm
+    if smm is not None:
+        try:
+            smm.shutdown()
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("Lava's shared memory manager did not shut down: %s", exc)
+
+
+def _run_steps(net: LavaNetwork, steps: int, cfg: Any) -> None:
+    from lava.magma.core.run_conditions import RunSteps  # noqa: PLC0415
+
+    if steps > 0:
+        net.any_process().run(condition=RunSteps(num_steps=int(steps)), run_cfg=cfg)
+
+
+def _run_chunk(net: LavaNetwork, n_samples: int, period: int, cfg: Any) -> None:
+    if not net.resettable:
+        _run_steps(net, n_samples * period, cfg)
+        return
+    phases = sorted({live for _, live in net.resettable})
+    for _ in range(n_samples):
+        done = 0
+        for phase in phases:
+            _run_steps(net, phase - done, cfg)
+            done = phase
+            for proc, live in net.resettable:
+                if live == phase:
+                    proc.reset()
+        _run_steps(net, period - done, cfg)
+
+
+def _fill_inputs(net: LavaNetwork, xs: dict[str, np.ndarray], b0: int, b1: int, period: int, steps: int) -> None:
+    for name, (rows, _) in net.sources.items():
+        rows[:] = 0
+        for k, b in enumerate(range(b0, b1)):
+            rows[k * period : k * period + steps] = xs[name][:, b]
+        rows.flush()
+
+
+def _assemble(readout: Readout, recs: dict, plan: Plan, n: int, period: int, steps: int) -> np.ndarray:
+    """``[T, n, *shape]`` of one readout from the chunk's raw records ``[n * period, *proc_shape]`` (real units)."""
+    out = np.zeros((steps, n, *readout.shape))
+    t = np.arange(steps)
+    for term in readout.terms:
+        raw = recs[(term.proc, term.var)].reshape(n, period, *readout.shape)  # (sample, Lava step, ...)
+        shift = np.asarray(term.shift)
+        if shift.ndim == 0:
+            rows = term.latency + t - int(shift)
+            ok = rows >= term.latency
+            seg = np.zeros((steps, n, *readout.shape))
+            seg[ok] = raw[:, rows[ok]].swapaxes(0, 1)
+        else:  # per element: rows (T, size) of the flattened record
+            rows = term.latency + t[:, None] - shift.reshape(1, -1)
+            flat = raw.reshape(n, period, -1)
+            seg = flat[:, np.clip(rows, 0, period - 1), np.arange(flat.shape[2])]  # (n, T, size)
+            seg = np.where((rows >= term.latency)[None], seg, 0.0).swapaxes(0, 1).reshape(steps, n, *readout.shape)
+        scale = record_scale(plan, term.proc, term.var)
+        if scale != 1.0:
+            seg = seg * scale
+        out += seg if term.factor is None else seg * term.factor
+    if readout.bias is not None:
+        out += readout.bias
+    return out
+
+
+def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str, Any] | Any, *,
+             precision: str = "float", record: bool | str | Iterable[str] = True, dt: float | None = None,
+             file_budget_bytes: int = FILE_BUDGET_BYTES, quant_options: Mapping[str, Any] | None = None) -> LavaResult:
+    """Run a NIR graph (or a `Plan`) on Lava's ``Loihi2SimCfg``, samples back to back with state reset.
+
+    Args:
+        graph: a ``nir.NIRGraph``, a path to a ``.nir`` file (read with snnav's reader), or a `Plan`.
+        inputs: Input node name -> ``[T, B, *shape]`` array (a bare array for a one-input graph).
+        precision: "float" (``select_tag="floating_pt"``) or "fixed" (``"fixed_pt"``, quantized plan).
+        record: True: every readable node (signal nodes, Outputs, wiring nodes that need no extra process);
+            False: Outputs only; names: those nodes and the Outputs (a linear layer's output adds its synapses).
+        dt: seconds per step; default the graph's ``metadata["dt"]``.
+        file_budget_bytes: the largest input+record file size of one chunk of samples.
+        quant_options: keyword arguments of ``hardware_sims.quantize.quantize_plan`` (fixed point, float plan).
+
+    Returns:
+        A `LavaResult`.
+
+    Raises:
+        InputBindingError: an unbound or unknown input, wrong shapes, T not a multiple of a window.
+        UnsupportedGraphError / LatencyError: from `build_plan`.
+        LavaRunError: Lava failed while running (it has been stopped).
+    """
+    if precision not in ("float", "fixed"):
+        raise ValueError(f"precision must be 'float' or 'fixed', found {precision!r}")
+    from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: PLC0415
+
+    plan = _load_plan(graph, dt, record)
+    if plan.precision == "fixed" and precision != "fixed":
+        raise ValueError("this plan is quantized (precision='fixed'); run it with precision='fixed' or pass the float "
+                         "plan")
+    xs, steps, batch = _bind(plan, inputs)
+    readouts = _chosen_readouts(plan, record)
+    fixed = None
+    if precision == "fixed":
+        plan, fixed, xs = prepare_fixed(plan, xs, **(quant_options or {}))
+    period = plan.steps_per_sample(steps)
+    wanted = {(t.proc, t.var) for r in readouts.values() for t in r.terms}
+    row_bytes = 8 * sum(int(np.prod(plan.processes[p].shape)) for p, _ in wanted | {(n, "") for n in plan.inputs})
+    chunk = max(1, min(batch, file_budget_bytes // max(1, row_bytes * period)))
+    cfg = Loihi2SimCfg(select_tag="fixed_pt" if precision == "fixed" else "floating_pt")
+    results = {n: np.zeros((steps, batch, *r.shape)) for n, r in readouts.items()}
+    timing = {"build_s": 0.0, "compile_s": 0.0, "run_s": 0.0, "lava_steps": 0}
+    root_handlers = list(logging.getLogger().handlers)
+    workdir = tempfile.mkdtemp(prefix="snnav-lava-")
+    net, runtime, interrupted, info = None, None, False, {}
+    try:
+        t0 = time.perf_counter()
+        net = build_network(plan, period=period, n_rows=chunk * period, workdir=workdir, record=wanted, fixed=fixed)
+        timing["build_s"] = time.perf_counter() - t0
+        for b0 in range(0, batch, chunk):
+            b1 = min(batch, b0 + chunk)
+            _fill_inputs(net, xs, b0, b1, period, steps)
+            if runtime is None:
+                t0 = time.perf_counter()
+                net.any_process().create_runtime(run_cfg=cfg)
+                runtime = _runtime_of(net)
+                info = _cleanup_info(runtime)
+                timing["compile_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            try:
+                _run_chunk(net, b1 - b0, period, cfg)
+            except RuntimeError as exc:
+                raise LavaRunError(f"Lava failed while running ({exc}); it has been stopped. The processes' "
+                                   "tracebacks were logged by Lava") from exc
+            timing["run_s"] += time.perf_counter() - t0
+            timing["lava_steps"] += (b1 - b0) * period
+            recs = {key: np.array(rows[: (b1 - b0) * period]) for key, (rows, _) in net.records.items()}
+            for name, readout in readouts.items():
+                results[name][:, b0:b1] = _assemble(readout, recs, plan, b1 - b0, period, steps)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        try:
+            runtime = runtime or _runtime_of(net)
+            info = info or _cleanup_info(runtime)
+            _shutdown(runtime, interrupted)
+        finally:
+            if net is not None:
+                for rows, _ in {id(v[0]): v for v in (*net.sources.values(), *net.records.values())}.values():
+                    _close(rows)
+            shutil.rmtree(workdir, ignore_errors=True)
+            root = logging.getLogger()
+            for handler in root.handlers[:]:
+                if handler not in root_handlers:
+                    root.removeHandler(handler)
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+    timing["ms_per_step"] = 1e3 * timing["run_s"] / max(1, timing["lava_steps"])
+    outputs = {n: results[n] for n in plan.outputs}
+    step = plan.metadata.get("readout_step")
+    return LavaResult(outputs, results, dict(plan.node_latency), period, plan, timing,
+                      None if step is None else int(step), {**info, "workdir": workdir})
+
+
+def _close(rows: np.ndarray) -> None:
+    mapped = getattr(rows, "_mmap", None)
+    if mapped is not None:
+        try:
+            mapped.close()
+        except (BufferError, ValueError):  # a view is still alive; the file is removed anyway
+            pass
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

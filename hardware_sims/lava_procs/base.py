@@ -1,0 +1,138 @@
+"""Shared machinery of the extension processes: the process base class and the per-step / window model bases.
+
+Every extension process has one InPort per port of its extension node (same names), one OutPort ``s_out`` (graded),
+and, for WINDOW nodes, the state Vars of :class:`~hardware_sims.lava_procs.kernels.WindowState`:
+
+* ``steps_seen`` ``(1,)``: steps received since the last reset;
+* ``<port>_buf`` ``(W, *port_shape)`` per port: the current window's inputs;
+* ``out_buf`` ``(W, *out_shape)``: the previous window's outputs, emitted one per step.
+
+The models differ only in ``evaluate`` (float64 vs int64 accumulator + requantization, see ``fixed.py``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+
+from hardware_sims.lava_procs.fixed import FixedPlan
+from hardware_sims.lava_procs.kernels import window_step
+
+__all__ = ["ExtensionProcess", "ExtensionModel", "as_f64", "as_i64", "fixed_output"]
+
+
+class ExtensionProcess(AbstractProcess):
+    """Base of the snnav extension processes (not instantiated itself).
+
+    Process parameters (``proc_params``) common to all: ``plan`` (:class:`FixedPlan`, used by the fixed-point model),
+    ``gain`` (float output gain, 1 by default), ``window`` (0 for per-step processes). Subclasses call
+    :meth:`_build` from ``__init__``.
+    """
+
+    PORTS: ClassVar[tuple[str, ...]] = ()
+
+    def __del__(self):
+        # A constructor that refused its parameters never reached AbstractProcess.__init__ (no runtime to stop).
+        if "_runtime" in vars(self):
+            super().__del__()
+
+    def _build(self, in_shapes: dict[str, tuple[int, ...]], out_shape: tuple[int, ...], window: int,
+               window_vars: bool | None = None) -> None:
+        """Ports, and the window state Vars when `window_vars` (default: when ``window > 0``).
+
+        A model class serves one process class, and Lava requires every Var a model declares to exist on the
+        process: SpikeAttention's model serves both axes, so its per-step (tokens) process gets the window Vars with
+        a zero-length window axis (no memory, never read).
+        """
+        for port in self.PORTS:
+            setattr(self, port, InPort(shape=tuple(in_shapes[port])))
+        self.s_out = OutPort(shape=tuple(out_shape))
+        if window or window_vars:
+            self.steps_seen = Var(shape=(1,), init=np.zeros(1, dtype=np.int32))
+            for port in self.PORTS:
+                shape = (window, *in_shapes[port])
+                setattr(self, f"{port}_buf", Var(shape=shape, init=np.zeros(shape)))
+            self.out_buf = Var(shape=(window, *out_shape), init=np.zeros((window, *out_shape)))
+
+    # Read-only views of the parameters (properties: Lava's post-init scans attributes with getattr).
+    @property
+    def latency(self) -> int:
+        """Steps between an input and the output it produces: 0 per step, W for a WINDOW process."""
+        return int(self.proc_params["window"])
+
+    @property
+    def plan(self) -> FixedPlan:
+        """The fixed-point plan (input formats, factor, output format)."""
+        return self.proc_params["plan"]
+
+    @property
+    def out_exp(self) -> int:
+        """Exponent of the fixed-point output: a message ``m`` means ``m * 2**-out_exp``."""
+        return self.plan.out_exp
+
+    @property
+    def state_var_names(self) -> tuple[str, ...]:
+        """Names of the state Vars (empty for per-step processes)."""
+        if not self.latency:
+            return ()
+        return ("steps_seen", *(f"{p}_buf" for p in self.PORTS), "out_buf")
+
+    def reset(self, full: bool = False) -> None:
+        """Reset the state between samples with ``Var.set`` (no-op for per-step processes).
+
+        ``steps_seen <- 0`` is sufficient: the first window after it emits zeros and rewrites every buffer slot
+        before reading it (see :func:`~hardware_sims.lava_procs.kernels.window_step`). ``full=True`` also zeroes
+        ``<port>_buf`` and ``out_buf`` (slower: Lava's ``Var.set`` sends arrays element by element). Before the
+        first run there is no runtime and nothing to reset.
+        """
+        if not self.latency or self.runtime is None:
+            return
+        for name in self.state_var_names if full else ("steps_seen",):
+            var = getattr(self, name)
+            var.set(np.zeros(var.shape))
+
+
+class ExtensionModel(PyLoihiProcessModel):
+    """Run loop of every extension model: per step (window 0) or windowed (window W).
+
+    Per step (zero latency): receives every port at step t and sends ``evaluate(*inputs)`` at step t.
+    Window (latency W): :func:`window_step` buffers window k's inputs and emits window k-1's outputs (zeros for the
+    first window after a reset); ``evaluate`` gets the ``(W, *port_shape)`` buffers and returns ``(W, *out_shape)``.
+    Subclasses define ``evaluate``: float models in float64, fixed models as an int64 accumulator requantized by
+    :func:`fixed_output`.
+    """
+
+    PORTS: ClassVar[tuple[str, ...]] = ()
+
+    def run_spk(self) -> None:
+        inputs = [getattr(self, port).recv() for port in self.PORTS]
+        if self.proc_params["window"]:
+            bufs = [getattr(self, f"{port}_buf") for port in self.PORTS]
+            out = window_step(self.steps_seen, bufs, self.out_buf, inputs, self.evaluate)
+        else:
+            out = self.evaluate(*inputs)
+        self.s_out.send(out)
+
+    def evaluate(self, *inputs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+def as_f64(*xs: np.ndarray) -> list[np.ndarray]:
+    """Inputs of a float model as float64 arrays."""
+    return [np.asarray(x, dtype=np.float64) for x in xs]
+
+
+def as_i64(*xs: np.ndarray) -> list[np.ndarray]:
+    """Inputs of a fixed-point model as int64 arrays (exact products and sums)."""
+    return [np.asarray(x, dtype=np.int64) for x in xs]
+
+
+def fixed_output(plan: FixedPlan, acc: np.ndarray) -> np.ndarray:
+    """The int64 accumulator as int32 messages of the plan's output format (rounded, saturated)."""
+    return plan.requantize(acc).astype(np.int32)
