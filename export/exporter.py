@@ -49,6 +49,8 @@ class ExportConfig:
         audio_shape: ``(C, H, W)`` of one audio frame, or None for a visual-only model.
         visual_shape: ``(C, H, W)`` of one visual frame, or None for an audio-only model.
         dtype: ``"float32"`` (default) or ``"float64"`` for weights and the exactness of thresholds.
+        data: what the model was trained on, recorded as ``metadata["data"]`` so a simulator can open the same
+            views (``{"dataset": "av-digits", "input_size": 64, "audio_view": ...}``; strings and numbers only).
     """
 
     dt_s: float
@@ -56,6 +58,7 @@ class ExportConfig:
     audio_shape: tuple[int, int, int] | None = None
     visual_shape: tuple[int, int, int] | None = None
     dtype: str = "float32"
+    data: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.dt_s, (int, float)) and np.isfinite(self.dt_s) and self.dt_s > 0):
@@ -225,6 +228,8 @@ def export_model(model: nn.Module, config: ExportConfig) -> nir.NIRGraph:
     }
     if b.omitted:
         metadata["omitted_modules"] = dict(b.omitted)
+    if config.data:
+        metadata["data"] = dict(config.data)
     return make_graph(b.nodes, b.edges, metadata)
 
 

@@ -60,4 +60,6 @@ def export_config_for(ckpt: dict, dt_s: float, dtype: str = "float32") -> Export
         audio_shape=(int(cfg["in_channels_audio"]), size, size) if "in_channels_audio" in cfg else None,
         visual_shape=(int(cfg["in_channels_visual"]), size, size) if "in_channels_visual" in cfg else None,
         dtype=dtype,
+        data={"dataset": config.dataset, "input_size": int(size), "time_steps": int(steps),
+              **{k: v for k, v in config.data_options.items() if isinstance(v, (str, int, float)) and k != "size"}},
     )

@@ -17,6 +17,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("data", "snnav.cli_data", "make or inspect datasets (AV-Digits, the embedded default)"),
     ("train", "snnav.cli_train", "train a model: checkpoints, exact resume, torchrun data parallel"),
     ("export", "snnav.cli_export", "export a trained model to a NIR graph (.nir) and print its summary"),
+    ("simulate", "snnav.cli_simulate", "run an exported model on Lava's Loihi simulation (float or fixed point)"),
     ("info", "snnav.cli_info", "show versions of the stack and check that Lava runs"),
 )
 

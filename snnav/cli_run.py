@@ -5,7 +5,9 @@ Stages (each reuses its output from an earlier run unless ``--force``):
   2. train: train the default S-CMRL (``configs/av-digits-scmrl.toml``) into ``WORKDIR/train`` and print its test
      accuracy. An interrupted training run continues from its last checkpoint.
   3. export: export the trained model to ``WORKDIR/model.nir`` (dt = 1 ms), print the graph summary, and check the
-     NIR interpreter against the trained model on the first test samples (logit difference, spike mismatches).
+     NIR interpreter against the trained model on the first test samples (logit difference, spike mismatches);
+  4. simulate: run the export on Lava's Loihi simulation in bit-accurate fixed point on the first test samples and
+     print accuracy and agreement with floating point.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import time
 from pathlib import Path
 
 DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "av-digits-scmrl.toml"
-STAGES = 3
+STAGES = 4
+LAVA_SAMPLES = 8
 DT_S = 1e-3
 CHECK_SAMPLES = 64
 
@@ -111,11 +114,25 @@ def _stage_export(workdir: Path, run_dir: Path, data: Path) -> Path:
     return out
 
 
+def _stage_simulate(graph_path: Path, data: Path) -> None:
+    import hardware_sims  # noqa: F401  (Lava's compatibility fixes before any lava import)
+    from export.nirfile import read_graph
+    from snnav.cli_simulate import format_result, open_test_split, simulate
+
+    graph = read_graph(graph_path)
+    print(f"[4/{STAGES} simulate] running {graph_path} on Lava Loihi2SimCfg, bit-accurate fixed point, "
+          f"{LAVA_SAMPLES} test samples")
+    result = simulate(graph, open_test_split(graph, data), LAVA_SAMPLES, "fixed", record_spikes=False,
+                      progress=lambda line: print(f"[4/{STAGES} simulate]{line}", flush=True))
+    print(f"[4/{STAGES} simulate] " + format_result(result, "fixed"))
+
+
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     args.workdir.mkdir(parents=True, exist_ok=True)
     data = _stage_data(args.workdir, args.workers, args.force)
     run_dir = _stage_train(args.workdir, data, args.force)
-    _stage_export(args.workdir, run_dir, data)
+    graph_path = _stage_export(args.workdir, run_dir, data)
+    _stage_simulate(graph_path, data)
     print(f"main job done in {time.perf_counter() - t0:.1f} s; outputs in {args.workdir}")
     return 0

@@ -1,0 +1,71 @@
+"""``snnav simulate``: a trained (tiny) S-CMRL export on Lava, fixed and float point, and its one-line errors."""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from export.nirfile import read_graph, write_graph
+from snnav import cli
+from snnav.cli_simulate import open_test_split, simulate
+from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
+from snnav.training.config import TrainConfig
+from snnav.training.loop import train
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A 1-epoch S-CMRL (D = 16, 32x32 frames, shallow stem) trained on 40 pairs and exported with dt = 1 ms."""
+    root = tmp_path_factory.mktemp("simulate_cli")
+    data = root / "avd.h5"
+    generate_av_digits(data, AVDigitsConfig(n_train=40, n_test=10, frame_size=32, n_steps=4, n_voices=6), workers=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(TrainConfig(data=str(data), epochs=1, batch_size=8, warmup_epochs=0, lr=0.05, seed=3, device="cpu",
+                          model_config={"embed_dim": 16, "num_heads": 4, "mlp_ratio": 2}), root / "run")
+    finally:
+        torch.set_num_threads(threads)
+    assert cli.main(["export", str(root / "run"), "--out", str(root / "m.nir"), "--dt-s", "1e-3"]) == 0
+    return root / "m.nir", data
+
+
+@pytest.mark.lava
+def test_simulate_prints_accuracy_agreement_and_spikes(exported, capsys):
+    graph_path, data = exported
+    capsys.readouterr()
+    assert cli.main(["simulate", str(graph_path), "--precision", "fixed", "--samples", "2", "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "Lava fixed: accuracy" in out and "same prediction as float" in out
+    assert "stem_audio_stages_0_lif" in out and "simulated 2/2 samples" in out
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_lava_float_predicts_like_the_interpreter(exported):
+    graph = read_graph(exported[0])
+    result = simulate(graph, open_test_split(graph, exported[1]), 2, "float", record_spikes=True,
+                      progress=lambda _: None)
+    assert result.agreement == 1.0 and result.accuracy == result.float_accuracy
+    assert sum(result.spikes.values()) > 0
+    assert set(result.spikes) == {k for k, n in graph.nodes.items() if isinstance(n, nir.LIF)}
+
+
+def test_simulate_errors_are_one_line(exported, tmp_path, capsys):
+    graph_path, data = exported
+    cases = [
+        (["simulate", str(tmp_path / "nope.nir")], "no NIR file at"),
+        (["simulate", str(graph_path), "--samples", "0"], "--samples must be >= 1"),
+        (["simulate", str(graph_path), "--data", str(tmp_path / "missing.h5")], "missing.h5"),
+    ]
+    graph = read_graph(graph_path)
+    del graph.metadata["data"]
+    write_graph(tmp_path / "nodata.nir", graph)
+    cases.append((["simulate", str(tmp_path / "nodata.nir"), "--data", str(data)], "no metadata['data']"))
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("snnav simulate: error:") and message in err and "\n" not in err, err
+    assert np.isfinite(graph.metadata["dt"])
