@@ -251,8 +251,8 @@ def quantize_weights(w, *, state_exp: int = 0, input_exp: int = 0, scale_hint: f
             break
         mode = inferred
     if sparse:
-        mant = w.astype(np.int32)
-        mant.data = mant_values.copy()
+        # Built from w's own arrays: w.astype() may sort unsorted column indices and move .data under the values.
+        mant = type(w)((mant_values.copy(), w.indices.copy(), w.indptr.copy()), shape=w.shape)
         mant.eliminate_zeros()  # as Lava's truncate_weights does
     else:
         mant = mant_values

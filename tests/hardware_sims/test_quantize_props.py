@@ -113,3 +113,15 @@ def test_a_weight_rounding_to_zero_does_not_leave_a_mantissa_lava_would_clip():
     q = quantize_weights(np.array([-1.0, 0.00390625]))
     np.testing.assert_array_equal(lava_clip_truncate(q.mant), q.mant)
     np.testing.assert_array_equal(lava_clip_truncate(q.mant, q.sign_mode), q.mant)
+
+
+def test_sparse_weights_with_unsorted_indices_keep_their_places():
+    # A CSR matrix whose column indices are not sorted (as the planner builds token linears): the mantissas must stay
+    # on their own entries (scipy's astype sorts the indices, which once moved the values under them).
+    import scipy.sparse as sp
+
+    w = sp.csr_matrix((np.array([0.5, -0.25, 1.0]), np.array([2, 0, 1]), np.array([0, 2, 3])), shape=(2, 3))
+    assert not w.has_sorted_indices
+    q = quantize_weights(w)
+    np.testing.assert_allclose(q.dequantize().toarray() if hasattr(q.dequantize(), "toarray") else q.dequantize(),
+                               w.toarray(), atol=q.step / 2)
