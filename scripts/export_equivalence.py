@@ -11,6 +11,7 @@ prediction agreement, extension nodes, and whether snnTorch's and Norse's NIR im
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -64,9 +65,14 @@ def check_model(ckpt_path: Path, data: Path, samples: int, dt_s: float) -> dict:
     graph = export_model(model, export_config_for(ckpt, dt_s))
     config = TrainConfig.from_dict(ckpt["config"]).replace(data=str(data))
     (test,) = open_datasets(config, ("test",))
-    max_diff, mismatches, total, agree, n = 0.0, 0, 0, 0.0, 0
+    model64 = copy.deepcopy(model).double()  # float64: rounding can no longer flip a spike at the threshold
+    graph64 = export_model(model64, export_config_for(ckpt, dt_s, "float64"))
+    max_diff, mismatches, total, agree, n, mismatches64, where = 0.0, 0, 0, 0.0, 0, 0, []
     for audio, visual in batches(test, samples, 50):
         r = compare(model, graph, audio, visual)
+        r64 = compare(model64, graph64, audio.double(), visual.double())
+        mismatches64 += r64.spike_mismatches
+        where += [f"{layer.source} ({layer.mismatches})" for layer in r.layers if layer.mismatches]
         b = audio.shape[1]
         max_diff = max(max_diff, r.max_abs_logit_diff)
         mismatches += r.spike_mismatches
@@ -75,26 +81,40 @@ def check_model(ckpt_path: Path, data: Path, samples: int, dt_s: float) -> dict:
         n += b
     exts = sorted({type(node).__name__ for node in graph.nodes.values() if is_extension(node)})
     row = {"model": ckpt["model_name"], "samples": n, "max_dlogit": max_diff, "mismatches": mismatches,
-           "spikes_compared": total, "agreement": agree / n, "extensions": exts}
-    try:
-        from export.interop import interop_report
-    except ImportError:  # interop not available in this checkout
-        report = {}
-    else:
-        report = interop_report(graph)
+           "spikes_compared": total, "agreement": agree / n, "extensions": exts, "mismatches64": mismatches64,
+           "where": where}
+    if exts:  # neither importer knows snnav's extension types; nothing to try
+        for lib in ("snntorch", "norse"):
+            row[lib] = "no: snnav extension nodes"
+        return row
+    from export.interop import interop_report
+
+    report = interop_report(graph)
     for lib in ("snntorch", "norse"):
-        entry = report.get(lib, {})
-        row[lib] = "yes" if entry.get("loads") else f"no: {entry.get('limit', 'n/a')}"
+        row[lib] = _interop_cell(report.get(lib, {}))
     return row
 
 
+def _interop_cell(entry: dict) -> str:
+    """Whole graph loads? Else the first limit, and how much of the graph loads spike-identically in parts."""
+    if entry.get("loads"):
+        return "yes"
+    limits = entry.get("limits") or []
+    features = sorted({lim["feature"] for lim in limits}) or [str(entry.get("error", "n/a")).splitlines()[0][:80]]
+    parts = [p for p in entry.get("parts") or [] if p.get("imports")]
+    text = "; ".join(features).replace("|", "/")
+    return f"no: {text} ({len(parts)} single-input parts load)" if parts else f"no: {text}"
+
+
 def format_rows(rows: list[dict]) -> str:
-    lines = ["| model | test samples | max abs Δlogit | spike mismatches | same prediction | extension nodes "
-             "| loads in snnTorch | loads in Norse |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | test samples | max abs Δlogit | spike mismatches (float32) | spike mismatches (float64) "
+             "| same prediction | extension nodes | loads in snnTorch | loads in Norse |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
+        where = f" in {', '.join(r['where'])}" if r["where"] else ""
         lines.append(f"| {r['model']} | {r['samples']} | {r['max_dlogit']:.2e} | {r['mismatches']} of "
-                     f"{r['spikes_compared']:,} | {100 * r['agreement']:.1f}% | {', '.join(r['extensions']) or '—'} "
-                     f"| {r['snntorch']} | {r['norse']} |")
+                     f"{r['spikes_compared']:,}{where} | {r['mismatches64']} | {100 * r['agreement']:.1f}% "
+                     f"| {', '.join(r['extensions']) or '—'} | {r['snntorch']} | {r['norse']} |")
     return "\n".join(lines) + "\n"
 
 
