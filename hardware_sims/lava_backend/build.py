@@ -93,7 +93,8 @@ def _make(spec: ProcessSpec, period: int, fixed: dict | None) -> tuple[Any, Any]
         return Delay(shape=spec.shape, steps=p["steps"], period=period, live_step=spec.live_step,
                      mute_preroll=p["mute_preroll"], name=spec.name), None
     if spec.kind == "extension":
-        built = extension_builder(p["node"])(p["node"], spec.name, **q)
+        extra = {"bias": p["bias"]} if p.get("bias") else {}  # real values; fixed point: mantissas in q
+        built = extension_builder(p["node"])(p["node"], spec.name, **{**extra, **q})
         if int(built.latency) != int(p["window"]):
             raise LavaBackendError(f"extension process {spec.name!r}: its builder reports latency {built.latency}, the "
                                    f"plan expects the node's window {p['window']}; fix the builder")

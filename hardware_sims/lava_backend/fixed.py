@@ -10,7 +10,9 @@ dense      ``weights = mant``, ``weight_exp``, ``sign_mode``, ``num_weight_bits 
 sparse     the same as CSR (``PySparseModelBitAcc``)
 conv       ``weight = mant << exp`` (Lava's fixed ``Conv`` ignores ``weight_exp``), converted by `layout`
 neuron     ``du``, ``dv``, ``vth = vth_mant``, ``bias_mant``, ``bias_exp`` (``PyLifResetModelBitAcc``)
-extension  ``in_formats`` (``lava_procs.fixed.PortFormat`` per port) and ``out_exp`` when the quantizer set one
+extension  ``in_formats`` (``lava_procs.fixed.PortFormat`` per port) and ``out_exp`` when the quantizer set one;
+           a port bias (``params["bias"]``) as mantissas ``rint(b * 2**exp)`` in the port's exponent, its
+           ``max_abs`` raised by ``max |mantissa|`` (`port_bias_fixed`; reported as kind "bias")
 input      data ``rint(x * 2**exp)`` with the input's message exponent (spikes: exp 0)
 =========  =====================================================================================================
 
@@ -26,7 +28,10 @@ import scipy.sparse as sp
 
 from hardware_sims.lava_backend.plan import Plan
 
-__all__ = ["prepare_fixed", "record_scale", "fixed_arguments"]
+__all__ = ["prepare_fixed", "record_scale", "fixed_arguments", "port_bias_fixed"]
+
+MESSAGE_LIMIT = 2**31
+"""Messages into an extension port travel as int32: a port's received sum plus its bias must stay below this."""
 
 
 def _extension_exps(plan: Plan):
@@ -44,11 +49,45 @@ def _extension_exps(plan: Plan):
     return out_exp
 
 
+def port_bias_fixed(plan: Plan) -> dict[tuple[str, str], tuple[np.ndarray, int, Any]]:
+    """The port biases of a quantized plan's extension processes in fixed point.
+
+    A port's messages mean ``m * 2**-exp`` (``exp`` from ``plan.quant.port_formats``, the synapses' ``a_out``
+    exponent), so its constant ``b`` becomes the mantissa ``rint(b * 2**exp)`` (nearest, ties to even), added by the
+    process to what it receives. No bits are lost to saturation: a mantissa that would not fit int32 next to the
+    port's received sum is refused.
+
+    Returns:
+        ``(extension process, port) -> (mantissas over the port's shape (int64), raised max_abs, LayerReport)``.
+    """
+    from hardware_sims.quantize import LayerReport  # noqa: PLC0415
+
+    out = {}
+    for spec in plan.of_kind("extension"):
+        for port, b in (spec.params.get("bias") or {}).items():
+            exp, max_abs = plan.quant.port_formats[(spec.name, port)]
+            b = np.asarray(b, dtype=np.float64)
+            raw = np.rint(b * 2.0**exp)
+            peak = int(np.abs(raw).max(initial=0))
+            if peak + max_abs >= MESSAGE_LIMIT:
+                raise ValueError(f"extension {spec.name!r} port {port!r}: its bias needs mantissas up to {peak} at "
+                                 f"exponent {exp}, which with the received messages (|m| <= {max_abs}) exceeds int32")
+            err = np.abs(raw * 2.0**-exp - b)
+            norm = float(np.linalg.norm(b))
+            report = LayerReport(f"{spec.name}.{port}:bias", "bias", int(b.size), 0,
+                                 int(np.count_nonzero(err)), float(err.max(initial=0.0)),
+                                 float(np.linalg.norm(raw * 2.0**-exp - b)) / norm if norm > 0 else 0.0,
+                                 {"exp": int(exp)}, {"max_mant": peak})
+            out[(spec.name, port)] = (raw.astype(np.int64), int(max_abs) + peak, report)
+    return out
+
+
 def fixed_arguments(plan: Plan) -> dict[str, dict[str, Any]]:
     """Per process: the keyword arguments of its Lava constructor in fixed point (module table)."""
     from lava.utils.weightutils import SignMode  # noqa: PLC0415
 
     q = plan.quant
+    biases = port_bias_fixed(plan)
     args: dict[str, dict[str, Any]] = {}
     for spec in plan.processes.values():
         name = spec.name
@@ -67,7 +106,10 @@ def fixed_arguments(plan: Plan) -> dict[str, dict[str, Any]]:
             from hardware_sims.lava_procs.fixed import PortFormat  # noqa: PLC0415
 
             formats = {port: PortFormat(*fmt) for (ext, port), fmt in q.port_formats.items() if ext == name}
-            args[name] = {"in_formats": formats}
+            bias = {port: mant for (ext, port), (mant, _, _) in biases.items() if ext == name}
+            for port in bias:
+                formats[port] = PortFormat(formats[port].exp, biases[(name, port)][1])
+            args[name] = {"in_formats": formats, **({"bias": bias} if bias else {})}
             if name in q.message_exps:
                 args[name]["out_exp"] = int(q.message_exps[name])
     return args
@@ -90,6 +132,14 @@ def prepare_fixed(plan: Plan, xs: dict[str, np.ndarray], **options: Any):
         if plan.of_kind("extension") and "source_exps" not in options:
             options["source_exps"] = _extension_exps(plan)
         plan, _ = quantize_plan(plan, **options)
+        bias_reports = [r for _, _, r in port_bias_fixed(plan).values()]
+        if bias_reports:  # the quantizer does not see port biases: add their rounding to the plan's report
+            import dataclasses  # noqa: PLC0415
+
+            from hardware_sims.quantize import QuantReport  # noqa: PLC0415
+
+            report = QuantReport((*plan.quant.report.layers, *bias_reports))
+            plan = dataclasses.replace(plan, quant=dataclasses.replace(plan.quant, report=report))
     exps = plan.quant.message_exps
     ints = {}
     for name, x in xs.items():

@@ -238,11 +238,6 @@ class _Lowering:
                         f"node {src!r} ({self.neurons[src].nir_type}) outputs its membrane v, which feeds "
                         f"{name!r}; a Lava LIF sends only spikes, so v can be read out but not forwarded"
                     )
-            if name not in self.neurons and value.bias is not None and np.any(value.bias):
-                raise UnsupportedGraphError(
-                    f"extension node {name!r} port {port!r} receives a constant (an upstream bias); its Lava "
-                    "process has no bias input. Export the layer feeding it without bias"
-                )
 
     def _readouts(self, mat: Materializer, extra: tuple[str, ...]) -> dict[str, Readout]:
         unknown = sorted(set(extra) - set(self.values))

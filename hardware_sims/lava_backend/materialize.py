@@ -98,7 +98,10 @@ class Materializer:
             self._add(ProcessSpec(name, "neuron", name, "node", tuple(shape), tuple(shape), lat, live, True, params))
         else:
             node = self.nodes[name]
-            params = {"node": node, "type_name": node.type_name, "window": lat - live}
+            # a constant in a port's value (an upstream bias) is added by the process itself, with no latency
+            bias = {port: np.broadcast_to(v.bias, v.shape).astype(np.float64) for port, v in ports.items()
+                    if v.bias is not None and np.any(v.bias)}
+            params = {"node": node, "type_name": node.type_name, "window": lat - live, "bias": bias}
             self._add(ProcessSpec(name, "extension", name, "node", tuple(shape), None, lat, live, True, params))
 
     def signal_read(self, name: str) -> ReadTerm:

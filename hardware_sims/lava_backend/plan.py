@@ -26,7 +26,9 @@ neuron        ``nir_type`` (str), ``du``, ``dv``, ``vth`` (floats), ``bias`` (nd
               ``bias_mant``), ``read`` ("s_out" spikes or "v" membrane)
 delay         ``steps``: int ndarray over ``shape`` (output = input ``steps`` Lava steps earlier, zeros before
               ``live_step``), ``mute_preroll`` (bool: output zeros before ``live_step``, the recurrent gate)
-extension     ``node`` (the NIR extension node), ``type_name``, ``window`` (int)
+extension     ``node`` (the NIR extension node), ``type_name``, ``window`` (int), ``bias`` (``{port: ndarray over
+              the port's shape}``: the constant part of a port's value, an upstream bias, which the process adds
+              to what the port receives; empty when no port has one)
 ============  ==========================================================================================
 """
 

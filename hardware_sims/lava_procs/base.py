@@ -31,11 +31,27 @@ class ExtensionProcess(AbstractProcess):
     """Base of the snnav extension processes (not instantiated itself).
 
     Process parameters (``proc_params``) common to all: ``plan`` (:class:`FixedPlan`, used by the fixed-point model),
-    ``gain`` (float output gain, 1 by default), ``window`` (0 for per-step processes). Subclasses call
-    :meth:`_build` from ``__init__``.
+    ``gain`` (float output gain, 1 by default), ``window`` (0 for per-step processes), ``bias`` (``{port: array}``,
+    empty by default). Subclasses call :meth:`_build` from ``__init__``.
+
+    **Port bias.** ``bias={port: constant}`` (broadcast to the port's shape) is added to what the port receives at
+    every step, before the node's computation, with no latency: a constant term of the port's input (NIR: an
+    upstream Affine/Conv bias, which fan-in semantics puts inside the port's value), which Lava synapses cannot
+    carry. Units are the port's messages: real values for the float model, integer mantissas in the port's
+    format (``in_formats[port].exp``) for the fixed-point model, whose ``in_formats[port].max_abs`` must then cover
+    the received sum plus ``|bias|``. The constant also acts before the process's live step (its pre-roll), like a
+    neuron's ``bias_mant``; what it produces there is discarded by the consumers' reset at their live step.
     """
 
     PORTS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *, bias: dict | None = None, **kwargs) -> None:
+        """`bias`: optional ``{port: constant}`` added to what the port receives, every step (see `_build`)."""
+        unknown = sorted(set(bias or {}) - set(self.PORTS))
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: bias names unknown ports {unknown}; the ports are "
+                             f"{list(self.PORTS)}")
+        super().__init__(bias=dict(bias or {}), **kwargs)
 
     def __del__(self):
         # A constructor that refused its parameters never reached AbstractProcess.__init__ (no runtime to stop).
@@ -52,6 +68,15 @@ class ExtensionProcess(AbstractProcess):
         """
         for port in self.PORTS:
             setattr(self, port, InPort(shape=tuple(in_shapes[port])))
+        bias = {}
+        for port, b in self.proc_params["bias"].items():
+            b = np.asarray(b)
+            try:
+                bias[port] = np.broadcast_to(b, tuple(in_shapes[port])).copy()
+            except ValueError:
+                raise ValueError(f"{type(self).__name__}: bias of port {port!r} has shape {b.shape}, which does not "
+                                 f"broadcast to the port's shape {tuple(in_shapes[port])}") from None
+        self.proc_params.overwrite("bias", bias)
         self.s_out = OutPort(shape=tuple(out_shape))
         if window or window_vars:
             self.steps_seen = Var(shape=(1,), init=np.zeros(1, dtype=np.int32))
@@ -111,7 +136,10 @@ class ExtensionModel(PyLoihiProcessModel):
     PORTS: ClassVar[tuple[str, ...]] = ()
 
     def run_spk(self) -> None:
+        bias = self.proc_params["bias"]
         inputs = [getattr(self, port).recv() for port in self.PORTS]
+        if bias:  # constants of the ports (an upstream bias): received + bias, in the port's message units
+            inputs = [x + bias[port] if port in bias else x for port, x in zip(self.PORTS, inputs)]
         if self.proc_params["window"]:
             bufs = [getattr(self, f"{port}_buf") for port in self.PORTS]
             out = window_step(self.steps_seen, bufs, self.out_buf, inputs, self.evaluate)

@@ -11,7 +11,9 @@
 Keyword arguments (all optional) set the fixed-point formats and the output gain, see ``fixed.py``:
 ``in_formats={port: PortFormat}`` (default binary spikes; ``Gate.gate`` 24-bit graded), ``out_exp`` (default
 lossless for a dyadic factor), ``out_bits`` (default 24), ``gain`` (float multiplied after the node's value, e.g. a
-consumer's input weight folded in; default 1). ``process.out_exp`` tells the consumer how to read the messages.
+consumer's input weight folded in; default 1), ``bias`` (``{port: constant}`` added to what a port receives, no
+latency: an upstream bias; real values in float, mantissas in the port's exponent in fixed point; see
+``base.ExtensionProcess``). ``process.out_exp`` tells the consumer how to read the messages.
 """
 
 from __future__ import annotations
