@@ -7,7 +7,9 @@ Stages (each reuses its output from an earlier run unless ``--force``):
   3. export: export the trained model to ``WORKDIR/model.nir`` (dt = 1 ms), print the graph summary, and check the
      NIR interpreter against the trained model on the first test samples (logit difference, spike mismatches);
   4. simulate: run the export on Lava's Loihi simulation in bit-accurate fixed point on the first test samples and
-     print accuracy and agreement with floating point.
+     print accuracy and agreement with floating point;
+  5. emulate: evaluate the whole test split with the batched emulator of Lava's fixed point (bit-exact with it) and
+     print fixed-point and floating-point accuracy.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from pathlib import Path
 
 DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "av-digits-scmrl.toml"
-STAGES = 4
+STAGES = 5
 LAVA_SAMPLES = 8
 DT_S = 1e-3
 CHECK_SAMPLES = 64
@@ -127,6 +129,19 @@ def _stage_simulate(graph_path: Path, data: Path) -> None:
     print(f"[4/{STAGES} simulate] " + format_result(result, "fixed"))
 
 
+def _stage_emulate(graph_path: Path, data: Path) -> None:
+    from export.nirfile import read_graph
+    from snnav.cli_simulate import format_result, open_test_split, simulate
+
+    graph = read_graph(graph_path)
+    dataset = open_test_split(graph, data)
+    print(f"[5/{STAGES} emulate] the whole test split ({len(dataset)} samples) with the batched emulator of Lava's "
+          "fixed point")
+    result = simulate(graph, dataset, len(dataset), "fixed", record_spikes=False, backend="emulator",
+                      progress=lambda line: print(f"[5/{STAGES} emulate]{line}", flush=True))
+    print(f"[5/{STAGES} emulate] " + format_result(result, "fixed", "emulator"))
+
+
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -134,5 +149,6 @@ def run(args: argparse.Namespace) -> int:
     run_dir = _stage_train(args.workdir, data, args.force)
     graph_path = _stage_export(args.workdir, run_dir, data)
     _stage_simulate(graph_path, data)
+    _stage_emulate(graph_path, data)
     print(f"main job done in {time.perf_counter() - t0:.1f} s; outputs in {args.workdir}")
     return 0

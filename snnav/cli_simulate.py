@@ -1,4 +1,8 @@
-"""``snnav simulate MODEL.nir --backend lava --precision fixed|float --samples N``: run an export on Lava.
+"""``snnav simulate MODEL.nir --backend lava|emulator --precision fixed|float --samples N``: run an export.
+
+``lava`` runs Lava's ``Loihi2SimCfg`` one sample after another; ``emulator`` runs the same compiled plan and quantized
+parameters in batched numpy (``hardware_sims.emulator``, bit-exact with Lava fixed point), fast enough for the whole
+test set.
 
 The test split of the dataset the model was trained on (recorded in the graph's ``metadata["data"]`` by
 ``snnav export``; ``--data`` gives the file) is run through Lava's ``Loihi2SimCfg``, samples back to back. Printed:
@@ -15,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-CHUNK = 8  # samples per Lava run: progress is reported per chunk (each run compiles the network again)
+CHUNK = {"lava": 8, "emulator": 250}  # samples per run; progress is reported per chunk (Lava compiles each time)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="a .nir file written by snnav export")
-    parser.add_argument("--backend", choices=("lava",), default="lava", help="simulator (default %(default)s)")
+    parser.add_argument("--backend", choices=("lava", "emulator"), default="lava",
+                        help="Lava itself, or snnav's batched bit-exact emulator of it (default %(default)s)")
     parser.add_argument("--precision", choices=("fixed", "float"), default="fixed",
                         help="Lava floating point or bit-accurate Loihi fixed point (default %(default)s)")
     parser.add_argument("--samples", type=int, default=8, help="test samples to run (default %(default)s)")
@@ -67,13 +72,14 @@ def _batch(dataset, start: int, stop: int) -> tuple[dict[str, np.ndarray], np.nd
     return {"audio": audio, "visual": visual}, np.array([it[2] for it in items])
 
 
-def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool = True, progress=print
-             ) -> SimulationResult:
-    """Run ``samples`` test samples on Lava and on the float reference; see the module docstring."""
+def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool = True, progress=print,
+             backend: str = "lava") -> SimulationResult:
+    """Run ``samples`` test samples on ``backend`` and on the float reference; see the module docstring."""
     import nir
     import torch
 
     from export.interpreter import Interpreter
+    from hardware_sims.emulator import emulate
     from hardware_sims.lava_backend import build_plan, run_lava
 
     samples = min(samples, len(dataset))
@@ -85,11 +91,12 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
     spikes = dict.fromkeys(lifs, 0)
     neuron_steps = dict.fromkeys(lifs, 0)
     t0, lava_s, lava_steps = time.perf_counter(), 0.0, 0
-    for start in range(0, samples, CHUNK):
-        stop = min(samples, start + CHUNK)
+    runner = run_lava if backend == "lava" else emulate
+    for start in range(0, samples, CHUNK[backend]):
+        stop = min(samples, start + CHUNK[backend])
         inputs, labels = _batch(dataset, start, stop)
         inputs = {k: v for k, v in inputs.items() if k in plan.inputs}
-        res = run_lava(plan, inputs, precision=precision, record=lifs if record_spikes else False)
+        res = runner(plan, inputs, precision=precision, record=lifs if record_spikes else False)
         pred = res.outputs["logits"][step].argmax(-1)
         ref_out = ref.run({k: torch.from_numpy(v) for k, v in inputs.items()}, record=False)
         ref_pred = ref_out.outputs["logits"][step].argmax(-1).numpy()
@@ -100,17 +107,19 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
             for name in lifs:
                 spikes[name] += int(res.records[name].sum())
                 neuron_steps[name] += int(res.records[name].size)
-        lava_s += res.timing["run_s"]
-        lava_steps += res.timing["lava_steps"]
-        progress(f"  simulated {stop}/{samples} samples on Lava ({precision}), {time.perf_counter() - t0:.0f} s")
+        lava_s += res.timing.get("run_s", 0.0)
+        lava_steps += res.timing.get("lava_steps", 0)
+        progress(f"  simulated {stop}/{samples} samples on {backend} ({precision}), {time.perf_counter() - t0:.0f} s")
     return SimulationResult(samples, correct / samples, ref_correct / samples, agree / samples, spikes,
                             neuron_steps, time.perf_counter() - t0, 1e3 * lava_s / max(1, lava_steps))
 
 
-def format_result(result: SimulationResult, precision: str) -> str:
-    lines = [f"Lava {precision}: accuracy {100 * result.accuracy:.1f}% on {result.samples} test samples "
+def format_result(result: SimulationResult, precision: str, backend: str = "lava") -> str:
+    name = "Lava" if backend == "lava" else "emulator"
+    step = f", {result.ms_per_step:.0f} ms per Lava step" if backend == "lava" else ""
+    lines = [f"{name} {precision}: accuracy {100 * result.accuracy:.1f}% on {result.samples} test samples "
              f"(float reference {100 * result.float_accuracy:.1f}%); same prediction as float "
-             f"{100 * result.agreement:.1f}%; {result.seconds:.0f} s, {result.ms_per_step:.0f} ms per Lava step"]
+             f"{100 * result.agreement:.1f}%; {result.seconds:.0f} s{step}"]
     if any(result.neuron_steps.values()):
         lines.append("spikes per neuron layer (spikes / neuron-steps):")
         width = max(len(k) for k in result.spikes)
@@ -133,11 +142,13 @@ def run(args: argparse.Namespace) -> int:
     except NIRFormatError as exc:
         raise SnnavError(str(exc)) from exc
     dataset = open_test_split(graph, args.data)
-    print(f"simulating {args.model} ({graph.metadata.get('model', '?')}) on Lava Loihi2SimCfg, {args.precision} "
+    where = "Lava Loihi2SimCfg" if args.backend == "lava" else "the batched emulator of Lava"
+    print(f"simulating {args.model} ({graph.metadata.get('model', '?')}) on {where}, {args.precision} "
           f"point, {min(args.samples, len(dataset))} test samples of {args.data}")
     try:
-        result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes)
+        result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes,
+                          backend=args.backend)
     except ValueError as exc:  # the backend's errors (unsupported node, binding) are ValueErrors with a message
         raise SnnavError(str(exc)) from exc
-    print(format_result(result, args.precision))
+    print(format_result(result, args.precision, args.backend))
     return 0

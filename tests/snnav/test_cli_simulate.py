@@ -53,6 +53,15 @@ def test_lava_float_predicts_like_the_interpreter(exported):
     assert set(result.spikes) == {k for k, n in graph.nodes.items() if isinstance(n, nir.LIF)}
 
 
+def test_emulator_backend_runs_the_whole_split(exported, capsys):
+    graph_path, data = exported
+    capsys.readouterr()
+    argv = ["simulate", str(graph_path), "--backend", "emulator", "--samples", "100", "--data", str(data)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "emulator fixed: accuracy" in out and "on 10 test samples" in out and "stem_audio_stages_0_lif" in out
+
+
 def test_simulate_errors_are_one_line(exported, tmp_path, capsys):
     graph_path, data = exported
     cases = [
