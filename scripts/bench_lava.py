@@ -121,7 +121,8 @@ def format_table(info: dict, rows: dict[str, list[dict]], plan_s: float, quant_s
         f"sample), {info['samples']} samples ({info['inputs']}), record off; medians of {info['repeats']} "
         "run(s) per precision, alternating",
         f"machine: {info['cpu']} ({info['cores']} cores), Python {info['python']}; load average (1 min) "
-        f"{info['load_start']:.2f} at start, {info['load_end']:.2f} at end",
+        f"{info['load_start']:.2f} at start, {info['load_end']:.2f} at end (it counts this benchmark's own Lava "
+        "processes, mostly waiting; 'others' below measures the disturbance)",
         "", head, "-" * len(head)]
     for precision, runs in rows.items():
         others = max((r["others"] for r in runs if r["others"] is not None), default=None)

@@ -21,6 +21,7 @@ Records are integers; `record_scale` gives the factor back to real units (``2**-
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,9 @@ MESSAGE_LIMIT = 2**31
 """Messages into an extension port travel as int32: a port's received sum plus its bias must stay below this."""
 
 
-def _extension_exps(plan: Plan):
-    """``source_exps`` callable for the quantizer: an extension's output exponent from its input formats."""
+def _extension_exps(plan: Plan, caps: dict[str, int] | None = None):
+    """``source_exps`` callable for the quantizer: an extension's output exponent from its input formats (the
+    process's default, lossless for a dyadic factor), at most ``caps[name]`` (see `_exp_caps`)."""
 
     def out_exp(name: str, port_formats: dict) -> int:
         from hardware_sims.lava_backend.registry import extension_builder  # noqa: PLC0415
@@ -44,9 +46,54 @@ def _extension_exps(plan: Plan):
         spec = plan.processes[name]
         formats = {port: PortFormat(*fmt) for port, fmt in port_formats.items()}
         built = extension_builder(spec.params["node"])(spec.params["node"], f"probe:{name}", in_formats=formats)
-        return int(built.process.out_exp)
+        exp = int(built.process.out_exp)
+        return min(exp, caps[name]) if caps and name in caps else exp
 
     return out_exp
+
+
+def _downstream_synapses(plan: Plan, name: str) -> list[str]:
+    """The synapse processes fed by `name`'s messages (through alignment delays and gates)."""
+    out, todo = [], [name]
+    while todo:
+        src = todo.pop()
+        for c in plan.connections:
+            if c.src == src:
+                kind = plan.processes[c.dst].kind
+                if kind == "delay":
+                    todo.append(c.dst)
+                elif kind in ("dense", "sparse", "conv"):
+                    out.append(c.dst)
+    return out
+
+
+def _exp_caps(float_plan: Plan, quant: Any) -> dict[str, int]:
+    """Per extension: the largest output exponent at which every synapse it feeds keeps 8-bit weight resolution.
+
+    A synapse with input exponent ``ie`` into a population of ``state_exp`` ``se`` has the weight step
+    ``2**(e - 6 - se + ie)`` with ``e >= -8`` (Loihi's weight exponent range). Its largest weight ``w`` uses the full
+    mantissa range ``hi`` only if ``ie <= ceil(log2(w / hi)) + 14 + se``; a finer message (the lossless default of a
+    graded product, e.g. WeightAttention's gate with 12 fractional bits) would leave the weights a coarser grid and
+    round small ones to 0 (the readout ``Affine`` of a trained WeightAttention lost most of its weights that way).
+    The message then carries fewer fractional bits, never fewer than the weights can use.
+    """
+    from hardware_sims import loihi_formats as lf  # noqa: PLC0415
+    from hardware_sims.loihi_reference import sign_mode_of  # noqa: PLC0415
+
+    caps: dict[str, int] = {}
+    for ext in float_plan.of_kind("extension"):
+        for syn in _downstream_synapses(float_plan, ext.name):
+            spec = float_plan.processes[syn]
+            w = spec.params["weight"] if spec.kind == "conv" else spec.params["weights"]
+            w = np.asarray(w.data if hasattr(w, "tocsr") else w, dtype=np.float64)
+            w_max = float(np.abs(w).max(initial=0.0))
+            if w_max == 0 or syn not in quant.state_exps:
+                continue
+            lo, hi = lf.WEIGHT_MANT_RANGE[sign_mode_of(w)]
+            cap = math.ceil(math.log2(w_max / max(hi, -lo))) + lf.WEIGHT_FRAC_BITS - lf.WEIGHT_EXP_MIN \
+                + int(quant.state_exps[syn])
+            caps[ext.name] = min(caps.get(ext.name, cap), cap)
+    return caps
 
 
 def port_bias_fixed(plan: Plan) -> dict[tuple[str, str], tuple[np.ndarray, int, Any]]:
@@ -130,8 +177,14 @@ def prepare_fixed(plan: Plan, xs: dict[str, np.ndarray], **options: Any):
         from hardware_sims.quantize import quantize_plan  # noqa: PLC0415
 
         if plan.of_kind("extension") and "source_exps" not in options:
-            options["source_exps"] = _extension_exps(plan)
-        plan, _ = quantize_plan(plan, **options)
+            first, _ = quantize_plan(plan, **options, source_exps=_extension_exps(plan))
+            caps = _exp_caps(plan, first.quant)
+            if any(caps[n] < first.quant.message_exps.get(n, caps[n]) for n in caps):
+                plan, _ = quantize_plan(plan, **options, source_exps=_extension_exps(plan, caps))
+            else:
+                plan = first
+        else:
+            plan, _ = quantize_plan(plan, **options)
         bias_reports = [r for _, _, r in port_bias_fixed(plan).values()]
         if bias_reports:  # the quantizer does not see port biases: add their rounding to the plan's report
             import dataclasses  # noqa: PLC0415

@@ -11,6 +11,10 @@ fixed-point tests assert what is exact: two runs give identical records, and eve
 process, recomputed from the recorded integer messages of its sources with ``hardware_sims.loihi_reference`` (Dense,
 Sparse, LIF), an integer convolution wrapped like Lava's Conv, and the extension kernels of ``lava_procs``, equals
 what Lava produced, bit for bit. The prediction agreement and accuracy against float are reported (no threshold).
+
+A bias into an extension port (WeightAttention's gate ``fc2(fc1(...))``) is the extension process's port bias: the
+default suite checks it in the plan, in the process, and on Lava in a tiny graph (float against the interpreter,
+fixed point bit-exact and different without the bias).
 """
 
 from __future__ import annotations
@@ -277,14 +281,14 @@ def replay_mismatches(result, inputs: dict) -> dict[str, int]:
     return out
 
 
-def gate_graph(rng) -> nir.NIRGraph:
+def gate_graph(rng, lin_range=(-0.5, 1.5)) -> nir.NIRGraph:
     """Spikes x (4, 3) times a gate computed by an Affine with bias from a graded input, then Linear -> LIF."""
     from export.extensions import Gate
 
     nodes = {"x": nir.Input(input_type=np.array([4, 3])), "g": nir.Input(input_type=np.array([2])),
              "fc": nir.Affine(weight=rng.uniform(-1, 1, (1, 2)), bias=np.array([0.8])), "gate": Gate(shape=(4, 3)),
              "flat": nir.Flatten(input_type={"input": np.array([4, 3])}, start_dim=0, end_dim=-1),
-             "lin": nir.Linear(weight=rng.uniform(-0.5, 1.5, (5, 12))),
+             "lin": nir.Linear(weight=rng.uniform(*lin_range, (5, 12))),
              "lif": nir.LIF(tau=np.full(5, 2e-3), r=np.ones(5), v_leak=np.zeros(5), v_threshold=np.ones(5)),
              "out": nir.Output(output_type=np.array([5]))}
     edges = [("x", "gate.x"), ("g", "fc"), ("fc", "gate.gate"), ("gate", "flat"), ("flat", "lin"), ("lin", "lif"),
@@ -312,6 +316,25 @@ def test_a_bias_into_an_extension_port_runs_exactly_in_float_and_fixed_point():
     no_bias = FixedReplay(fix, inputs, port_bias=False)
     assert (no_bias.extension("gate") != no_bias.recorded("gate")).any()
     assert [r.kind for r in fix.plan.quant.report.layers].count("bias") == 1
+
+
+def test_an_extension_output_exponent_leaves_the_weights_it_feeds_their_resolution():
+    """The Gate's lossless output has the fractional bits of both its ports; a synapse with tiny weights fed by it
+    would need a weight exponent below Loihi's -8 and lose its weights to rounding. The backend lowers the
+    extension's output exponent just enough (a second quantizer pass)."""
+    from hardware_sims.lava_backend.fixed import _extension_exps, prepare_fixed
+    from hardware_sims.quantize import quantize_plan
+
+    plan = build_plan(gate_graph(np.random.default_rng(2), lin_range=(0.001, 0.004)))
+    lossless, _ = quantize_plan(plan, source_exps=_extension_exps(plan))
+    fixed, _, _ = prepare_fixed(plan, {})
+    exps = lossless.quant.port_formats
+    assert lossless.quant.message_exps["gate"] == exps[("gate", "x")][0] + exps[("gate", "gate")][0]  # lossless
+    assert lossless.quant.synapses["lin"].zeroed > 0
+    assert fixed.quant.message_exps["gate"] < lossless.quant.message_exps["gate"]
+    assert fixed.quant.synapses["lin"].zeroed == 0
+    assert fixed.quant.synapses["lin"].exp == -8 and fixed.quant.synapses["lin"].clipped == 0
+    assert fixed.quant.port_formats[("gate", "gate")] == lossless.quant.port_formats[("gate", "gate")]
 
 
 @pytest.mark.slow
