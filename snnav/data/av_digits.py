@@ -69,8 +69,8 @@ class AVDigitsConfig(Record):
     test_voice_frac: float = 0.2
     test_image_frac: float = 0.2
     audio_snr_db: float | None = 0.0
-    pixel_noise_std: float = 0.35
-    occlusion_frac: float = 0.3
+    pixel_noise_std: float = 0.15
+    occlusion_frac: float = 0.15
     max_pad_s: float = 0.15
     augment: dict[str, Any] = field(default_factory=dict)
     dvs: dict[str, Any] = field(default_factory=dict)
