@@ -1,6 +1,6 @@
 """Make the archived lava-nc 0.10 / lava-dl 0.6 importable on Python >= 3.11. Call :func:`apply` before any lava import.
 
-Two problems, two fixes (see ``shared/specs/install.md``):
+Three problems, three fixes (the first two: ``shared/specs/install.md``):
 
 1. ``lava/magma/compiler/var_model.py`` declares dataclass fields whose default is an instance of another dataclass
    (``x: ByteEncoder = ByteEncoder()``). Python 3.11 rejects such defaults unless their class is hashable
@@ -11,6 +11,12 @@ Two problems, two fixes (see ``shared/specs/install.md``):
    (neither installs beside the CPU torch used here). An empty placeholder module stands in for it; snnav never uses
    object detection, and any attribute access on the placeholder raises an ``ImportError`` that says why.
 
+3. ``lava.magma.runtime.message_infrastructure.multiprocessing`` calls ``multiprocessing.set_start_method('fork')``
+   at import time, which raises ``RuntimeError: context has already been set`` once anything has fixed the default
+   context -- e.g. ``tqdm``'s progress bars, which create a ``multiprocessing.RLock`` (so ``snnav run`` failed at its
+   Lava stage right after training). While that module executes, a ``set_start_method`` asking for the method that
+   is already in force is a no-op; any other request goes through unchanged (and still raises if it must).
+
 :func:`apply` is idempotent and cheap: it imports nothing from lava. ``hardware_sims/__init__.py`` calls it, so
 ``import hardware_sims`` (or any submodule) is enough.
 """
@@ -20,11 +26,13 @@ from __future__ import annotations
 import dataclasses
 import importlib.abc
 import importlib.machinery
+import multiprocessing
 import sys
 import types
 
 VAR_MODEL_MODULE = "lava.magma.compiler.var_model"
 OBJECT_DETECTION_MODULE = "lava.lib.dl.slayer.object_detection"
+MP_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
 
 
 class _HashableDataclassLoader(importlib.abc.Loader):
@@ -56,16 +64,43 @@ class _HashableDataclassLoader(importlib.abc.Loader):
             dataclasses.dataclass = original
 
 
+class _SameStartMethodLoader(importlib.abc.Loader):
+    """Executes the wrapped module with ``multiprocessing.set_start_method(m)`` a no-op when ``m`` is in force."""
+
+    def __init__(self, inner: importlib.abc.Loader) -> None:
+        self._inner = inner
+
+    def create_module(self, spec):
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        original = multiprocessing.set_start_method
+
+        def set_start_method(method, force=False):
+            if not force and multiprocessing.get_start_method(allow_none=True) == method:
+                return
+            original(method, force=force)
+
+        multiprocessing.set_start_method = set_start_method
+        try:
+            self._inner.exec_module(module)
+        finally:
+            multiprocessing.set_start_method = original
+
+
 class _VarModelFinder(importlib.abc.MetaPathFinder):
-    """Finds ``lava.magma.compiler.var_model`` as usual and wraps its loader."""
+    """Finds ``lava.magma.compiler.var_model`` and lava's multiprocessing module as usual and wraps their loaders."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != VAR_MODEL_MODULE:
+        if fullname not in (VAR_MODEL_MODULE, MP_MODULE):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return None
-        spec.loader = _HashableDataclassLoader(spec.loader, fullname)
+        if fullname == MP_MODULE:
+            spec.loader = _SameStartMethodLoader(spec.loader)
+        elif needs_var_model_fix():
+            spec.loader = _HashableDataclassLoader(spec.loader, fullname)
         return spec
 
 
@@ -88,7 +123,7 @@ def needs_var_model_fix() -> bool:
 
 def apply() -> None:
     """Install both fixes. Safe to call any number of times; must run before lava is imported."""
-    if needs_var_model_fix() and VAR_MODEL_MODULE not in sys.modules:
+    if VAR_MODEL_MODULE not in sys.modules or MP_MODULE not in sys.modules:
         if not any(isinstance(f, _VarModelFinder) for f in sys.meta_path):
             sys.meta_path.insert(0, _VarModelFinder())
     if OBJECT_DETECTION_MODULE not in sys.modules:

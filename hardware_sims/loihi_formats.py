@@ -51,6 +51,25 @@ floored away, so mixed mantissas are even: [-256, 254]."""
 WEIGHT_MANT_STEP = {SignMode.MIXED: 2, SignMode.EXCITATORY: 1, SignMode.INHIBITORY: 1}
 """Spacing of representable mantissas at ``num_weight_bits = 8``: mixed sign loses the LSB [WU ``truncate_weights``]."""
 
+
+
+def weight_mant_grid(sign_mode: SignMode, num_weight_bits: int = WEIGHT_BITS) -> tuple[int, int, int]:
+    """``(lo, hi, step)``: the mantissas Lava's clip+truncate leave unchanged with ``num_weight_bits`` [WU]: multiples
+    of ``step = 2**(8 - num_weight_bits + is_mixed)`` in the clip range (Loihi's ``numWeightBits``: fewer bits floor
+    more LSBs away). At 8 bits: `WEIGHT_MANT_RANGE` and `WEIGHT_MANT_STEP`."""
+    bits = int(num_weight_bits)
+    if not 1 <= bits <= WEIGHT_BITS:
+        raise ValueError(f"num_weight_bits must be in [1, {WEIGHT_BITS}], got {num_weight_bits}")
+    mode = SignMode(sign_mode)
+    step = 2 ** (WEIGHT_BITS - bits + int(mode == SignMode.MIXED))
+    top = (2**WEIGHT_BITS - 1) // step * step  # the largest multiple of step that the clip keeps
+    if mode == SignMode.MIXED:
+        return -(2**WEIGHT_BITS), top, step
+    if mode == SignMode.INHIBITORY:
+        return -top, 0, step
+    return 0, top, step
+
+
 WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7
 """Weight exponent range of Loihi's synapse [B2L]. Lava's Dense accepts any int (``a_accum << weight_exp``, right
 shift when negative) [DENSE]; snnav stays inside the hardware range."""

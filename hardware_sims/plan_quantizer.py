@@ -65,7 +65,7 @@ class PlanQuant:
 
     def read_exp(self, proc: str, var: str) -> int:
         """Fractional bits of a recorded variable: ``real = integer * 2**-read_exp(proc, var)``."""
-        if var == "v":
+        if var in ("v", "u"):  # a neuron's state
             return lf.STATE_FRAC_BITS + self.state_exps[proc]
         return self.message_exps[proc]
 
@@ -88,8 +88,9 @@ class _Groups:
 
 
 class _PlanQuantizer:
-    def __init__(self, plan, state_exp, source_exps, input_exp, input_max, port_state_exp, v_headroom, readout_v_max):
-        self.plan, self.procs, self.input_max = plan, plan.processes, input_max
+    def __init__(self, plan, state_exp, source_exps, input_exp, input_max, port_state_exp, v_headroom, readout_v_max,
+                 weight_bits):
+        self.plan, self.procs, self.input_max, self.weight_bits = plan, plan.processes, input_max, weight_bits
         self.fixed_state_exp, self.input_exp = state_exp, input_exp
         self.exp_fn = source_exps if callable(source_exps) else None
         self.exp_map = dict(source_exps or {}) if self.exp_fn is None else {}
@@ -238,7 +239,7 @@ class _PlanQuantizer:
             graded_max = 1.0 if ie == 0 else self.input_max if origin.kind == "input" else GRADED_MAX_ABS * 2.0**-ie
             self.synapses[name] = quantize_weights(
                 w, state_exp=self.group_exp[key], input_exp=ie, target="conv" if spec.kind == "conv" else "dense",
-                input_max=graded_max, signed_input=bool(spec.graded_in))
+                input_max=graded_max, signed_input=bool(spec.graded_in), weight_bits=self.weight_bits)
         return self.synapses[name]
 
     def run(self):
@@ -268,7 +269,8 @@ class _PlanQuantizer:
 def quantize_plan(plan, *, state_exp: int | None = None,
                   source_exps: Mapping[str, int] | Callable[[str, dict], int] | None = None,
                   input_exp: int = DEFAULT_INPUT_EXP, input_max: float = 1.0,
-                  port_state_exp: int = DEFAULT_PORT_STATE_EXP, v_headroom: float = 8.0, readout_v_max: float = 64.0):
+                  port_state_exp: int = DEFAULT_PORT_STATE_EXP, v_headroom: float = 8.0, readout_v_max: float = 64.0,
+                  weight_bits: int = lf.WEIGHT_BITS):
     """Quantize every synapse and neuron of a float `Plan`.
 
     Args:
@@ -281,12 +283,19 @@ def quantize_plan(plan, *, state_exp: int | None = None,
             other graded messages are bounded by their 24-bit range).
         port_state_exp: preferred ``state_exp`` of extension ports and read-only synapses.
         v_headroom: a spiking population's ``|v|`` range in thresholds; readout_v_max: a readout's, in real units.
+            This is the threshold scale: a population takes the largest ``state_exp`` whose 24-bit ``v`` holds
+            ``v_headroom * vth``, so its threshold mantissa is ``vth * 2**(6 + state_exp)``; multiplying `v_headroom`
+            by ``2**k`` lowers ``state_exp`` by k (while the 17-bit threshold and the bias allow it), i.e. scales the
+            thresholds and the weights' integer grid down by ``2**k``: coarser thresholds and inputs, more headroom.
+        weight_bits: Loihi's ``numWeightBits`` for every synapse (1..8, default 8 = Lava's default; see
+            `hardware_sims.quantize.quantize_weights`). Lava's Dense/Sparse get it as ``num_weight_bits``.
 
     Returns:
         ``(fixed_plan, report)``: the plan with ``precision="fixed"`` and ``quant`` a :class:`PlanQuant`.
     """
     if getattr(plan, "precision", "float") != "float":
         raise ValueError(f"quantize_plan expects a float plan, got precision={plan.precision!r}")
+    lf.weight_mant_grid(lf.SignMode.MIXED, weight_bits)  # validates weight_bits
     quant = _PlanQuantizer(plan, state_exp, source_exps, input_exp, input_max, port_state_exp, v_headroom,
-                           readout_v_max).run()
+                           readout_v_max, int(weight_bits)).run()
     return dataclasses.replace(plan, precision="fixed", quant=quant), quant.report

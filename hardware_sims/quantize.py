@@ -16,7 +16,9 @@ Conventions (constants and their sources in :mod:`hardware_sims.loihi_formats`; 
   threshold ``vth_mant = rint(vth * S / 2**6)`` (spike iff ``v > vth_mant << 6``); bias
   ``b * S = bias_mant << bias_exp``.
 * Exponent rules: the weight exponent is the smallest in range whose rounded mantissas need no clipping (finest
-  step); if none, the largest (least clipping), and the clipped weights are counted. The bias exponent likewise in
+  step); if none, the largest (least clipping), and the clipped weights are counted. With ``weight_bits < 8``
+  (Loihi's numWeightBits) the mantissas lie on the coarser grid Lava's ``truncate_weights`` keeps
+  (:func:`hardware_sims.loihi_formats.weight_mant_grid`), the rules otherwise unchanged. The bias exponent likewise in
   0..7. Rounding is to nearest (``np.rint``, ties to even) on the grid of representable mantissas.
 """
 
@@ -114,6 +116,7 @@ class QuantWeights:
     rel_error: float
     a_out_bound: int
     shift_floor_error: float
+    num_weight_bits: int = lf.WEIGHT_BITS  # Lava's ``num_weight_bits``: mantissas multiples of 2**(8 - bits + mixed)
 
     @property
     def step(self) -> float:
@@ -144,6 +147,7 @@ class QuantWeights:
             name, "synapse", self.size, self.clipped, self.rounded, self.max_abs_error, self.rel_error,
             {"weight_exp": self.exp, "state_exp": self.state_exp, "input_exp": self.input_exp},
             {"step": self.step, "sign_mode": self.sign_mode.name, "zeroed": self.zeroed,
+             "num_weight_bits": self.num_weight_bits,
              "a_out_bound": self.a_out_bound, "shift_floor_error": self.shift_floor_error}, notes)
 
 
@@ -195,7 +199,8 @@ def _row_extremes(w) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quantize_weights(w, *, state_exp: int = 0, input_exp: int = 0, scale_hint: float | None = None,
-                     target: str = "dense", input_max: float = 1.0, signed_input: bool = False) -> QuantWeights:
+                     target: str = "dense", input_max: float = 1.0, signed_input: bool = False,
+                     weight_bits: int = lf.WEIGHT_BITS) -> QuantWeights:
     """Quantize one synapse layer's real weights to 8-bit mantissas and a per-layer exponent.
 
     Args:
@@ -209,6 +214,11 @@ def quantize_weights(w, *, state_exp: int = 0, input_exp: int = 0, scale_hint: f
             use :meth:`QuantWeights.conv_weight`).
         input_max: largest real ``|input message|`` (1 for spikes); with `signed_input` it sets ``a_out_bound``.
         signed_input: messages may be negative (graded); the bound then uses ``sum |w|`` per row.
+        weight_bits: Loihi's ``numWeightBits`` (Lava's ``num_weight_bits``, 1..8): the mantissas keep this many bits
+            (sign included for mixed-sign weights), i.e. they are multiples of ``2**(8 - weight_bits + mixed)`` in the
+            same 8-bit range (`loihi_formats.weight_mant_grid`), as Lava's ``truncate_weights`` leaves them. 8 (the
+            default) is Lava's default and gives the same result as before the option existed; fewer bits trade
+            weight resolution for synaptic memory (the quantization study, ``scripts/quantization_study.py``).
 
     Returns:
         The mantissas, exponent, sign mode and error counts (see :class:`QuantWeights`).
@@ -226,8 +236,7 @@ def quantize_weights(w, *, state_exp: int = 0, input_exp: int = 0, scale_hint: f
     # the mantissas are valid under both (e.g. -256 is a mixed-mode mantissa but outside the inhibitory range).
     exp_min = 0 if target == "conv" else lf.WEIGHT_EXP_MIN
     for _ in range(2):
-        lo, hi = lf.WEIGHT_MANT_RANGE[mode]
-        q = lf.WEIGHT_MANT_STEP[mode]
+        lo, hi, q = lf.weight_mant_grid(mode, weight_bits)
 
         def mant_at(values, e):
             return q * np.rint(np.asarray(values) / (q * 2.0 ** (e - lf.WEIGHT_FRAC_BITS - state_exp + input_exp)))
@@ -262,7 +271,7 @@ def quantize_weights(w, *, state_exp: int = 0, input_exp: int = 0, scale_hint: f
     a_out_bound = worst << exp if exp >= 0 else -(-worst >> -exp)  # ceil for the right shift
     floor_err = max(0.0, 2.0**-exp - q) * step  # a sum of multiples of q loses <= 2**-exp - q
     return QuantWeights(mant, exp, mode, state_exp, input_exp, int(x.size), clipped, rounded, zeroed, max_err,
-                        rel_err, a_out_bound, floor_err)
+                        rel_err, a_out_bound, floor_err, int(weight_bits))
 
 
 def _check_fraction(name: str, x: float) -> float:

@@ -8,8 +8,12 @@ vectorised numpy. Fixed point reproduces Lava's bit-accurate models bit for bit 
 ``u`` wrap, ``v`` saturation, decays rounding toward zero, the Conv's 24-bit wrap); float reproduces Lava's float
 models' operations (sums may associate differently: last-bit differences).
 
-Modules: `engine` (`emulate`, the step schedule), `procs` (input, synapse, neuron, delay), `extensions`
-(extension processes through their Lava models' ``evaluate``), `arith` (the fixed-point arithmetic).
+Modules: `engine` (`emulate`, the step schedule, the optional per-kind profile), `procs` (input, synapse, neuron,
+delay), `extensions` (extension processes through the ``evaluate`` functions their Lava models call), `arith` (the
+fixed-point arithmetic), `torch_procs` (the same processes on torch tensors: ``emulate(..., device="cuda")``).
+
+Importing this package, and emulating a graph made of standard NIR nodes and snnav's extension nodes, imports no
+Lava (the path a GPU machine without Lava takes); torch is imported only for ``device=...``.
 """
 
 from hardware_sims.emulator.engine import DEFAULT_BATCH, Network, emulate, with_membrane_readouts

@@ -12,7 +12,6 @@ the synapses take their input.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -26,38 +25,65 @@ from hardware_sims.emulator.extensions import ExtensionEmu
 from hardware_sims.emulator.procs import DelayEmu, InputEmu, NeuronEmu, SynapseEmu
 from hardware_sims.lava_backend.errors import LavaBackendError
 from hardware_sims.lava_backend.fixed import prepare_fixed, record_scale
-from hardware_sims.lava_backend.plan import SYNAPSE_KINDS, Plan, Readout, ReadTerm
-from hardware_sims.lava_backend.run import LavaResult, _bind, _chosen_readouts, _load_plan
+from hardware_sims.lava_backend.plan import SYNAPSE_KINDS, Plan, Readout, with_state_readouts
+from hardware_sims.lava_backend.run import LavaResult, _bind, _chosen_readouts, _load_plan, _with_state
 
-__all__ = ["emulate", "Network", "DEFAULT_BATCH", "with_membrane_readouts"]
+__all__ = ["emulate", "Network", "DEFAULT_BATCH", "with_membrane_readouts", "profile_key"]
 
 DEFAULT_BATCH = 128
 """Samples emulated together (memory grows with it: a (8, 64, 64) layer holds 32k values per sample)."""
 
 
-class Network:
-    """The emulated processes of a (float or quantized) plan, and their schedule within a step."""
+def _numpy_models() -> dict[str, Any]:
+    return {"input": lambda s, f, a: InputEmu(s, f), "synapse": SynapseEmu, "neuron": NeuronEmu,
+            "delay": lambda s, f, a: DelayEmu(s, f), "extension": ExtensionEmu}
 
-    def __init__(self, plan: Plan, fixed_args: Mapping[str, dict] | None) -> None:
+
+def _torch_models(device: Any) -> dict[str, Any]:
+    from hardware_sims.emulator import torch_procs as tp  # noqa: PLC0415 - torch only for a device
+
+    tp.check_exact_matmul()
+    return {"input": lambda s, f, a: tp.TorchInputEmu(s, f, device),
+            "synapse": lambda s, f, a: tp.TorchSynapseEmu(s, f, a, device),
+            "neuron": lambda s, f, a: tp.TorchNeuronEmu(s, f, a, device),
+            "delay": lambda s, f, a: tp.TorchDelayEmu(s, f, device),
+            "extension": lambda s, f, a: tp.HostExtension(s, f, a, device)}
+
+
+def profile_key(spec: Any) -> str:
+    """The profile bucket of a process: ``input``, ``synapse:dense|sparse|conv``, ``neuron``, ``delay``,
+    ``extension:<type name>``."""
+    if spec.kind in SYNAPSE_KINDS:
+        return f"synapse:{spec.kind}"
+    if spec.kind == "extension":
+        return f"extension:{spec.params['type_name']}"
+    return spec.kind
+
+
+class Network:
+    """The emulated processes of a (float or quantized) plan, and their schedule within a step.
+
+    ``device`` None runs numpy arrays (`procs`); a torch device ("cpu", "cuda") runs torch tensors (`torch_procs`,
+    the same arithmetic; extensions in numpy on the host).
+    """
+
+    def __init__(self, plan: Plan, fixed_args: Mapping[str, dict] | None, device: Any = None) -> None:
         self.plan = plan
         self.fixed = plan.precision == "fixed"
+        self.device = device
+        if device is not None:
+            import torch  # noqa: PLC0415
+
+            self.device = torch.device(device)
+        models = _numpy_models() if device is None else _torch_models(self.device)
         args = fixed_args or {}
         self.emus: dict[str, Any] = {}
         for spec in plan.processes.values():
-            a = args.get(spec.name)
-            if spec.kind == "input":
-                emu = InputEmu(spec, self.fixed)
-            elif spec.kind in SYNAPSE_KINDS:
-                emu = SynapseEmu(spec, self.fixed, a)
-            elif spec.kind == "neuron":
-                emu = NeuronEmu(spec, self.fixed, a)
-            elif spec.kind == "delay":
-                emu = DelayEmu(spec, self.fixed)
-            elif spec.kind == "extension":
-                emu = ExtensionEmu(spec, self.fixed, a)
-            else:
+            kind = "synapse" if spec.kind in SYNAPSE_KINDS else spec.kind
+            if kind not in models:
                 raise LavaBackendError(f"process {spec.name!r}: the emulator has no model for kind {spec.kind!r}")
-            self.emus[spec.name] = emu
+            self.emus[spec.name] = models[kind](spec, self.fixed, args.get(spec.name))
+        self.keys = {name: profile_key(spec) for name, spec in plan.processes.items()}
         self.inbound: dict[str, list] = {name: [] for name in plan.processes}
         for c in plan.connections:
             self.inbound[c.dst].append(c)
@@ -79,6 +105,20 @@ class Network:
             pending = [n for n in pending if n not in done]
         return order
 
+    def _zeros(self, shape: tuple[int, ...]) -> Any:
+        if self.device is None:
+            return np.zeros(shape, dtype=np.int32 if self.fixed else np.float64)
+        import torch  # noqa: PLC0415
+
+        return torch.zeros(shape, dtype=torch.int32 if self.fixed else torch.float64, device=self.device)
+
+    def _sync(self) -> None:
+        """Wait for the device (profiling a CUDA run times kernels, not their launches)."""
+        if self.device is not None and self.device.type == "cuda":
+            import torch  # noqa: PLC0415
+
+            torch.cuda.synchronize(self.device)
+
     def _received(self, name: str, now: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
         spec = self.plan.processes[name]
         ports: dict[str, list[np.ndarray]] = {}
@@ -91,11 +131,11 @@ class Network:
         out = {}
         for port, terms in ports.items():
             shape = (batch, int(np.prod(emu.in_shapes[port]))) if spec.kind == "extension" else (batch, size)
-            out[port] = arith.port_sum(terms, shape, self.fixed)
+            out[port] = arith.port_sum(terms, shape, self.fixed) if terms else self._zeros(shape)
         if spec.kind == "extension":
             for port in emu.ports:
-                out.setdefault(port, np.zeros((batch, int(np.prod(emu.in_shapes[port]))),
-                                              dtype=np.int32 if self.fixed else np.float64))
+                if port not in out:
+                    out[port] = self._zeros((batch, int(np.prod(emu.in_shapes[port]))))
         return out
 
     def active_ranges(self, steps: int) -> tuple[dict[str, int], dict[str, int]]:
@@ -140,15 +180,18 @@ class Network:
                     last[c.src], changed = need, True
         return first, last
 
-    def run(self, data: Mapping[str, np.ndarray], steps: int, wanted: Iterable[tuple[str, str, int]]
-            ) -> dict[tuple[str, str, int], np.ndarray]:
+    def run(self, data: Mapping[str, np.ndarray], steps: int, wanted: Iterable[tuple[str, str, int]],
+            profile: dict[str, float] | None = None) -> dict[tuple[str, str, int], np.ndarray]:
         """Emulate one chunk of samples.
 
         Args:
             data: Input process -> ``[T, B, *shape]`` (integers in fixed point).
             steps: T.
-            wanted: ``(process, var, latency)``: record ``var`` ("s_out", "a_out", "v") at Lava steps
-                ``[latency, latency + T)``.
+            wanted: ``(process, var, latency)``: record ``var`` ("s_out", "a_out", a neuron's "v" or "u") at Lava
+                steps ``[latency, latency + T)``.
+            profile: if a dict, seconds spent are added to it per `profile_key` (each process's step, its port
+                sums included; a CUDA device is synchronized around each), and under ``"record"``. None (the
+                default) adds no timing at all.
 
         Returns:
             ``(process, var, latency)`` -> ``[T, B, size]`` raw values (integers in fixed point).
@@ -157,55 +200,70 @@ class Network:
         batch = next(iter(data.values())).shape[1]
         first, last = self.active_ranges(steps)
         for name, emu in self.emus.items():
-            if isinstance(emu, InputEmu):
+            kind = procs[name].kind
+            if kind == "input":
                 emu.start(data[name])
-            elif not isinstance(emu, SynapseEmu):
+            elif kind not in SYNAPSE_KINDS:
                 emu.start(batch)
         wanted = list(wanted)
         recs = {key: None for key in wanted}
         for proc, var, lat in wanted:
             if not first[proc] <= lat or lat + steps > last[proc]:
                 raise LavaBackendError(f"cannot record {proc}.{var} from step {lat}: outside its active range")
-        sent: dict[str, np.ndarray] = {}  # synapse outputs visible at this step (accumulated at the previous one)
+        timed = profile is not None
+        if timed:
+            self._sync()
+        sent: dict[str, Any] = {}  # synapse outputs visible at this step (accumulated at the previous one)
         for s in range(min(first.values()), max(last.values())):
             now = {n: x for n, x in sent.items()}
             for name in self.order:
                 if not first[name] <= s < last[name]:
                     continue
+                t0 = time.perf_counter() if timed else 0.0
+                kind = procs[name].kind
                 emu = self.emus[name]
-                k = s - first[name]
-                if isinstance(emu, InputEmu):
-                    now[name] = emu.step(k)
-                elif isinstance(emu, ExtensionEmu):
+                if kind == "input":
+                    now[name] = emu.step(s - first[name])
+                elif kind == "extension":
                     now[name] = emu.step(self._received(name, now, batch))
                 else:
-                    port = "a_in" if isinstance(emu, NeuronEmu) else "s_in"
+                    port = "a_in" if kind == "neuron" else "s_in"
                     now[name] = emu.step(self._received(name, now, batch)[port])
+                if timed:
+                    self._sync()
+                    profile[self.keys[name]] = profile.get(self.keys[name], 0.0) + time.perf_counter() - t0
             nxt = {}
             for name in self.synapses:
                 if first[name] <= s < last[name] - 1:  # visible one step later
+                    t0 = time.perf_counter() if timed else 0.0
                     nxt[name] = self.emus[name].step(self._received(name, now, batch)["s_in"])
+                    if timed:
+                        self._sync()
+                        profile[self.keys[name]] = profile.get(self.keys[name], 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter() if timed else 0.0
             for key in wanted:
                 proc, var, lat = key
                 if lat <= s < lat + steps:
-                    value = self.emus[proc].v if var == "v" else now.get(proc)
+                    value = getattr(self.emus[proc], var) if var in ("v", "u") else now.get(proc)
                     if value is None:
                         value = np.zeros((batch, int(np.prod(procs[proc].shape))))
+                    elif self.device is not None:
+                        value = value.detach().cpu().numpy()
                     if recs[key] is None:
                         recs[key] = np.zeros((steps, *value.shape), dtype=np.float64)
                     recs[key][s - lat] = value
+            if timed:
+                profile["record"] = profile.get("record", 0.0) + time.perf_counter() - t0
             sent = nxt
         return recs
 
 
 def with_membrane_readouts(plan: Plan, neurons: Iterable[str] | None = None) -> Plan:
-    """`plan` plus a readout ``"<process>#v"`` of the membrane of each named neuron process (default: every spiking
-    one), aligned like its spikes. Both `run_lava` (a ``MemmapVarReader`` on ``v``) and `emulate` record it."""
-    names = set(neurons) if neurons is not None else None
-    extra = {f"{p.name}#v": Readout(p.name, p.shape, (ReadTerm(p.name, "v", p.latency),))
-             for p in plan.of_kind("neuron")
-             if (p.name in names if names is not None else p.params["read"] == "s_out")}
-    return dataclasses.replace(plan, readouts={**plan.readouts, **extra})
+    """`plan` plus a readout ``"<node>#v"`` of the membrane of each named neuron node (default: every spiking
+    one), aligned like its spikes (``lava_backend.plan.with_state_readouts`` with ``v`` only; ``record_state`` of
+    `emulate`/`run_lava` records ``v`` and ``u``). Both `run_lava` (a ``MemmapVarReader`` on ``v``) and `emulate`
+    record it."""
+    return with_state_readouts(plan, neurons, ("v",))
 
 
 def _assemble(readout: Readout, recs: dict, plan: Plan, steps: int, batch: int) -> np.ndarray:
@@ -236,7 +294,9 @@ def _assemble(readout: Readout, recs: dict, plan: Plan, steps: int, batch: int) 
 
 def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str, Any] | Any, *,
             precision: str = "fixed", record: bool | str | Iterable[str] = True, dt: float | None = None,
-            quant_options: Mapping[str, Any] | None = None, batch_size: int = DEFAULT_BATCH) -> LavaResult:
+            quant_options: Mapping[str, Any] | None = None, batch_size: int = DEFAULT_BATCH,
+            record_state: str | Iterable[str] | None = None, device: Any = None,
+            profile: bool = False) -> LavaResult:
     """Run a NIR graph (or a `Plan`) the way `run_lava` does, all samples of a batch at once, without Lava.
 
     Arguments and result are `hardware_sims.lava_backend.run_lava`'s: the plan, its quantization
@@ -252,9 +312,16 @@ def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str,
         dt: seconds per step; default the graph's ``metadata["dt"]``.
         quant_options: keyword arguments of ``hardware_sims.quantize.quantize_plan`` (fixed point, float plan).
         batch_size: samples emulated together.
+        record_state: neuron node names whose membrane and current to record (``records["<node>#v"]``,
+            ``records["<node>#u"]``), as for `run_lava`.
+        device: None (numpy, the default) or a torch device ("cpu", "cuda", "cuda:1"): the same arithmetic on
+            torch tensors (`torch_procs`; fixed point identical bit for bit); extensions still run in numpy.
+        profile: add ``timing["profile:<bucket>"]``: seconds per process kind (`profile_key`: ``synapse:conv``,
+            ``neuron``, ``extension:<type>``, ...) and ``profile:record``; off by default (then nothing is timed).
 
     Returns:
-        A `LavaResult` (``timing``: ``build_s``, ``run_s``, ``samples_per_s``; ``cleanup`` empty).
+        A `LavaResult` (``timing``: ``quantize_s`` (fixed point), ``build_s`` (the emulated processes),
+        ``run_s``, ``samples_per_s``; ``cleanup`` empty).
     """
     if precision not in ("float", "fixed"):
         raise ValueError(f"precision must be 'float' or 'fixed', found {precision!r}")
@@ -262,24 +329,28 @@ def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str,
     if plan.precision == "fixed" and precision != "fixed":
         raise ValueError("this plan is quantized (precision='fixed'); emulate it with precision='fixed' or pass the "
                          "float plan")
+    plan, state = _with_state(plan, record_state)
     xs, steps, batch = _bind(plan, inputs)
-    readouts = _chosen_readouts(plan, record)
+    readouts = _chosen_readouts(plan, record, state)
     fixed_args = None
     t0 = time.perf_counter()
     if precision == "fixed":
         plan, fixed_args, xs = prepare_fixed(plan, xs, **dict(quant_options or {}))
-    net = Network(plan, fixed_args)
-    timing = {"build_s": time.perf_counter() - t0, "run_s": 0.0}
+    t1 = time.perf_counter()
+    net = Network(plan, fixed_args, device)
+    timing = {"quantize_s": t1 - t0, "build_s": time.perf_counter() - t1, "run_s": 0.0}
+    prof: dict[str, float] | None = {} if profile else None
     wanted = sorted({(t.proc, t.var, t.latency) for r in readouts.values() for t in r.terms})
     results = {n: np.zeros((steps, batch, *r.shape)) for n, r in readouts.items()}
     t0 = time.perf_counter()
     for b0 in range(0, batch, max(1, int(batch_size))):
         b1 = min(batch, b0 + max(1, int(batch_size)))
-        recs = net.run({proc: xs[name][:, b0:b1] for name, proc in plan.inputs.items()}, steps, wanted)
+        recs = net.run({proc: xs[name][:, b0:b1] for name, proc in plan.inputs.items()}, steps, wanted, prof)
         for name, readout in readouts.items():
             results[name][:, b0:b1] = _assemble(readout, recs, plan, steps, b1 - b0)
     timing["run_s"] = time.perf_counter() - t0
     timing["samples_per_s"] = batch / max(timing["run_s"], 1e-12)
+    timing.update({f"profile:{k}": v for k, v in sorted((prof or {}).items())})
     outputs = {n: results[n] for n in plan.outputs}
     step = plan.metadata.get("readout_step")
     return LavaResult(outputs, results, dict(plan.node_latency), plan.steps_per_sample(steps), plan, timing,

@@ -1,12 +1,14 @@
-"""Extension processes on a batch, through the very code Lava runs: the builder's process and its model's
-``evaluate``.
+"""Extension processes on a batch, through the very code Lava runs, without Lava.
 
-`ExtensionEmu` builds the process exactly as `hardware_sims.lava_backend.build` does (the registered builder, the
-port bias, the fixed-point ``in_formats``/``out_exp``), takes its ``proc_params`` (the `FixedPlan`, heads, scale,
-gain, window, bias) and calls the ``evaluate`` of the process's float or fixed model class (found like Lava finds
-it: ``@implements(proc=...)`` and the ``floating_pt`` / ``fixed_pt`` tag) with a stand-in for ``self``. The window
-streaming is `hardware_sims.lava_procs.kernels.window_step` itself, on buffers of Lava's dtypes (int32 in fixed
-point, so a stored message wraps as it does in the Lava Var).
+snnav's extension types: `ExtensionEmu` takes the process's `ExtensionSemantics`
+(``hardware_sims.lava_procs.semantics``, the description the Lava process and its models are built from) with the
+arguments `hardware_sims.lava_backend.build` gives the builder (the fixed-point ``in_formats``/``out_exp``), and
+calls its float or fixed ``evaluate`` -- the functions the Lava models' ``evaluate`` call -- on the same parameters.
+This path imports no Lava. A type registered with ``register_extension`` (a third-party process) is built with its
+builder and run through its Lava model's ``evaluate`` (found like Lava finds it: ``@implements(proc=...)`` and the
+``floating_pt`` / ``fixed_pt`` tag) with a stand-in for ``self``; that path needs Lava. The window streaming is
+`hardware_sims.lava_procs.kernels.window_step` itself, on buffers of Lava's dtypes (int32 in fixed point, so a
+stored message wraps as it does in the Lava Var).
 
 A batch reaches ``evaluate`` in one call where the kernel's math allows folding the batch into an axis it treats
 independently (`BATCH_FOLDS`): heads for the per-step attentions (``num_heads`` passed as ``B * h``), tokens for the
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from hardware_sims.lava_backend.plan import ProcessSpec
-from hardware_sims.lava_backend.registry import extension_builder
+from hardware_sims.lava_backend.registry import extension_builder, extension_semantics
 from hardware_sims.lava_procs.kernels import window_step
 
 __all__ = ["ExtensionEmu", "model_class", "BATCH_FOLDS"]
@@ -81,24 +83,34 @@ class ExtensionEmu:
     def __init__(self, spec: ProcessSpec, fixed: bool, args: dict | None) -> None:
         self.spec, self.fixed = spec, fixed
         node = spec.params["node"]
-        extra = {"bias": spec.params["bias"]} if spec.params.get("bias") else {}  # as build.py: real values in float
-        built = extension_builder(node)(node, f"emulator:{spec.name}", **{**extra, **(args or {})})
-        proc = built.process
-        self.ports = tuple(built.in_ports)
-        self.in_shapes = {p: tuple(int(d) for d in built.in_ports[p].shape) for p in self.ports}
-        self.out_shape = tuple(int(d) for d in built.out_port.shape)
-        self.window = int(built.latency)
-        self.params = dict(proc.proc_params._parameters)
-        self.bias = {p: np.asarray(b) for p, b in (self.params.get("bias") or {}).items()}
-        self.model = model_class(type(proc), fixed)
+        fixed_args = dict(args or {})
+        bias = fixed_args.pop("bias", None) if fixed else spec.params.get("bias")  # mantissas / real values
+        sem = extension_semantics(node, f"emulator:{spec.name}", **fixed_args)
+        if sem is not None:  # snnav's extension types: no Lava
+            self.ports, self.out_shape, self.window = tuple(sem.ports), tuple(sem.out_shape), int(sem.window)
+            self.in_shapes = {p: tuple(int(d) for d in sem.in_shapes[p]) for p in self.ports}
+            self.params = dict(sem.params)
+            evaluate = sem.evaluate(fixed)
+            self._call = lambda params, *xs: evaluate(params, *xs)
+        else:
+            built = extension_builder(node)(node, f"emulator:{spec.name}",
+                                            **({"bias": bias} if bias else {}), **fixed_args)
+            proc = built.process
+            self.ports = tuple(built.in_ports)
+            self.in_shapes = {p: tuple(int(d) for d in built.in_ports[p].shape) for p in self.ports}
+            self.out_shape = tuple(int(d) for d in built.out_port.shape)
+            self.window = int(built.latency)
+            self.params = {k: v for k, v in proc.proc_params._parameters.items() if k != "bias"}
+            model = model_class(type(proc), fixed)
+            self._call = lambda params, *xs: model.evaluate(SimpleNamespace(proc_params=params), *xs)
+        self.bias = {p: np.broadcast_to(np.asarray(b), self.in_shapes[p]) for p, b in (bias or {}).items()}
         fold = BATCH_FOLDS.get(node.type_name)
         self.fold = fold(node) if fold is not None else None
         self.dtype = np.int32 if fixed else np.float64  # the Lava Vars' dtype (window buffers)
         self.steps_seen = self.in_bufs = self.out_buf = None
 
     def _evaluate(self, overrides: dict, *inputs: np.ndarray) -> np.ndarray:
-        shim = SimpleNamespace(proc_params={**self.params, **overrides})
-        return self.model.evaluate(shim, *inputs)
+        return self._call({**self.params, **overrides}, *inputs)
 
     def _batched(self, xs: list[np.ndarray], batch_axis: int) -> np.ndarray:
         if self.fold is not None:

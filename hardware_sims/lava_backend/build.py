@@ -15,7 +15,7 @@ delay      `hardware_sims.lava_procs.delay.Delay`
 extension  the registered builder's process (`registry`)
 =========  ===========================================================================================
 
-Records: `MemmapSink` on an OutPort ("s_out", "a_out") or `MemmapVarReader` on a neuron's ``v``.
+Records: `MemmapSink` on an OutPort ("s_out", "a_out") or `MemmapVarReader` on a neuron's ``v`` or ``u``.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ def _make(spec: ProcessSpec, period: int, fixed: dict | None) -> tuple[Any, Any]
 
     p, q = spec.params, dict(fixed or {})  # q: fixed-point arguments, which override the float ones
     if spec.kind in ("dense", "sparse"):
+        if q.get("sign_mode") is not None:  # loihi_formats.SignMode (same values) -> Lava's enum
+            from lava.utils.weightutils import SignMode  # noqa: PLC0415
+
+            q["sign_mode"] = SignMode(int(q["sign_mode"]))
         cls = Dense if spec.kind == "dense" else Sparse
         return cls(**{"weights": p["weights"], "num_message_bits": _bits(spec), "name": spec.name, **q}), None
     if spec.kind == "conv":
@@ -156,7 +160,7 @@ def build_network(plan: Plan, *, period: int, n_rows: int, workdir: str, record:
         period: Lava steps per sample (`Plan.steps_per_sample`).
         n_rows: rows of the input and record files (steps per run chunk, a multiple of `period`).
         workdir: an existing folder for the files.
-        record: the (process, var) pairs to record ("s_out", "a_out" or "v").
+        record: the (process, var) pairs to record ("s_out", "a_out", or a neuron's "v" or "u").
         fixed: process name -> extra keyword arguments of its Lava constructor (fixed point), or None.
 
     Returns:
@@ -192,8 +196,8 @@ def build_network(plan: Plan, *, period: int, n_rows: int, workdir: str, record:
             continue
         path = os.path.join(workdir, f"record_{j}.npy")
         net.records[(name, var)] = (_memmap(path, n_rows, spec.shape, np.float64), path)
-        if var == "v":
-            MemmapVarReader(var=net.processes[name].v, path=path, n_steps=n_rows, name=f"read:{name}")
+        if var in ("v", "u"):  # a neuron's state, read after the step
+            MemmapVarReader(var=getattr(net.processes[name], var), path=path, n_steps=n_rows, name=f"read:{name}")
             continue
         sink = MemmapSink(shape=spec.shape, path=path, n_steps=n_rows, name=f"record:{name}")
         out_port, out_layout, out_shape = _out(spec, net.processes[name], built.get(name))

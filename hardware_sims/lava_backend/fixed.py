@@ -6,7 +6,8 @@ every process gets the integer arguments of its ``fixed_pt`` model (``Loihi2SimC
 =========  =====================================================================================================
 kind       Lava arguments from ``plan.quant`` (`hardware_sims.plan_quantizer.PlanQuant`)
 =========  =====================================================================================================
-dense      ``weights = mant``, ``weight_exp``, ``sign_mode``, ``num_weight_bits = 8`` (``PyDenseModelBitAcc``)
+dense      ``weights = mant``, ``weight_exp``, ``sign_mode`` (``loihi_formats.SignMode``; `build` converts it to
+           Lava's), ``num_weight_bits`` (8 unless quantized with fewer ``weight_bits``) (``PyDenseModelBitAcc``)
 sparse     the same as CSR (``PySparseModelBitAcc``)
 conv       ``weight = mant << exp`` (Lava's fixed ``Conv`` ignores ``weight_exp``), converted by `layout`
 neuron     ``du``, ``dv``, ``vth = vth_mant``, ``bias_mant``, ``bias_exp`` (``PyLifResetModelBitAcc``)
@@ -40,13 +41,16 @@ def _extension_exps(plan: Plan, caps: dict[str, int] | None = None):
     process's default, lossless for a dyadic factor), at most ``caps[name]`` (see `_exp_caps`)."""
 
     def out_exp(name: str, port_formats: dict) -> int:
-        from hardware_sims.lava_backend.registry import extension_builder  # noqa: PLC0415
+        from hardware_sims.lava_backend.registry import extension_builder, extension_semantics  # noqa: PLC0415
         from hardware_sims.lava_procs.fixed import PortFormat  # noqa: PLC0415
 
-        spec = plan.processes[name]
+        node = plan.processes[name].params["node"]
         formats = {port: PortFormat(*fmt) for port, fmt in port_formats.items()}
-        built = extension_builder(spec.params["node"])(spec.params["node"], f"probe:{name}", in_formats=formats)
-        exp = int(built.process.out_exp)
+        sem = extension_semantics(node, f"probe:{name}", in_formats=formats)  # snnav's types: no Lava
+        if sem is not None:
+            exp = int(sem.plan.out_exp)
+        else:  # a registered third-party process: ask it
+            exp = int(extension_builder(node)(node, f"probe:{name}", in_formats=formats).process.out_exp)
         return min(exp, caps[name]) if caps and name in caps else exp
 
     return out_exp
@@ -89,7 +93,7 @@ def _exp_caps(float_plan: Plan, quant: Any) -> dict[str, int]:
             w_max = float(np.abs(w).max(initial=0.0))
             if w_max == 0 or syn not in quant.state_exps:
                 continue
-            lo, hi = lf.WEIGHT_MANT_RANGE[sign_mode_of(w)]
+            lo, hi, _ = lf.weight_mant_grid(sign_mode_of(w), quant.synapses[syn].num_weight_bits)
             cap = math.ceil(math.log2(w_max / max(hi, -lo))) + lf.WEIGHT_FRAC_BITS - lf.WEIGHT_EXP_MIN \
                 + int(quant.state_exps[syn])
             caps[ext.name] = min(caps.get(ext.name, cap), cap)
@@ -131,8 +135,6 @@ def port_bias_fixed(plan: Plan) -> dict[tuple[str, str], tuple[np.ndarray, int, 
 
 def fixed_arguments(plan: Plan) -> dict[str, dict[str, Any]]:
     """Per process: the keyword arguments of its Lava constructor in fixed point (module table)."""
-    from lava.utils.weightutils import SignMode  # noqa: PLC0415
-
     q = plan.quant
     biases = port_bias_fixed(plan)
     args: dict[str, dict[str, Any]] = {}
@@ -141,8 +143,8 @@ def fixed_arguments(plan: Plan) -> dict[str, dict[str, Any]]:
         if spec.kind in ("dense", "sparse"):
             w = q.synapses[name]
             mant = sp.csr_matrix(w.mant) if spec.kind == "sparse" else np.asarray(w.mant)
-            args[name] = {"weights": mant, "weight_exp": int(w.exp), "sign_mode": SignMode(int(w.sign_mode)),
-                          "num_weight_bits": 8}
+            args[name] = {"weights": mant, "weight_exp": int(w.exp), "sign_mode": w.sign_mode,
+                          "num_weight_bits": int(w.num_weight_bits)}
         elif spec.kind == "conv":
             args[name] = {"weight": q.synapses[name].conv_weight()}
         elif spec.kind == "neuron":

@@ -35,7 +35,7 @@ from hardware_sims.lava_backend.linear import linear_op, node_bias
 from hardware_sims.lava_backend.materialize import Materializer, Path
 from hardware_sims.lava_backend.neurons import NeuronParams, needs_dt, neuron_params
 from hardware_sims.lava_backend.plan import Plan, Readout
-from hardware_sims.lava_backend.registry import SUPPORTED, extension_builders, role_of
+from hardware_sims.lava_backend.registry import SUPPORTED, known_extensions, role_of
 
 __all__ = ["lower"]
 
@@ -59,7 +59,7 @@ def _analyse(graph: nir.NIRGraph) -> _Graph:
             bad.append(f"{name!r} ({getattr(node, 'type_name', type(node).__name__)})")
         roles[name] = role
     if bad:
-        exts = sorted(extension_builders())
+        exts = known_extensions()
         raise UnsupportedGraphError(
             f"the Lava backend does not map node(s) {', '.join(bad)}; it maps NIR {', '.join(SUPPORTED)} and the "
             f"extension nodes {exts or '(none registered)'}. Replace those nodes or register a builder with "

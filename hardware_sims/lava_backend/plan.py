@@ -34,6 +34,7 @@ extension     ``node`` (the NIR extension node), ``type_name``, ``window`` (int)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,10 +42,13 @@ from typing import Any
 import nir
 import numpy as np
 
-__all__ = ["ProcessSpec", "Connection", "ReadTerm", "Readout", "Plan", "build_plan", "PROCESS_KINDS"]
+__all__ = ["ProcessSpec", "Connection", "ReadTerm", "Readout", "Plan", "build_plan", "PROCESS_KINDS", "STATE_VARS",
+           "with_state_readouts", "state_readout_name"]
 
 PROCESS_KINDS: tuple[str, ...] = ("input", "dense", "sparse", "conv", "neuron", "delay", "extension")
 SYNAPSE_KINDS: tuple[str, ...] = ("dense", "sparse", "conv")
+STATE_VARS: tuple[str, ...] = ("v", "u")
+"""The state of a neuron population (Lava ``LIFReset``): membrane ``v`` and current ``u``."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,9 @@ class Connection:
 class ReadTerm:
     """One recorded signal: NIR step t of the term is ``factor * x[latency + t - shift]`` (0 where t < shift).
 
-    ``var`` is "s_out" (a neuron's spikes, an input's or extension's messages), "a_out" (a synapse's output) or
-    "v" (a neuron's membrane). ``factor`` (None = 1) broadcasts to the readout's shape.
+    ``var`` is "s_out" (a neuron's spikes, an input's or extension's messages), "a_out" (a synapse's output), "v"
+    (a neuron's membrane) or "u" (its current), read at the end of the step. ``factor`` (None = 1) broadcasts to
+    the readout's shape.
     """
 
     proc: str
@@ -205,3 +210,44 @@ def build_plan(graph: nir.NIRGraph, *, dt: float | None = None, extra_readouts: 
     from hardware_sims.lava_backend.lowering import lower  # noqa: PLC0415 - lowering imports this module
 
     return lower(graph, dt=dt, extra_readouts=tuple(extra_readouts))
+
+
+def state_readout_name(node: str, var: str) -> str:
+    """The readout name of a neuron's state variable: ``"<node>#<var>"`` (``var`` in `STATE_VARS`)."""
+    return f"{node}#{var}"
+
+
+def with_state_readouts(plan: Plan, neurons: Iterable[str] | None = None,
+                        variables: Iterable[str] = STATE_VARS) -> Plan:
+    """`plan` plus a readout ``"<node>#<var>"`` of each named neuron's state, aligned like its spikes.
+
+    Row t of such a record is the variable at the end of the neuron's NIR step t (Lava step ``latency + t``, where
+    Lava's ``LIFReset`` has just updated ``u`` then ``v``, and reset ``v`` where it spiked). Real units (fixed point:
+    the integers times ``2**-(12 + state_exp)``, exact in float64).
+
+    Args:
+        plan: a plan (float or quantized).
+        neurons: NIR neuron node names (LIF, IF, CubaLIF, LI, I, Threshold: one ``LIFReset`` each); default every
+            spiking neuron.
+        variables: a subset of `STATE_VARS`.
+
+    Raises:
+        ValueError: a name that is not a neuron node of the plan, or an unknown variable.
+    """
+    variables = tuple(variables)
+    bad_vars = sorted(set(variables) - set(STATE_VARS))
+    if bad_vars:
+        raise ValueError(f"unknown state variable(s) {bad_vars}; a neuron's state is {list(STATE_VARS)}")
+    by_node = {p.node: p for p in plan.of_kind("neuron") if p.role == "node"}
+    if neurons is None:
+        chosen = [p for p in by_node.values() if p.params["read"] == "s_out"]
+    else:
+        names = [neurons] if isinstance(neurons, str) else list(neurons)
+        unknown = [n for n in names if n not in by_node]
+        if unknown:
+            raise ValueError(f"cannot record the state of {unknown}: not neuron nodes of this graph; its neuron nodes "
+                             f"are {sorted(by_node)}")
+        chosen = [by_node[n] for n in dict.fromkeys(names)]
+    extra = {state_readout_name(p.node, var): Readout(p.node, p.shape, (ReadTerm(p.name, var, p.latency),))
+             for p in chosen for var in variables}
+    return dataclasses.replace(plan, readouts={**plan.readouts, **extra})

@@ -24,6 +24,10 @@ ExtensionBuild(process, in_ports, out_port, latency)``), imported only when a gr
 `register_extension` adds or overrides one (tests, third-party processes). A builder's process must take its
 inputs on InPorts named like the node's ports and send on ``s_out``; if its latency is nonzero it must offer
 ``reset()`` (called while the run is paused at the step where the first input of a sample arrives).
+
+snnav's own extension types are also known without Lava (`extension_semantics`,
+``hardware_sims.lava_procs.semantics``): planning, quantizing and emulating a graph with them imports no Lava; only
+building the Lava processes does. A type overridden with `register_extension` has no Lava-free semantics.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ import nir
 from export.extensions import is_extension
 from hardware_sims.lava_backend.neurons import NEURON_TYPES
 
-__all__ = ["ROLES", "SUPPORTED", "role_of", "register_extension", "extension_builders", "extension_builder"]
+__all__ = ["ROLES", "SUPPORTED", "role_of", "register_extension", "extension_builders", "extension_builder",
+           "extension_semantics", "known_extensions"]
 
 LINEAR_TYPES: tuple[type, ...] = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d)
 
@@ -88,6 +93,32 @@ def extension_builder(node: Any) -> Callable[..., Any] | None:
     return extension_builders().get(type_name)
 
 
+def extension_semantics(node: Any, name: str | None = None, **fixed: Any) -> Any:
+    """The Lava-free `ExtensionSemantics` of one of snnav's extension nodes (``lava_procs.semantics``), or None for
+    a type registered with `register_extension` (its Lava builder is the only description) or unknown."""
+    from hardware_sims.lava_procs.semantics import SEMANTICS  # noqa: PLC0415 - no Lava
+
+    type_name = getattr(node, "type_name", None)
+    if type_name in _EXTRA_EXTENSIONS or type_name not in SEMANTICS:
+        return None
+    return SEMANTICS[type_name](node, name=name, **fixed)
+
+
+def known_extensions() -> list[str]:
+    """Type names of every extension node the backend maps (snnav's, whether or not Lava is installed, and the
+    registered ones)."""
+    from hardware_sims.lava_procs.semantics import SEMANTICS  # noqa: PLC0415 - no Lava
+
+    return sorted({*SEMANTICS, *_EXTRA_EXTENSIONS})
+
+
+def _is_known_extension(node: Any) -> bool:
+    from hardware_sims.lava_procs.semantics import SEMANTICS  # noqa: PLC0415 - no Lava
+
+    type_name = getattr(node, "type_name", None)
+    return type_name in _EXTRA_EXTENSIONS or type_name in SEMANTICS
+
+
 def role_of(name: str, node: Any, top_inputs: tuple[str, ...], top_outputs: tuple[str, ...]) -> str | None:
     """The role of a flattened node (module table), or None if the backend does not map its type."""
     if isinstance(node, nir.Input):
@@ -95,7 +126,7 @@ def role_of(name: str, node: Any, top_inputs: tuple[str, ...], top_outputs: tupl
     if isinstance(node, nir.Output):
         return "output" if name in top_outputs else "identity"
     if is_extension(node):
-        return "extension" if extension_builder(node) is not None else None
+        return "extension" if _is_known_extension(node) else None
     for cls in type(node).__mro__:
         if cls in ROLES:
             return ROLES[cls]

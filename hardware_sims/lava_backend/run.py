@@ -32,7 +32,8 @@ import hardware_sims  # noqa: F401  (lava compatibility fixes first)
 from hardware_sims.lava_backend.build import LavaNetwork, build_network
 from hardware_sims.lava_backend.errors import InputBindingError, LavaRunError
 from hardware_sims.lava_backend.fixed import prepare_fixed, record_scale
-from hardware_sims.lava_backend.plan import Plan, Readout, build_plan
+from hardware_sims.lava_backend.plan import (STATE_VARS, Plan, Readout, build_plan, state_readout_name,
+                                             with_state_readouts)
 
 __all__ = ["LavaResult", "run_lava", "FILE_BUDGET_BYTES"]
 
@@ -52,7 +53,8 @@ class LavaResult:
     Attributes:
         outputs: graph Output name -> ``[T, B, *shape]``.
         records: NIR node -> ``[T, B, *shape]`` (spikes of spiking nodes, ``v`` of LI/I readouts, messages of
-            extension nodes, values of wiring nodes; see `run_lava`'s ``record``).
+            extension nodes, values of wiring nodes; see `run_lava`'s ``record``); ``"<node>#v"`` and
+            ``"<node>#u"``: membrane and current of the neurons named in ``record_state``.
         node_latency: NIR signal node -> Lava step (within a sample) of its NIR step 0.
         steps_per_sample: Lava steps each sample ran for.
         plan: the plan that ran.
@@ -129,7 +131,16 @@ def _bind(plan: Plan, inputs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray],
     return xs, int(lead[0]), int(lead[1])
 
 
-def _chosen_readouts(plan: Plan, record: Any) -> dict[str, Readout]:
+def _with_state(plan: Plan, record_state: str | Iterable[str] | None) -> tuple[Plan, list[str]]:
+    """`plan` with the state readouts of the neurons in `record_state`, and their names (``"<node>#v"``, ``#u``)."""
+    if not record_state:
+        return plan, []
+    names = [record_state] if isinstance(record_state, str) else list(dict.fromkeys(record_state))
+    plan = with_state_readouts(plan, names, STATE_VARS)
+    return plan, [state_readout_name(n, var) for n in names for var in STATE_VARS]
+
+
+def _chosen_readouts(plan: Plan, record: Any, state: Iterable[str] = ()) -> dict[str, Readout]:
     if record is True:
         names = set(plan.readouts)
     elif record in (False, None):
@@ -140,6 +151,7 @@ def _chosen_readouts(plan: Plan, record: Any) -> dict[str, Readout]:
         if unknown:
             raise ValueError(f"cannot record {unknown}: not readable in this plan; readable nodes are "
                              f"{sorted(plan.readouts)}")
+    names |= set(state)
     return {n: plan.readouts[n] for n in plan.readouts if n in names}
 
 
@@ -259,7 +271,8 @@ def _assemble(readout: Readout, recs: dict, plan: Plan, n: int, period: int, ste
 
 def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str, Any] | Any, *,
              precision: str = "float", record: bool | str | Iterable[str] = True, dt: float | None = None,
-             file_budget_bytes: int = FILE_BUDGET_BYTES, quant_options: Mapping[str, Any] | None = None) -> LavaResult:
+             file_budget_bytes: int = FILE_BUDGET_BYTES, quant_options: Mapping[str, Any] | None = None,
+             record_state: str | Iterable[str] | None = None) -> LavaResult:
     """Run a NIR graph (or a `Plan`) on Lava's ``Loihi2SimCfg``, samples back to back with state reset.
 
     Args:
@@ -271,6 +284,9 @@ def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str
         dt: seconds per step; default the graph's ``metadata["dt"]``.
         file_budget_bytes: the largest input+record file size of one chunk of samples.
         quant_options: keyword arguments of ``hardware_sims.quantize.quantize_plan`` (fixed point, float plan).
+        record_state: neuron node names whose state to record as well: ``records["<node>#v"]`` (membrane) and
+            ``records["<node>#u"]`` (current), ``[T, B, *shape]`` aligned to NIR steps like the spikes (the value
+            at the end of each step; real units, in fixed point exact multiples of ``2**-(12 + state_exp)``).
 
     Returns:
         A `LavaResult`.
@@ -288,8 +304,9 @@ def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str
     if plan.precision == "fixed" and precision != "fixed":
         raise ValueError("this plan is quantized (precision='fixed'); run it with precision='fixed' or pass the float "
                          "plan")
+    plan, state = _with_state(plan, record_state)
     xs, steps, batch = _bind(plan, inputs)
-    readouts = _chosen_readouts(plan, record)
+    readouts = _chosen_readouts(plan, record, state)
     fixed = None
     if precision == "fixed":
         plan, fixed, xs = prepare_fixed(plan, xs, **(quant_options or {}))

@@ -15,17 +15,14 @@ GateProcess                 snnav.Gate                           0          none
 Models: ``@tag("floating_pt")`` (float64) and ``@tag("fixed_pt", "bit_accurate_loihi")`` (int64 accumulators,
 24-bit saturated graded outputs, formats in :mod:`hardware_sims.lava_procs.fixed`). The compiler uses
 :data:`EXTENSION_BUILDERS` (type name -> builder). The arithmetic lives in :mod:`hardware_sims.lava_procs.kernels`
-(pure numpy). See ``README.md`` in this folder.
+(pure numpy), the processes' parameters and ``evaluate`` functions in :mod:`hardware_sims.lava_procs.semantics` (no
+Lava: the batched emulator uses them on machines without Lava). See ``README.md`` in this folder.
+
+Importing this package imports no Lava: the process classes and the builder table are loaded on first access
+(``hardware_sims.lava_procs.SpikeAttentionProcess``), so ``fixed``, ``kernels`` and ``semantics`` work without Lava.
 """
 
-from hardware_sims.lava_procs.attention_apply import AttentionApplyProcess
-from hardware_sims.lava_procs.attention_scores import AttentionScoresProcess
-from hardware_sims.lava_procs.base import ExtensionProcess
-from hardware_sims.lava_procs.builders import EXTENSION_BUILDERS, PROCESS_CLASSES, ExtensionBuild, build_extension
-from hardware_sims.lava_procs.complementary_fusion import ComplementaryFusionProcess
 from hardware_sims.lava_procs.fixed import OUT_BITS, SPIKE, FixedPlan, PortFormat, graded
-from hardware_sims.lava_procs.gate import GateProcess
-from hardware_sims.lava_procs.spike_attention import SpikeAttentionProcess
 
 __all__ = [
     "EXTENSION_BUILDERS",
@@ -44,3 +41,24 @@ __all__ = [
     "OUT_BITS",
     "FixedPlan",
 ]
+
+_LAZY = {
+    "AttentionApplyProcess": "attention_apply",
+    "AttentionScoresProcess": "attention_scores",
+    "ExtensionProcess": "base",
+    "EXTENSION_BUILDERS": "builders",
+    "PROCESS_CLASSES": "builders",
+    "ExtensionBuild": "builders",
+    "build_extension": "builders",
+    "ComplementaryFusionProcess": "complementary_fusion",
+    "GateProcess": "gate",
+    "SpikeAttentionProcess": "spike_attention",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:  # imports Lava: only on use
+        import importlib  # noqa: PLC0415
+
+        return getattr(importlib.import_module(f"hardware_sims.lava_procs.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'hardware_sims.lava_procs' has no attribute {name!r}")

@@ -16,9 +16,9 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from export.extensions import AttentionApply
-from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess, as_f64, as_i64, fixed_output
-from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat, make_plan
-from hardware_sims.lava_procs.kernels import attention_apply_acc, attention_apply_float
+from hardware_sims.lava_procs import semantics
+from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess
+from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat
 
 __all__ = ["AttentionApplyProcess", "PyAttentionApplyModelFloat", "PyAttentionApplyModelFixed"]
 
@@ -39,13 +39,10 @@ class AttentionApplyProcess(ExtensionProcess):
     def __init__(self, *, shape, num_heads: int, scale: float, in_formats: dict[str, PortFormat] | None = None,
                  out_exp: int | None = None, out_bits: int = OUT_BITS, gain: float = 1.0, name: str | None = None,
                  **kwargs) -> None:
-        node = AttentionApply(shape=tuple(shape), num_heads=num_heads, scale=scale)
-        c, n = node.shape
-        plan = make_plan(f"AttentionApplyProcess {name or ''}".strip(), self.PORTS, in_formats, self.PORTS, n,
-                         node.scale * gain, out_exp, out_bits)
-        super().__init__(shape=node.shape, num_heads=node.num_heads, scale=node.scale, window=0, plan=plan,
-                         gain=float(gain), name=name, **kwargs)
-        self._build({"p": (node.num_heads, n, n), "v": node.shape}, node.shape, 0)
+        sem = semantics.attention_apply(shape=shape, num_heads=num_heads, scale=scale, in_formats=in_formats,
+                                        out_exp=out_exp, out_bits=out_bits, gain=gain, name=name)
+        super().__init__(**sem.params, name=name, **kwargs)
+        self._build(dict(sem.in_shapes), sem.out_shape, 0)
 
 
 @implements(proc=AttentionApplyProcess, protocol=LoihiProtocol)
@@ -60,8 +57,7 @@ class PyAttentionApplyModelFloat(ExtensionModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
 
     def evaluate(self, p: np.ndarray, v: np.ndarray) -> np.ndarray:
-        pp = self.proc_params
-        return attention_apply_float(*as_f64(p, v), pp["num_heads"], pp["scale"], pp["gain"])
+        return semantics.apply_float(self.proc_params, p, v)
 
 
 @implements(proc=AttentionApplyProcess, protocol=LoihiProtocol)
@@ -76,5 +72,4 @@ class PyAttentionApplyModelFixed(ExtensionModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
 
     def evaluate(self, p: np.ndarray, v: np.ndarray) -> np.ndarray:
-        acc = attention_apply_acc(*as_i64(p, v), self.proc_params["num_heads"])
-        return fixed_output(self.proc_params["plan"], acc)
+        return semantics.apply_fixed(self.proc_params, p, v)

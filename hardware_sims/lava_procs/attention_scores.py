@@ -17,9 +17,9 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from export.extensions import AttentionScores
-from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess, as_f64, as_i64, fixed_output
-from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat, make_plan
-from hardware_sims.lava_procs.kernels import attention_scores_acc, attention_scores_float
+from hardware_sims.lava_procs import semantics
+from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess
+from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat
 
 __all__ = ["AttentionScoresProcess", "PyAttentionScoresModelFloat", "PyAttentionScoresModelFixed"]
 
@@ -39,13 +39,10 @@ class AttentionScoresProcess(ExtensionProcess):
     def __init__(self, *, shape, num_heads: int, in_formats: dict[str, PortFormat] | None = None,
                  out_exp: int | None = None, out_bits: int = OUT_BITS, gain: float = 1.0, name: str | None = None,
                  **kwargs) -> None:
-        node = AttentionScores(shape=tuple(shape), num_heads=num_heads)
-        plan = make_plan(f"AttentionScoresProcess {name or ''}".strip(), self.PORTS, in_formats, self.PORTS,
-                         node.head_dim, gain, out_exp, out_bits)
-        super().__init__(shape=node.shape, num_heads=node.num_heads, window=0, plan=plan, gain=float(gain),
-                         name=name, **kwargs)
-        n = node.shape[1]
-        self._build({p: node.shape for p in self.PORTS}, (node.num_heads, n, n), 0)
+        sem = semantics.attention_scores(shape=shape, num_heads=num_heads, in_formats=in_formats, out_exp=out_exp,
+                                         out_bits=out_bits, gain=gain, name=name)
+        super().__init__(**sem.params, name=name, **kwargs)
+        self._build(dict(sem.in_shapes), sem.out_shape, 0)
 
 
 @implements(proc=AttentionScoresProcess, protocol=LoihiProtocol)
@@ -60,7 +57,7 @@ class PyAttentionScoresModelFloat(ExtensionModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
 
     def evaluate(self, q: np.ndarray, k: np.ndarray) -> np.ndarray:
-        return attention_scores_float(*as_f64(q, k), self.proc_params["num_heads"], self.proc_params["gain"])
+        return semantics.scores_float(self.proc_params, q, k)
 
 
 @implements(proc=AttentionScoresProcess, protocol=LoihiProtocol)
@@ -75,5 +72,4 @@ class PyAttentionScoresModelFixed(ExtensionModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
 
     def evaluate(self, q: np.ndarray, k: np.ndarray) -> np.ndarray:
-        acc = attention_scores_acc(*as_i64(q, k), self.proc_params["num_heads"])
-        return fixed_output(self.proc_params["plan"], acc)
+        return semantics.scores_fixed(self.proc_params, q, k)

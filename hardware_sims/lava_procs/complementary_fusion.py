@@ -19,9 +19,9 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from export.extensions import ComplementaryFusion
-from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess, as_f64, as_i64, fixed_output
-from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat, make_plan
-from hardware_sims.lava_procs.kernels import fusion_acc, fusion_float
+from hardware_sims.lava_procs import semantics
+from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess
+from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat
 
 __all__ = ["ComplementaryFusionProcess", "PyComplementaryFusionModelFloat", "PyComplementaryFusionModelFixed"]
 
@@ -42,12 +42,10 @@ class ComplementaryFusionProcess(ExtensionProcess):
     def __init__(self, *, shape, window: int, in_formats: dict[str, PortFormat] | None = None,
                  out_exp: int | None = None, out_bits: int = OUT_BITS, gain: float = 1.0, name: str | None = None,
                  **kwargs) -> None:
-        node = ComplementaryFusion(shape=tuple(shape), window=window)
-        n = node.shape[1]
-        plan = make_plan(f"ComplementaryFusionProcess {name or ''}".strip(), self.PORTS, in_formats, self.PORTS,
-                         n * node.window, gain / (n * node.window), out_exp, out_bits)
-        super().__init__(shape=node.shape, window=node.window, plan=plan, gain=float(gain), name=name, **kwargs)
-        self._build({p: node.shape for p in self.PORTS}, node.shape, node.window)
+        sem = semantics.complementary_fusion(shape=shape, window=window, in_formats=in_formats, out_exp=out_exp,
+                                             out_bits=out_bits, gain=gain, name=name)
+        super().__init__(**sem.params, name=name, **kwargs)
+        self._build(dict(sem.in_shapes), sem.out_shape, sem.window)
 
 
 @implements(proc=ComplementaryFusionProcess, protocol=LoihiProtocol)
@@ -66,7 +64,7 @@ class PyComplementaryFusionModelFloat(ExtensionModel):
     out_buf: np.ndarray = LavaPyType(np.ndarray, float)
 
     def evaluate(self, spatial: np.ndarray, temporal: np.ndarray) -> np.ndarray:
-        return fusion_float(*as_f64(spatial, temporal), self.proc_params["gain"])
+        return semantics.fusion_float(self.proc_params, spatial, temporal)
 
 
 @implements(proc=ComplementaryFusionProcess, protocol=LoihiProtocol)
@@ -86,4 +84,4 @@ class PyComplementaryFusionModelFixed(ExtensionModel):
     out_buf: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def evaluate(self, spatial: np.ndarray, temporal: np.ndarray) -> np.ndarray:
-        return fixed_output(self.proc_params["plan"], fusion_acc(*as_i64(spatial, temporal)))
+        return semantics.fusion_fixed(self.proc_params, spatial, temporal)

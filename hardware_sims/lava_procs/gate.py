@@ -17,9 +17,9 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from export.extensions import Gate
-from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess, as_f64, as_i64, fixed_output
-from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat, graded, make_plan
-from hardware_sims.lava_procs.kernels import gate_acc, gate_float
+from hardware_sims.lava_procs import semantics
+from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess
+from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat
 
 __all__ = ["GateProcess", "PyGateModelFloat", "PyGateModelFixed"]
 
@@ -37,11 +37,10 @@ class GateProcess(ExtensionProcess):
 
     def __init__(self, *, shape, in_formats: dict[str, PortFormat] | None = None, out_exp: int | None = None,
                  out_bits: int = OUT_BITS, gain: float = 1.0, name: str | None = None, **kwargs) -> None:
-        node = Gate(shape=tuple(shape))
-        plan = make_plan(f"GateProcess {name or ''}".strip(), self.PORTS, in_formats, self.PORTS, 1, gain, out_exp,
-                         out_bits, defaults={"gate": graded(0)})
-        super().__init__(shape=node.shape, window=0, plan=plan, gain=float(gain), name=name, **kwargs)
-        self._build({"x": node.shape, "gate": (1,)}, node.shape, 0)
+        sem = semantics.gate(shape=shape, in_formats=in_formats, out_exp=out_exp, out_bits=out_bits, gain=gain,
+                             name=name)
+        super().__init__(**sem.params, name=name, **kwargs)
+        self._build(dict(sem.in_shapes), sem.out_shape, 0)
 
 
 @implements(proc=GateProcess, protocol=LoihiProtocol)
@@ -56,7 +55,7 @@ class PyGateModelFloat(ExtensionModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
 
     def evaluate(self, x: np.ndarray, gate: np.ndarray) -> np.ndarray:
-        return gate_float(*as_f64(x, gate), self.proc_params["gain"])
+        return semantics.gate_float(self.proc_params, x, gate)
 
 
 @implements(proc=GateProcess, protocol=LoihiProtocol)
@@ -71,4 +70,4 @@ class PyGateModelFixed(ExtensionModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
 
     def evaluate(self, x: np.ndarray, gate: np.ndarray) -> np.ndarray:
-        return fixed_output(self.proc_params["plan"], gate_acc(*as_i64(x, gate)))
+        return semantics.gate_fixed(self.proc_params, x, gate)

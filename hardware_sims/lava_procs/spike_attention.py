@@ -24,15 +24,9 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from export.extensions import SpikeAttention
-from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess, as_f64, as_i64, fixed_output
-from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat, make_plan
-from hardware_sims.lava_procs.kernels import (
-    attention_time_acc,
-    attention_time_float,
-    attention_tokens_acc,
-    attention_tokens_float,
-    time_layout,
-)
+from hardware_sims.lava_procs import semantics
+from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess
+from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat
 
 __all__ = ["SpikeAttentionProcess", "PySpikeAttentionModelFloat", "PySpikeAttentionModelFixed"]
 
@@ -59,15 +53,11 @@ class SpikeAttentionProcess(ExtensionProcess):
     def __init__(self, *, shape, num_heads: int, scale: float, axis: str = "tokens", layout: str = "clean",
                  window: int = 0, in_formats: dict[str, PortFormat] | None = None, out_exp: int | None = None,
                  out_bits: int = OUT_BITS, gain: float = 1.0, name: str | None = None, **kwargs) -> None:
-        node = SpikeAttention(shape=tuple(shape), num_heads=num_heads, scale=scale, axis=axis, layout=layout,
-                              window=window)  # validates the parameters like the NIR node
-        c, n = node.shape
-        terms = (n if node.axis == "tokens" else node.window) * node.head_dim
-        plan = make_plan(f"SpikeAttentionProcess {name or ''}".strip(), self.PORTS, in_formats, self.PORTS, terms,
-                         node.scale * gain, out_exp, out_bits)
-        super().__init__(shape=node.shape, num_heads=node.num_heads, scale=node.scale, axis=node.axis,
-                         layout=node.layout, window=node.window, plan=plan, gain=float(gain), name=name, **kwargs)
-        self._build({p: node.shape for p in self.PORTS}, node.shape, node.window, window_vars=True)
+        sem = semantics.spike_attention(shape=shape, num_heads=num_heads, scale=scale, axis=axis, layout=layout,
+                                        window=window, in_formats=in_formats, out_exp=out_exp, out_bits=out_bits,
+                                        gain=gain, name=name)
+        super().__init__(**sem.params, name=name, **kwargs)
+        self._build(dict(sem.in_shapes), sem.out_shape, sem.window, window_vars=True)
 
 
 @implements(proc=SpikeAttentionProcess, protocol=LoihiProtocol)
@@ -88,10 +78,7 @@ class PySpikeAttentionModelFloat(ExtensionModel):
     out_buf: np.ndarray = LavaPyType(np.ndarray, float)
 
     def evaluate(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
-        pp = self.proc_params
-        if pp["axis"] == "tokens":
-            return attention_tokens_float(*as_f64(q, k, v), pp["num_heads"], pp["scale"], pp["gain"])
-        return attention_time_float(*as_f64(q, k, v), pp["num_heads"], pp["scale"], pp["layout"], pp["gain"])
+        return semantics.spike_attention_float(self.proc_params, q, k, v)
 
 
 @implements(proc=SpikeAttentionProcess, protocol=LoihiProtocol)
@@ -112,9 +99,4 @@ class PySpikeAttentionModelFixed(ExtensionModel):
     out_buf: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def evaluate(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
-        pp = self.proc_params
-        if pp["axis"] == "tokens":
-            acc = attention_tokens_acc(*as_i64(q, k, v), pp["num_heads"])
-        else:
-            acc = time_layout(attention_time_acc(*as_i64(q, k, v), pp["num_heads"]), pp["layout"])
-        return fixed_output(pp["plan"], acc)
+        return semantics.spike_attention_fixed(self.proc_params, q, k, v)

@@ -89,3 +89,26 @@ def test_reference_models_the_synaptic_latency():
     delayed = reference_lif(inputs, weights, 0.5, 0.25, 2.0)
     undelayed = reference_lif(np.roll(inputs, -1, axis=1), weights, 0.5, 0.25, 2.0)
     assert not np.array_equal(delayed, undelayed)
+
+
+_AFTER_TQDM = """
+    import multiprocessing
+    multiprocessing.RLock()  # what tqdm's progress bars do: it fixes the default start method
+    assert multiprocessing.get_start_method(allow_none=True) == "fork"
+    {fix}
+    from lava.proc.lif.process import LIF
+    print("imported")
+    """
+
+
+def test_lava_import_fails_after_a_progress_bar_without_the_fix():
+    result = _run_python(_AFTER_TQDM.format(fix="from hardware_sims.lava_compat import VAR_MODEL_MODULE"
+                                               "; import hardware_sims.lava_compat as c"
+                                               "; c.MP_MODULE = 'not-this-one'; c.apply()"))
+    assert result.returncode != 0 and "context has already been set" in result.stderr
+
+
+def test_lava_imports_after_a_progress_bar_with_the_fix():
+    result = _run_python(_AFTER_TQDM.format(fix="import hardware_sims"))
+    assert result.returncode == 0, result.stderr
+    assert "imported" in result.stdout
