@@ -18,6 +18,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "snnav.cli_train", "train a model: checkpoints, exact resume, torchrun data parallel"),
     ("export", "snnav.cli_export", "export a trained model to a NIR graph (.nir) and print its summary"),
     ("simulate", "snnav.cli_simulate", "run an exported model on Lava's Loihi simulation (float or fixed point)"),
+    ("report", "snnav.cli_report", "accuracy, activity and energy of a simulated model: JSON, CSV, Markdown, HTML"),
     ("info", "snnav.cli_info", "show versions of the stack and check that Lava runs"),
 )
 

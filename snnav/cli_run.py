@@ -1,4 +1,4 @@
-"""``snnav run``: the main job, the whole pipeline built so far, on the embedded default data.
+"""``snnav run``: the main job, the whole pipeline, on the embedded default data.
 
 Stages (each reuses its output from an earlier run unless ``--force``):
   1. data: generate AV-Digits with the default configuration into ``WORKDIR/av_digits.h5``;
@@ -6,10 +6,18 @@ Stages (each reuses its output from an earlier run unless ``--force``):
      accuracy. An interrupted training run continues from its last checkpoint.
   3. export: export the trained model to ``WORKDIR/model.nir`` (dt = 1 ms), print the graph summary, and check the
      NIR interpreter against the trained model on the first test samples (logit difference, spike mismatches);
-  4. simulate: run the export on Lava's Loihi simulation in bit-accurate fixed point on the first test samples and
-     print accuracy and agreement with floating point;
-  5. emulate: evaluate the whole test split with the batched emulator of Lava's fixed point (bit-exact with it) and
-     print fixed-point and floating-point accuracy.
+  4. simulate: run the export on Lava's Loihi simulation in bit-accurate fixed point on the first test samples,
+     print accuracy and agreement with floating point, and save the result with its activity counts to
+     ``WORKDIR/simulations/lava-fixed.json``;
+  5. emulate: evaluate the whole test split with the batched emulator of Lava in fixed point (bit-exact with Lava)
+     and the first 250 samples in floating point (the report's Lava float point), print both accuracies, and save
+     ``WORKDIR/simulations/emulator-{fixed,float}.json``;
+  6. report: write ``WORKDIR/report/`` (``snnav report WORKDIR``: JSON, CSV, Markdown and a self-contained HTML
+     page with the plots) and print where it is. The GPU side is ``--gpu-measurement FILE`` (from
+     ``scripts/measure_gpu.py``) when given, else the 45 nm estimate, labelled as such.
+
+A simulation result is reused when its file names the same model (SHA-256 of ``model.nir``), data file, backend,
+precision and number of samples; the report is rewritten every time (it takes a second).
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ import time
 from pathlib import Path
 
 DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "av-digits-scmrl.toml"
-STAGES = 5
+STAGES = 6
 LAVA_SAMPLES = 8
 DT_S = 1e-3
 CHECK_SAMPLES = 64
+FLOAT_SAMPLES = 250  # the float emulator run of stage 5 (the report's Lava float point)
+SIMULATIONS = "simulations"  # = snnav.report.inputs.SIMULATIONS_DIR, where snnav report looks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where every stage writes its outputs (default %(default)s)")
     parser.add_argument("--force", action="store_true", help="redo every stage even if its output exists")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    parser.add_argument("--gpu-measurement", type=Path, default=None, metavar="FILE",
+                        help="a GPU measurement of scripts/measure_gpu.py for the report (default: the 45 nm "
+                             "estimate, labelled as one)")
 
 
-def _stage_data(workdir: Path, workers: int, force: bool) -> Path:
+def _stage_data(workdir: Path, workers: int, force: bool) -> tuple[Path, bool]:
+    """``(path, regenerated)``."""
     from snnav.cli_data import describe, make_av_digits
     from snnav.data.av_digits import AVDigitsConfig
     from snnav.data.av_digits_file import read_av_digits_info
@@ -46,16 +60,35 @@ def _stage_data(workdir: Path, workers: int, force: bool) -> Path:
             if read_av_digits_info(path).config == config:
                 print(f"[1/{STAGES} data] reusing {path} (same configuration; --force regenerates)")
                 describe(path)
-                return path
+                return path, False
         except DatasetError as exc:
             print(f"[1/{STAGES} data] {path} is unusable ({exc}); regenerating")
     print(f"[1/{STAGES} data] generating AV-Digits into {path}")
     make_av_digits(path, config, workers, force=True)
     describe(path)
-    return path
+    return path, True
 
 
-def _stage_train(workdir: Path, data: Path, force: bool) -> Path:
+def _stale_run(run_dir: Path, config) -> str:
+    """Why the run in ``run_dir`` does not belong to ``config`` ('' when it does, or when there is no run)."""
+    import json
+
+    from snnav.training.config import RESUME_IGNORED_KEYS, TrainConfig
+
+    saved_path = run_dir / "config.json"
+    if not saved_path.is_file():
+        return ""
+    try:
+        saved = TrainConfig.from_dict(json.loads(saved_path.read_text())).to_dict()
+    except Exception as exc:  # noqa: BLE001 - any unreadable config makes the run unusable here
+        return f"its config.json cannot be read: {exc}"
+    current = config.to_dict()
+    changed = sorted(k for k in set(saved) | set(current)
+                     if k not in RESUME_IGNORED_KEYS and saved.get(k) != current.get(k))
+    return f"changed: {', '.join(changed)}" if changed else ""
+
+
+def _stage_train(workdir: Path, data: Path, force: bool, fresh_data: bool = False) -> Path:
     import shutil
 
     from snnav.cli_train import _Bars
@@ -70,6 +103,12 @@ def _stage_train(workdir: Path, data: Path, force: bool) -> Path:
     run_dir = workdir / "train"
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
+    stale = "the data was regenerated" if fresh_data and run_dir.exists() else _stale_run(run_dir, config)
+    if stale:
+        keep = run_dir.with_name(f"{run_dir.name}.stale-{int(time.time())}")
+        run_dir.rename(keep)
+        print(f"[2/{STAGES} train] {run_dir} was trained with another configuration ({stale}); moved it to {keep} "
+              "and training anew")
     history = read_metrics(run_dir).get("epochs", []) if (run_dir / "metrics.json").is_file() else []
     if len(history) >= config.epochs:
         print(f"[2/{STAGES} train] reusing {run_dir} ({config.model}, {config.epochs} epochs; --force retrains)")
@@ -116,39 +155,101 @@ def _stage_export(workdir: Path, run_dir: Path, data: Path) -> Path:
     return out
 
 
-def _stage_simulate(graph_path: Path, data: Path) -> None:
-    import hardware_sims  # noqa: F401  (Lava's compatibility fixes before any lava import)
+def _reusable(out: Path, graph_path: Path, data: Path, backend: str, precision: str, samples: int) -> dict | None:
+    """The result file at ``out`` if it holds this model, data, backend, precision and sample count, else None."""
+    from snnav.report.results import ResultFileError, read_simulation_result, sha256_of
+
+    if not out.is_file():
+        return None
+    try:
+        old = read_simulation_result(out)
+    except ResultFileError as exc:
+        print(f"  {out} is unusable ({exc}); simulating again")
+        return None
+    same = (old["backend"], old["precision"], old["samples"], old["model"].get("sha256"), old["data"].get("path")) \
+        == (backend, precision, samples, sha256_of(graph_path), str(data.resolve()))
+    return old if same else None
+
+
+def _simulate_to_file(stage: str, graph_path: Path, data: Path, out: Path, backend: str, precision: str,
+                      samples: int | None, force: bool) -> None:
+    """Simulate (``samples`` None: the whole test split) with activity counts and save to ``out``, or reuse it."""
     from export.nirfile import read_graph
     from snnav.cli_simulate import format_result, open_test_split, simulate
-
-    graph = read_graph(graph_path)
-    print(f"[4/{STAGES} simulate] running {graph_path} on Lava Loihi2SimCfg, bit-accurate fixed point, "
-          f"{LAVA_SAMPLES} test samples")
-    result = simulate(graph, open_test_split(graph, data), LAVA_SAMPLES, "fixed", record_spikes=False,
-                      progress=lambda line: print(f"[4/{STAGES} simulate]{line}", flush=True))
-    print(f"[4/{STAGES} simulate] " + format_result(result, "fixed"))
-
-
-def _stage_emulate(graph_path: Path, data: Path) -> None:
-    from export.nirfile import read_graph
-    from snnav.cli_simulate import format_result, open_test_split, simulate
+    from snnav.report.compute import result_label
+    from snnav.report.results import simulate_command, write_simulation_result
 
     graph = read_graph(graph_path)
     dataset = open_test_split(graph, data)
-    print(f"[5/{STAGES} emulate] the whole test split ({len(dataset)} samples) with the batched emulator of Lava's "
-          "fixed point")
-    result = simulate(graph, dataset, len(dataset), "fixed", record_spikes=False, backend="emulator",
-                      progress=lambda line: print(f"[5/{STAGES} emulate]{line}", flush=True))
-    print(f"[5/{STAGES} emulate] " + format_result(result, "fixed", "emulator"))
+    n = len(dataset) if samples is None else min(samples, len(dataset))
+    old = None if force else _reusable(out, graph_path, data, backend, precision, n)
+    if old is not None:
+        print(f"{stage} reusing {out} (same model, data and samples; --force reruns): "
+              f"{result_label(backend, precision)} accuracy {100 * old['accuracy']:.1f}% on {n} test samples (float reference "
+              f"{100 * old['float_accuracy']:.1f}%); same prediction as float {100 * old['agreement']:.1f}%")
+        return
+    result = simulate(graph, dataset, n, precision, record_spikes=True, backend=backend, count=True,
+                      progress=lambda line: print(f"{stage}{line}", flush=True))
+    print(f"{stage} " + format_result(result, precision, backend).splitlines()[0])
+    write_simulation_result(out, result, backend=backend, precision=precision, model_path=graph_path,
+                            graph_metadata=graph.metadata, data_path=data,
+                            command=simulate_command(graph_path, backend, precision, n, data, out))
+    print(f"{stage} wrote {out} (accuracy, activity counts, a spike raster of sample 0)")
+
+
+def _stage_simulate(workdir: Path, graph_path: Path, data: Path, force: bool) -> None:
+    import hardware_sims  # noqa: F401  (Lava's compatibility fixes before any lava import)
+
+    stage = f"[4/{STAGES} simulate]"
+    print(f"{stage} running {graph_path} on Lava Loihi2SimCfg, bit-accurate fixed point, {LAVA_SAMPLES} test samples "
+          "(a spot check: Lava runs one sample after another)")
+    _simulate_to_file(stage, graph_path, data, workdir / SIMULATIONS / "lava-fixed.json", "lava", "fixed",
+                      LAVA_SAMPLES, force)
+
+
+def _stage_emulate(workdir: Path, graph_path: Path, data: Path, force: bool) -> None:
+    stage = f"[5/{STAGES} emulate]"
+    print(f"{stage} the whole test split with the batched emulator of Lava's fixed point, counting every node's "
+          "activity")
+    _simulate_to_file(stage, graph_path, data, workdir / SIMULATIONS / "emulator-fixed.json", "emulator", "fixed",
+                      None, force)
+    # The float run only gives the report its "Lava float" point (accuracy and energy per inference); the float
+    # accuracy of the whole split is already printed above (the interpreter), so a quarter of the split is enough.
+    print(f"{stage} the first {FLOAT_SAMPLES} test samples with the emulator of Lava's float point, counting every "
+          "node's activity")
+    _simulate_to_file(stage, graph_path, data, workdir / SIMULATIONS / "emulator-float.json", "emulator", "float",
+                      FLOAT_SAMPLES, force)
+
+
+def _stage_report(workdir: Path, gpu_measurement: Path | None) -> Path:
+    from snnav.report import make_report
+
+    stage = f"[6/{STAGES} report]"
+    gpu = f"the GPU measurement {gpu_measurement}" if gpu_measurement else "the 45 nm estimate for the GPU (no " \
+        "--gpu-measurement given)"
+    print(f"{stage} writing the report of {workdir}: training run, simulation results, cost models, {gpu}")
+    report, files = make_report(workdir, workdir / "report", gpu_measurement=gpu_measurement)
+    for point in report["accuracy_vs_energy"]:
+        print(f"{stage}   {point['name']}: accuracy {100 * point['accuracy']:.1f}%, "
+              f"{1e6 * point['energy_j']:.4g} µJ per inference ({point['kind']})")
+    print(f"{stage} wrote {', '.join(files)} to {files['report.html'].parent}")
+    return files["report.html"]
 
 
 def run(args: argparse.Namespace) -> int:
+    from snnav.errors import SnnavError
+
     t0 = time.perf_counter()
+    if args.gpu_measurement is not None and not args.gpu_measurement.is_file():
+        raise SnnavError(f"--gpu-measurement {args.gpu_measurement} is not a file; write one with python "
+                         "scripts/measure_gpu.py on a machine with a GPU, or leave the option out (45 nm estimate)")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    data = _stage_data(args.workdir, args.workers, args.force)
-    run_dir = _stage_train(args.workdir, data, args.force)
+    data, fresh_data = _stage_data(args.workdir, args.workers, args.force)
+    run_dir = _stage_train(args.workdir, data, args.force, fresh_data)
     graph_path = _stage_export(args.workdir, run_dir, data)
-    _stage_simulate(graph_path, data)
-    _stage_emulate(graph_path, data)
+    _stage_simulate(args.workdir, graph_path, data, args.force)
+    _stage_emulate(args.workdir, graph_path, data, args.force)
+    page = _stage_report(args.workdir, args.gpu_measurement)
     print(f"main job done in {time.perf_counter() - t0:.1f} s; outputs in {args.workdir}")
+    print(f"report: {page} (open it in a browser; report.md, report.json and the CSV files are beside it)")
     return 0

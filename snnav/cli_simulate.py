@@ -8,6 +8,11 @@ The test split of the dataset the model was trained on (recorded in the graph's 
 ``snnav export``; ``--data`` gives the file) is run through Lava's ``Loihi2SimCfg``, samples back to back. Printed:
 accuracy, agreement with floating point — the NIR interpreter in float64, which Lava's floating-point run equals
 spike for spike (``tests/hardware_sims/test_lava_float.py``) — and spikes per neuron layer.
+
+``--out FILE.json`` also counts the activity of every node (``hardware_sims.counts``, accumulated over the chunks:
+spikes, neuron updates, synaptic events, dense MACs, the operations inside extension nodes) and keeps a spike raster
+of the first sample, and saves all of it with its provenance (``snnav.report.results``) for ``snnav report``.
+Counting records every node, so chunks are smaller (:data:`COUNT_CHUNK`) to bound the memory the records take.
 """
 
 from __future__ import annotations
@@ -16,10 +21,15 @@ import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 CHUNK = {"lava": 8, "emulator": 250}  # samples per run; progress is reported per chunk (Lava compiles each time)
+# With every node recorded (counting), the emulator's float64 records of the default S-CMRL take ~6.7 MB per sample:
+# 64 samples per chunk keep them near 430 MB.
+COUNT_CHUNK = {"lava": 8, "emulator": 64}
+RASTER_NEURONS = 256  # neurons per layer kept in the raster of one sample
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("runs/default/av_digits.h5"),
                         help="the dataset file or folder the model was trained on (default %(default)s)")
     parser.add_argument("--no-spikes", action="store_true", help="do not record spikes per layer (faster)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also count every node's activity and save the result, counts and a spike raster of "
+                             "the first sample to this JSON file (for snnav report; written atomically)")
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,8 @@ class SimulationResult:
     neuron_steps: dict[str, int]
     seconds: float
     ms_per_step: float
+    counts: Any = None  # hardware_sims.counts.ActivityCounts over all samples, when counted
+    raster: dict[str, Any] | None = None  # spikes of the first sample (see snnav.report.results), when counted
 
 
 def open_test_split(graph, data: Path):
@@ -73,8 +88,12 @@ def _batch(dataset, start: int, stop: int) -> tuple[dict[str, np.ndarray], np.nd
 
 
 def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool = True, progress=print,
-             backend: str = "lava") -> SimulationResult:
-    """Run ``samples`` test samples on ``backend`` and on the float reference; see the module docstring."""
+             backend: str = "lava", count: bool = False) -> SimulationResult:
+    """Run ``samples`` test samples on ``backend`` and on the float reference; see the module docstring.
+
+    With ``count``, every node is recorded and its activity counted (``SimulationResult.counts``, summed over the
+    chunks) and the spikes of the first sample are kept (``SimulationResult.raster``).
+    """
     import nir
     import torch
 
@@ -90,28 +109,55 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
     correct = ref_correct = agree = 0
     spikes = dict.fromkeys(lifs, 0)
     neuron_steps = dict.fromkeys(lifs, 0)
+    counter = _Counter(graph, lifs) if count else None
     t0, lava_s, lava_steps = time.perf_counter(), 0.0, 0
     runner = run_lava if backend == "lava" else emulate
-    for start in range(0, samples, CHUNK[backend]):
-        stop = min(samples, start + CHUNK[backend])
+    record = True if count else lifs if record_spikes else False
+    chunk = (COUNT_CHUNK if count else CHUNK)[backend]
+    for start in range(0, samples, chunk):
+        stop = min(samples, start + chunk)
         inputs, labels = _batch(dataset, start, stop)
         inputs = {k: v for k, v in inputs.items() if k in plan.inputs}
-        res = runner(plan, inputs, precision=precision, record=lifs if record_spikes else False)
+        res = runner(plan, inputs, precision=precision, record=record)
         pred = res.outputs["logits"][step].argmax(-1)
         ref_out = ref.run({k: torch.from_numpy(v) for k, v in inputs.items()}, record=False)
         ref_pred = ref_out.outputs["logits"][step].argmax(-1).numpy()
         correct += int((pred == labels).sum())
         ref_correct += int((ref_pred == labels).sum())
         agree += int((pred == ref_pred).sum())
-        if record_spikes:
+        if record_spikes or count:
             for name in lifs:
                 spikes[name] += int(res.records[name].sum())
                 neuron_steps[name] += int(res.records[name].size)
+        if counter is not None:
+            counter.add(res)
         lava_s += res.timing.get("run_s", 0.0)
         lava_steps += res.timing.get("lava_steps", 0)
+        del res  # the records of a chunk can be hundreds of MB: free them before the next chunk runs
         progress(f"  simulated {stop}/{samples} samples on {backend} ({precision}), {time.perf_counter() - t0:.0f} s")
     return SimulationResult(samples, correct / samples, ref_correct / samples, agree / samples, spikes,
-                            neuron_steps, time.perf_counter() - t0, 1e3 * lava_s / max(1, lava_steps))
+                            neuron_steps, time.perf_counter() - t0, 1e3 * lava_s / max(1, lava_steps),
+                            counter.counts if counter else None, counter.raster if counter else None)
+
+
+class _Counter:
+    """Activity counts summed over chunks, and the raster of the first sample seen."""
+
+    def __init__(self, graph, lifs: list[str]):
+        self.graph, self.lifs = graph, lifs
+        self.counts = None
+        self.raster: dict[str, Any] | None = None
+
+    def add(self, res) -> None:
+        from hardware_sims.counts import count_activity, spike_raster
+
+        counts = count_activity(res, self.graph)
+        self.counts = counts if self.counts is None else self.counts.merge(counts)
+        if self.raster is None:
+            cells = spike_raster(res, sample=0, nodes=self.lifs, max_neurons=RASTER_NEURONS)
+            self.raster = {"sample": 0, "max_neurons": RASTER_NEURONS, "nodes": {
+                name: {"neurons": int(np.prod(res.records[name].shape[2:])),
+                       "spikes": [[int(t), int(n)] for t, n in cells.get(name, [])]} for name in self.lifs}}
 
 
 def format_result(result: SimulationResult, precision: str, backend: str = "lava") -> str:
@@ -146,9 +192,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"simulating {args.model} ({graph.metadata.get('model', '?')}) on {where}, {args.precision} "
           f"point, {min(args.samples, len(dataset))} test samples of {args.data}")
     try:
+        if args.out is not None:
+            from snnav.io import check_writable_destination
+
+            check_writable_destination(args.out)  # fail before minutes of simulation, not after
         result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes,
-                          backend=args.backend)
+                          backend=args.backend, count=args.out is not None)
     except ValueError as exc:  # the backend's errors (unsupported node, binding) are ValueErrors with a message
         raise SnnavError(str(exc)) from exc
     print(format_result(result, args.precision, args.backend))
+    if args.out is not None:
+        _save(args, graph, result)
     return 0
+
+
+def _save(args: argparse.Namespace, graph, result: SimulationResult) -> None:
+    from snnav.report.results import simulate_command, write_simulation_result
+
+    command = simulate_command(args.model, args.backend, args.precision, args.samples, args.data, args.out)
+    write_simulation_result(args.out, result, backend=args.backend, precision=args.precision, model_path=args.model,
+                            graph_metadata=graph.metadata, data_path=args.data, command=command)
+    print(f"wrote {args.out} (accuracy, activity counts of {len(result.counts.to_dict()['nodes'])} nodes, a spike "
+          "raster of sample 0)")

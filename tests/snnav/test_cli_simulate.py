@@ -78,3 +78,22 @@ def test_simulate_errors_are_one_line(exported, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("snnav simulate: error:") and message in err and "\n" not in err, err
     assert np.isfinite(graph.metadata["dt"])
+
+
+def test_out_saves_the_result_with_counts_and_a_raster(exported, tmp_path, capsys):
+    from snnav.report import read_simulation_result
+
+    graph_path, data = exported
+    out = tmp_path / "sim" / "emulator-fixed.json"
+    argv = ["simulate", str(graph_path), "--backend", "emulator", "--samples", "100", "--data", str(data),
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    saved = read_simulation_result(out)
+    assert (saved["backend"], saved["precision"], saved["samples"]) == ("emulator", "fixed", 10)
+    assert saved["counts"]["run"]["samples"] == 10 and len(saved["counts"]["per_sample"]["spikes"]) == 10
+    lifs = {k for k, n in read_graph(graph_path).nodes.items() if isinstance(n, nir.LIF)}
+    assert set(saved["raster"]["nodes"]) == lifs
+    assert sum(saved["spikes"].values()) == pytest.approx(10 * sum(
+        n["spikes"] for k, n in saved["counts"]["nodes"].items() if k in lifs))
+    assert len(saved["model"]["sha256"]) == 64 and "--out" in saved["command"]

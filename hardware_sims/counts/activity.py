@@ -1,0 +1,312 @@
+"""`count_activity`: the facts of a run (spikes, synaptic events, MACs, neuron updates, extension operations) per
+node and sample, from a `LavaResult` of ``run_lava`` or ``emulate``; `spike_raster` for plots.
+
+Counts are functions of the run's records and plan only, so a Lava run and an emulator run of the same graph,
+inputs and precision give identical counts. Definitions: ``hardware_sims/COUNTS.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import nir
+import numpy as np
+
+from hardware_sims.counts.extensions import extension_ops
+from hardware_sims.counts.neurobench import NEUROBENCH_LAYERS, POOL_LAYERS, NirValues, dense_synapses, layer_ops
+from hardware_sims.counts.record import (COUNT_FIELDS, NODE_FIELDS, ActivityCounts, NeuroBenchCounts, NodeCounts,
+                                         RunInfo)
+from hardware_sims.counts.signals import SIGNAL_KINDS, PlanSignals, binary_matrix
+from hardware_sims.lava_backend.linear import ConvGeometry, LinearOp, op_matrix
+from hardware_sims.lava_backend.plan import SYNAPSE_KINDS, Plan, ProcessSpec
+
+__all__ = ["count_activity", "spike_raster", "MissingRecordError", "COUNTED_SYNAPSE_ROLES"]
+
+COUNTED_SYNAPSE_ROLES: tuple[str, ...] = ("node", "readout")
+"""Synapse processes counted as their NIR node's synaptic work; "gain" synapses (a neuron's input gain where NIR
+has no layer) are a mapping artefact and only make their neuron's updates active (COUNTS.md §3)."""
+
+
+class MissingRecordError(ValueError):
+    """The result does not carry the record of a node that counting needs."""
+
+
+def _backend_of(result: Any) -> str:
+    timing = getattr(result, "timing", {}) or {}
+    if "lava_steps" in timing:
+        return "lava"
+    if "samples_per_s" in timing:
+        return "emulator"
+    raise ValueError("cannot tell whether the result came from run_lava or emulate (its timing has neither "
+                     "'lava_steps' nor 'samples_per_s'); pass backend='lava' or backend='emulator'")
+
+
+def _load_graph(graph: nir.NIRGraph | str | os.PathLike | None) -> nir.NIRGraph | None:
+    if graph is None or isinstance(graph, nir.NIRGraph):
+        return graph
+    from export.nirfile import read_graph  # noqa: PLC0415 - h5py only for paths
+
+    return read_graph(graph)
+
+
+def _check_records(plan: Plan, records: dict) -> tuple[int, int]:
+    needed = [p.name for p in plan.processes.values() if p.kind in SIGNAL_KINDS]
+    missing = [n for n in needed if n not in records]
+    if missing:
+        raise MissingRecordError(
+            f"counting needs the records of every input, neuron and extension node; the result lacks {missing[:8]}"
+            f"{' ...' if len(missing) > 8 else ''} ({len(missing)} of {len(needed)}). Run with record=True "
+            "(run_lava(..., record=True) or emulate(..., record=True), the default)")
+    steps, batch = np.shape(records[needed[0]])[:2]
+    return int(steps), int(batch)
+
+
+def _neuron_bias(plan: Plan, spec: ProcessSpec) -> np.ndarray:
+    """Elements with a constant input current (the bias the run used; quantized in fixed point), flat bool."""
+    if plan.precision == "fixed":
+        bias = plan.quant.neurons[spec.name].bias_mant
+    else:
+        bias = spec.params["bias"]
+    return np.broadcast_to(np.asarray(bias) != 0, spec.shape).reshape(-1)
+
+
+def _plan_linear_type(spec: ProcessSpec) -> str:
+    """A linear node's NIR type guessed from its synapse process (only when no graph is given)."""
+    if spec.kind != "conv":
+        return "Linear"
+    w = np.asarray(spec.params["weight"])
+    groups = int(spec.params["groups"])
+    if w.shape[1] == 1 and groups == w.shape[0] == spec.in_shape[0] and np.all(w == w.flat[0]):
+        return "AvgPool2d" if np.isclose(w.flat[0] * w.shape[2] * w.shape[3], 1.0) and w.flat[0] != 1 else "SumPool2d"
+    return "Conv2d"
+
+
+def _plan_dense(spec: ProcessSpec) -> int:
+    """Synapses of a synapse process with every weight counted, from the plan alone: a convolution's in-bounds
+    kernel taps; a matrix's stored entries (zero weights of the NIR node are not in it)."""
+    if spec.kind == "conv":
+        p = spec.params
+        ph, pw = p["padding"]
+        geom = ConvGeometry(np.ones_like(np.asarray(p["weight"], dtype=np.float64)), tuple(p["stride"]),
+                            (ph, ph, pw, pw), tuple(p["dilation"]), int(p["groups"]))
+        return int(binary_matrix(op_matrix(LinearOp(spec.node, "conv", tuple(spec.in_shape), tuple(spec.shape),
+                                                     conv=geom))).nnz)
+    w = spec.params["weights"]
+    return int(w.nnz) if hasattr(w, "nnz") else int(np.count_nonzero(w))
+
+
+class _Counter:
+    """Builds the per-sample arrays of every node."""
+
+    def __init__(self, result: Any, graph: nir.NIRGraph | None, backend: str) -> None:
+        self.plan: Plan = result.plan
+        self.steps, self.batch = _check_records(self.plan, result.records)
+        self.records = result.records
+        self.sig = PlanSignals(self.plan, result.records, self.steps, self.batch)
+        self.backend = backend
+        self.nir = None if graph is None else NirValues(graph, result.records, self.steps, self.batch, self.plan.dt)
+        if self.nir is not None:
+            unknown = sorted({p.node for p in self.plan.processes.values()} - set(self.nir.nodes))
+            if unknown:
+                raise ValueError(f"the graph does not match the result's plan: plan nodes {unknown[:5]} are not in "
+                                 "the graph; pass the graph the result was run from")
+        self.syn_of: dict[str, list[str]] = {}
+        for p in self.plan.processes.values():
+            if p.kind in SYNAPSE_KINDS and p.role in COUNTED_SYNAPSE_ROLES:
+                self.syn_of.setdefault(p.node, []).append(p.name)
+        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+        self.info: dict[str, tuple[str, int, bool | None, bool]] = {}  # type, neurons, binary_input, spiking
+
+    def zeros(self) -> dict[str, np.ndarray]:
+        return {k: np.zeros(self.batch) for k in NODE_FIELDS}
+
+    def order(self) -> list[str]:
+        names = [p.name for p in self.plan.processes.values() if p.kind in SIGNAL_KINDS] + list(self.syn_of)
+        if self.nir is not None:
+            rank = {n: i for i, n in enumerate(self.nir.sched.order)}
+            names.sort(key=lambda n: rank.get(n, len(rank)))
+        return names
+
+    def node_type(self, name: str) -> str:
+        if self.nir is not None:
+            node = self.nir.nodes[name]
+            return getattr(node, "type_name", None) or type(node).__name__
+        spec = self.plan.processes.get(name)
+        if spec is not None and spec.kind == "input":
+            return "Input"
+        if spec is not None and spec.kind == "neuron":
+            return str(spec.params["nir_type"])
+        if spec is not None and spec.kind == "extension":
+            return str(spec.params["type_name"])
+        return _plan_linear_type(self.plan.processes[self.syn_of[name][0]])
+
+    # ---------------------------------------------------------------------------------------------- per kind
+    def neuron(self, spec: ProcessSpec) -> None:
+        a = self.zeros()
+        size = int(np.prod(spec.shape))
+        rec = np.asarray(self.records[spec.name]).reshape(self.steps, self.batch, size)
+        active = self.sig.received(spec.name) | _neuron_bias(self.plan, spec)[None, None, :]
+        if spec.spiking:
+            fired = rec != 0
+            a["spikes"] = fired.sum(axis=(0, 2)).astype(np.float64)
+            active |= fired
+        a["neuron_updates_active"] = active.sum(axis=(0, 2)).astype(np.float64)
+        a["neuron_updates_idle"] = self.steps * size - a["neuron_updates_active"]
+        self.arrays[spec.name] = a
+        self.info[spec.name] = (self.node_type(spec.name), size, None, spec.spiking)
+
+    def extension(self, spec: ProcessSpec) -> None:
+        node = spec.params["node"]
+        ports = {port: x.reshape(self.steps, self.batch, *np.asarray(node.input_type[port], dtype=int))
+                 for port, x in self.sig.port_values(spec.name).items()}
+        a = self.zeros()
+        a["ext_acs"], a["ext_macs"] = extension_ops(node, ports)
+        binary = all(bool(np.all((x == 0) | (np.abs(x) == 1))) for x in ports.values())
+        self.arrays[spec.name] = a
+        self.info[spec.name] = (self.node_type(spec.name), int(np.prod(spec.shape)), binary, False)
+
+    def linear(self, name: str) -> None:
+        a = self.zeros()
+        binary_all = True
+        for syn in self.syn_of[name]:
+            ops, binary = layer_ops(self.sig.synapse_input(syn), self.sig.synapses_of(syn))
+            a["synaptic_events"] += np.where(binary, ops, 0.0)
+            a["dense_macs"] += np.where(binary, 0.0, ops)
+            binary_all &= bool(binary.all())
+        first = self.plan.processes[self.syn_of[name][0]]
+        if self.nir is not None:
+            per_step = dense_synapses(name, self.nir.nodes[name], tuple(first.in_shape))
+        else:
+            per_step = _plan_dense(first)
+        a["dense_synapses"][:] = self.steps * per_step
+        self.arrays[name] = a
+        self.info[name] = (self.node_type(name), int(np.prod(first.shape)), binary_all, False)
+
+    def run(self) -> None:
+        for spec in self.plan.processes.values():
+            if spec.kind == "input":
+                self.arrays[spec.name] = self.zeros()
+                self.info[spec.name] = (self.node_type(spec.name), int(np.prod(spec.shape)), None, False)
+            elif spec.kind == "neuron":
+                self.neuron(spec)
+            elif spec.kind == "extension":
+                self.extension(spec)
+        for name in self.syn_of:
+            self.linear(name)
+
+    # -------------------------------------------------------------------------------------------- neurobench
+    def _nir_input(self, name: str) -> tuple[np.ndarray, Any]:
+        """A linear node's NIR input ``[T, B, in]`` and its synapses (graph), or the plan's approximation."""
+        first = self.plan.processes[self.syn_of[name][0]]
+        if self.nir is not None:
+            x = self.nir.input_of(name).reshape(self.steps, self.batch, -1)
+            return x, self.nir.linear_synapses(name, tuple(first.in_shape))
+        seen, x = set(), 0.0
+        for syn in self.syn_of[name]:  # one term per source path; Scale factors are folded, so not applied
+            key = (self.sig.inbound[syn][0].src, self.sig.window(syn))
+            if key not in seen:
+                seen.add(key)
+                x = x + self.sig.synapse_input(syn)
+        return np.asarray(x), self.sig.synapses_of(first.name)
+
+    def neurobench(self) -> NeuroBenchCounts:
+        macs = acs = pool = np.zeros(self.batch)
+        dense = 0.0
+        for name in self.syn_of:
+            node_type = self.info[name][0]
+            counted = node_type in {c.__name__ for c in NEUROBENCH_LAYERS}
+            pooling = node_type in {c.__name__ for c in POOL_LAYERS}
+            if not (counted or pooling):
+                continue
+            x, synapses = self._nir_input(name)
+            ops, binary = layer_ops(x, synapses)
+            if pooling:
+                pool = pool + ops
+                continue
+            acs = acs + np.where(binary, ops, 0.0)
+            macs = macs + np.where(binary, 0.0, ops)
+            dense += float(self.arrays[name]["dense_synapses"].mean())
+        spiking = [n for n, (_, _, _, s) in self.info.items() if s]
+        total = sum(self.info[n][1] for n in spiking) * self.steps
+        fired = sum(float(self.arrays[n]["spikes"].mean()) for n in spiking)
+        return NeuroBenchCounts(
+            activation_sparsity=1.0 - fired / total if total else 0.0, effective_macs=float(macs.mean()),
+            effective_acs=float(acs.mean()), dense=dense,
+            missed_ext_acs=float(sum(a["ext_acs"].mean() for a in self.arrays.values())),
+            missed_ext_macs=float(sum(a["ext_macs"].mean() for a in self.arrays.values())),
+            missed_pooling_events=float(pool.mean()))
+
+    def counts(self) -> ActivityCounts:
+        self.run()
+        nodes = {}
+        for name in self.order():
+            a = self.arrays[name]
+            node_type, neurons, binary, spiking = self.info[name]
+            means = {k: float(a[k].mean()) for k in NODE_FIELDS}
+            rate = means["spikes"] / max(1, neurons * self.steps) if spiking else None
+            nodes[name] = NodeCounts(node_type, neurons, binary, firing_rate=rate, **means)
+        per_sample = {k: tuple(float(v) for v in sum(a[k] for a in self.arrays.values())) for k in COUNT_FIELDS}
+        run = RunInfo(self.backend, self.plan.precision, self.batch, self.steps,
+                      None if self.plan.dt is None else float(self.plan.dt))
+        return ActivityCounts(run, nodes, per_sample, self.neurobench())
+
+
+def count_activity(result: Any, graph: nir.NIRGraph | str | os.PathLike | None = None, *,
+                   backend: str | None = None) -> ActivityCounts:
+    """Count what a run did, per node and per sample (definitions: ``hardware_sims/COUNTS.md``).
+
+    Args:
+        result: a `LavaResult` of ``run_lava`` or ``emulate``, run with ``record=True`` (every signal node's
+            record is needed).
+        graph: the NIR graph (or ``.nir`` path) the result ran. Recommended: it gives the nodes' NIR types, the
+            Scale factors in NeuroBench's input test and the dense synapse counts with zero weights included.
+            Without it these come from the plan (types guessed, Scales not applied, zero weights not counted).
+        backend: "lava" or "emulator"; default: told from ``result.timing``.
+
+    Returns:
+        The `ActivityCounts` (identical for a Lava and an emulator run of the same graph, inputs and precision,
+        apart from ``run.backend``).
+
+    Raises:
+        MissingRecordError: the result lacks a node's record (run with ``record=True``).
+        ValueError: the graph does not match the result's plan; an extension type without a counter.
+    """
+    if backend is None:
+        backend = _backend_of(result)
+    if backend not in ("lava", "emulator"):
+        raise ValueError(f"backend must be 'lava' or 'emulator', found {backend!r}")
+    return _Counter(result, _load_graph(graph), backend).counts()
+
+
+def spike_raster(result: Any, sample: int = 0, nodes: Iterable[str] | None = None,
+                 max_neurons: int = 256) -> dict[str, list[tuple[int, int]]]:
+    """The spikes of one sample as ``(step, neuron index)`` pairs per node, for a raster plot.
+
+    Args:
+        result: a `LavaResult` with the nodes' records.
+        sample: which sample of the batch.
+        nodes: node names (default: every spiking neuron node of the plan, in plan order).
+        max_neurons: keep neurons with flat (C-order) index below this.
+
+    Returns:
+        node -> pairs sorted by step, then neuron index.
+
+    Raises:
+        MissingRecordError: a node has no record; IndexError: `sample` outside the batch.
+    """
+    plan: Plan = result.plan
+    names: Sequence[str] = list(nodes) if nodes is not None else [
+        p.name for p in plan.of_kind("neuron") if p.spiking]
+    out: dict[str, list[tuple[int, int]]] = {}
+    for name in names:
+        if name not in result.records:
+            raise MissingRecordError(f"no record of node {name!r}; recorded nodes are {sorted(result.records)[:10]}"
+                                     "... Run with record=True")
+        rec = np.asarray(result.records[name])
+        if not 0 <= sample < rec.shape[1]:
+            raise IndexError(f"sample {sample} outside the batch of {rec.shape[1]}")
+        steps, idx = np.nonzero(rec[:, sample].reshape(rec.shape[0], -1)[:, :max_neurons])
+        out[name] = list(zip(steps.tolist(), idx.tolist()))
+    return out

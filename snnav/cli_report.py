@@ -1,0 +1,43 @@
+"""``snnav report RUN_DIR``: accuracy, activity and energy of a trained, simulated model, as JSON, CSV, Markdown
+and a self-contained HTML page (``snnav.report``).
+
+RUN_DIR is a training run folder or the main job's work folder; simulation results are read from
+``RUN_DIR/simulations/*.json`` (``snnav simulate ... --out``) and from ``--result`` files. Energies are estimates
+under every built-in cost model and every ``--cost-model`` file; the GPU side is ``--gpu-measurement`` (a file of
+``scripts/measure_gpu.py``) or, without one, the 45 nm estimate, labelled as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="a training run folder, or the main job's work folder (snnav run --workdir)")
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default RUN_DIR/report)")
+    parser.add_argument("--result", type=Path, action="append", default=[], metavar="FILE",
+                        help="a simulation result (snnav simulate --out FILE) besides RUN_DIR/simulations/*.json; "
+                             "repeatable")
+    parser.add_argument("--cost-model", type=Path, action="append", default=[], metavar="FILE",
+                        help="a cost model JSON file (the form of hardware_sims/cost_models/loihi1.json) besides the "
+                             "built-in ones; repeatable")
+    parser.add_argument("--gpu-measurement", type=Path, default=None, metavar="FILE",
+                        help="a GPU measurement of scripts/measure_gpu.py (default: the 45 nm estimate, labelled)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from snnav.report import make_report
+
+    report, files = make_report(args.run_dir, args.out, results=args.result, cost_models=args.cost_model,
+                                gpu_measurement=args.gpu_measurement)
+    for point in report["accuracy_vs_energy"]:
+        print(f"  {point['name']}: accuracy {100 * point['accuracy']:.1f}%, {1e6 * point['energy_j']:.4g} µJ per "
+              f"inference ({point['kind']})")
+    for note in report["notes"]:
+        print(f"note: {note}")
+    folder = files["report.html"].parent
+    print(f"wrote {', '.join(files)} to {folder}")
+    print(f"open {files['report.html']}")
+    return 0

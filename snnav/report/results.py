@@ -1,0 +1,133 @@
+"""The simulation-result file: what ``snnav simulate --out FILE.json`` measured, with where it came from.
+
+One JSON object (``format`` = :data:`FORMAT`)::
+
+    format, version, created_utc, snnav_version, command
+    backend           "lava" | "emulator"
+    precision         "fixed" | "float"
+    model             {"path", "sha256", "name", "dt_s", "time_steps", "readout_step"}
+    data              {"path", "split": "test", "first_sample": 0}
+    samples, accuracy, float_accuracy, agreement
+    float_reference   what float_accuracy and agreement compare against (the NIR interpreter in float64)
+    spikes, neuron_steps   per spiking NIR node, summed over the samples
+    timing            {"seconds", "ms_per_step", "samples_per_s"}
+    counts            hardware_sims.counts.ActivityCounts.to_dict() accumulated over every sample (or null)
+    raster            {"sample", "max_neurons", "nodes": {node: {"neurons", "spikes": [[step, neuron], ...]}}} or null
+
+Files are written atomically; :func:`read_simulation_result` checks the format and the keys the report needs and
+names the command that writes a correct file when they are missing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from snnav._version import __version__
+from snnav.errors import SnnavError
+from snnav.io import atomic_path
+
+__all__ = ["FORMAT", "VERSION", "ResultFileError", "sha256_of", "write_json", "write_simulation_result",
+           "read_json", "read_simulation_result", "simulate_command"]
+
+FORMAT = "snnav.simulation-result"
+VERSION = 1
+REQUIRED = ("backend", "precision", "model", "data", "samples", "accuracy", "float_accuracy", "agreement")
+
+
+class ResultFileError(SnnavError):
+    """A simulation-result (or other report input) file is missing, unreadable, or not what the report needs."""
+
+
+def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (so a report can name exactly which model or input it used)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
+    """Write ``data`` as indented JSON, atomically (a temporary file renamed over ``path``)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+def simulate_command(model: str | Path, backend: str, precision: str, samples: int, data: str | Path,
+                     out: str | Path) -> str:
+    """The ``snnav simulate`` command line that writes such a file (recorded in it, and quoted by errors)."""
+    return (f"snnav simulate {model} --backend {backend} --precision {precision} --samples {samples} "
+            f"--data {data} --out {out}")
+
+
+def write_simulation_result(path: str | Path, result, *, backend: str, precision: str, model_path: str | Path,
+                            graph_metadata: Mapping[str, Any], data_path: str | Path, command: str) -> Path:
+    """Save a ``snnav.cli_simulate.SimulationResult`` with its provenance (see the module docstring)."""
+    model_path = Path(model_path)
+    counts = result.counts.to_dict() if result.counts is not None else None
+    record = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "snnav_version": __version__,
+        "command": command,
+        "backend": backend,
+        "precision": precision,
+        "model": {"path": str(model_path.resolve()), "sha256": sha256_of(model_path),
+                  "name": graph_metadata.get("model"), "dt_s": graph_metadata.get("dt"),
+                  "time_steps": graph_metadata.get("time_steps"), "readout_step": graph_metadata.get("readout_step")},
+        "data": {"path": str(Path(data_path).resolve()), "split": "test", "first_sample": 0},
+        "samples": result.samples,
+        "accuracy": result.accuracy,
+        "float_accuracy": result.float_accuracy,
+        "agreement": result.agreement,
+        "float_reference": "snnav's NIR interpreter (export.interpreter) in float64 on the same samples",
+        "spikes": dict(result.spikes),
+        "neuron_steps": dict(result.neuron_steps),
+        "timing": {"seconds": result.seconds, "ms_per_step": result.ms_per_step,
+                   "samples_per_s": result.samples / max(result.seconds, 1e-12)},
+        "counts": counts,
+        "raster": result.raster,
+    }
+    return write_json(path, record)
+
+
+def read_json(path: str | Path, what: str, hint: str) -> dict[str, Any]:
+    """A JSON object from ``path``; a :class:`ResultFileError` naming ``what`` and ``hint`` when it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultFileError(f"no {what} at {path}; {hint}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultFileError(f"{path} is not a readable JSON {what} ({exc}); {hint}") from exc
+    if not isinstance(data, dict):
+        raise ResultFileError(f"{path} holds a JSON {type(data).__name__}, not a {what} object; {hint}")
+    return data
+
+
+def read_simulation_result(path: str | Path, *, need_counts: bool = True) -> dict[str, Any]:
+    """Read and check a file written by :func:`write_simulation_result`.
+
+    Raises:
+        ResultFileError: missing, unreadable, another format, missing keys, or (``need_counts``) no activity counts.
+    """
+    hint = ("write one with " + simulate_command("MODEL.nir", "emulator", "fixed", 1000, "DATA.h5", path))
+    data = read_json(path, "simulation result", hint)
+    if data.get("format") != FORMAT:
+        raise ResultFileError(f"{path} is not a simulation result (format {data.get('format')!r}, expected "
+                              f"{FORMAT!r}); {hint}")
+    if data.get("version") != VERSION:
+        raise ResultFileError(f"{path} is simulation-result version {data.get('version')!r}; this snnav reads "
+                              f"version {VERSION}; {hint}")
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise ResultFileError(f"{path} lacks the keys {missing}; {hint}")
+    if need_counts and not isinstance(data.get("counts"), dict):
+        raise ResultFileError(f"{path} has no activity counts; {hint}")
+    return data
