@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from hardware_sims import loihi_formats as lf
-from hardware_sims.quantize import QuantLIF, QuantReport, QuantWeights, choose_state_exp, quantize_lif, quantize_weights
+from hardware_sims.quantize import (V_HEADROOM, QuantLIF, QuantReport, QuantWeights, choose_state_exp, quantize_lif,
+                                     quantize_weights)
 
 __all__ = ["PlanQuant", "quantize_plan", "DEFAULT_INPUT_EXP", "DEFAULT_PORT_STATE_EXP"]
 
@@ -269,7 +270,8 @@ class _PlanQuantizer:
 def quantize_plan(plan, *, state_exp: int | None = None,
                   source_exps: Mapping[str, int] | Callable[[str, dict], int] | None = None,
                   input_exp: int = DEFAULT_INPUT_EXP, input_max: float = 1.0,
-                  port_state_exp: int = DEFAULT_PORT_STATE_EXP, v_headroom: float = 8.0, readout_v_max: float = 64.0,
+                  port_state_exp: int = DEFAULT_PORT_STATE_EXP, v_headroom: float = V_HEADROOM,
+                  readout_v_max: float = 64.0,
                   weight_bits: int = lf.WEIGHT_BITS):
     """Quantize every synapse and neuron of a float `Plan`.
 
@@ -282,7 +284,7 @@ def quantize_plan(plan, *, state_exp: int | None = None,
         input_max: largest ``|x|`` of graded Input data (only for the worst-case ``a_out`` bounds in the report;
             other graded messages are bounded by their 24-bit range).
         port_state_exp: preferred ``state_exp`` of extension ports and read-only synapses.
-        v_headroom: a spiking population's ``|v|`` range in thresholds; readout_v_max: a readout's, in real units.
+        v_headroom: a spiking population's ``|v|`` range in thresholds (default `V_HEADROOM` = 16); readout_v_max: a readout's, in real units.
             This is the threshold scale: a population takes the largest ``state_exp`` whose 24-bit ``v`` holds
             ``v_headroom * vth``, so its threshold mantissa is ``vth * 2**(6 + state_exp)``; multiplying `v_headroom`
             by ``2**k`` lowers ``state_exp`` by k (while the 17-bit threshold and the bias allow it), i.e. scales the

@@ -41,8 +41,13 @@ __all__ = [
 ]
 
 STATE_EXP_MIN, STATE_EXP_MAX = -lf.STATE_FRAC_BITS, lf.STATE_BITS - 1 - lf.STATE_FRAC_BITS  # 1 real unit fits in v
-V_HEADROOM = 8.0
-"""Default |v| range a spiking population must hold without saturating, in multiples of its threshold."""
+V_HEADROOM = 16.0
+"""Default |v| range a spiking population must hold without saturating, in multiples of its threshold.
+
+16 (one state bit coarser than 8) was chosen by ``scripts/quantization_study.py`` on the default S-CMRL exports:
+fixed-point accuracy against float -6.0 pp at 8 and -1.3 pp at 16 (the main job's model), -3.6 / -0.6 pp (the H100-
+trained one), -0.6 / +0.1 pp (the export of the first AV-Digits default); 4 and 32 were worse everywhere
+(``results/quantization_study.md``)."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Quantization study: accuracy of Loihi fixed point (the batched emulator) against float, over weight bits and
 threshold scales.
 
-    python scripts/quantization_study.py [--model /tmp/mainjob/model.nir] [--data /tmp/mainjob/av_digits.h5]
-        [--samples 0] [--weight-bits 8 6 4 3 2] [--v-headroom 8 128 2048] [--batch-size 128]
+    python scripts/quantization_study.py [--model runs/default/model.nir] [--data runs/default/av_digits.h5]
+        [--samples 0] [--weight-bits 8 6 4 3 2] [--v-headroom 4 8 16 32] [--batch-size 128]
         [--out results/quantization_study.md]
 
 The knobs are options of the shared quantizer (``hardware_sims.quantize.quantize_plan``), the one the Lava backend
@@ -12,7 +12,7 @@ and the emulator both use:
   included for mixed-sign layers) in the same 8-bit range, the exponent per layer chosen as usual. 8 is the default.
 * ``v_headroom``: the threshold scale. Each population takes the largest ``state_exp`` whose 24-bit ``v`` holds
   ``v_headroom * vth``; ``vth_mant = vth * 2**(6 + state_exp)``. Multiplying it by ``2**k`` divides thresholds and
-  the weights' integer grid by ``2**k`` (coarser thresholds and inputs, a wider weight range). 8 is the default.
+  the weights' integer grid by ``2**k`` (coarser thresholds and inputs, a wider weight range). 16 is the default.
 
 For every setting the whole test split (or ``--samples``) runs through ``emulate(..., precision="fixed")`` -- bit
 for bit what ``run_lava`` computes (``tests/hardware_sims/test_emulator.py``) -- and is compared with the float
@@ -106,11 +106,11 @@ def _counter(c: Counter) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("/tmp/mainjob/model.nir"))
-    parser.add_argument("--data", type=Path, default=Path("/tmp/mainjob/av_digits.h5"))
+    parser.add_argument("--model", type=Path, default=Path("runs/default/model.nir"))
+    parser.add_argument("--data", type=Path, default=Path("runs/default/av_digits.h5"))
     parser.add_argument("--samples", type=int, default=0, help="test samples (0: the whole test split)")
     parser.add_argument("--weight-bits", type=int, nargs="+", default=[8, 6, 4, 3, 2])
-    parser.add_argument("--v-headroom", type=float, nargs="+", default=[8.0, 128.0, 2048.0])
+    parser.add_argument("--v-headroom", type=float, nargs="+", default=[4.0, 8.0, 16.0, 32.0])
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--out", type=Path, default=None, help="write the table (markdown) here")
     args = parser.parse_args()
@@ -174,7 +174,7 @@ def main() -> None:
         "",
         "Columns: *weight bits* = ``quantize_plan(weight_bits=...)`` (Loihi's numWeightBits, 8 = default); "
         "*v_headroom* = ``quantize_plan(v_headroom=...)`` (the threshold scale: x2 lowers every spiking population's "
-        "state_exp by 1, 8 = default); *state_exp*, *vth_mant*: over the spiking populations (count in brackets when "
+        "state_exp by 1, 16 = default); *state_exp*, *vth_mant*: over the spiking populations (count in brackets when "
         "they differ); "
         "*accuracy*: emulator fixed point (bit-exact with Lava); *vs float*: minus the interpreter's accuracy; "
         "*same pred.*: share of samples predicted as by the interpreter / by the float emulator; *weights clipped*: "

@@ -156,8 +156,9 @@ def _stage_export(workdir: Path, run_dir: Path, data: Path) -> Path:
 
 
 def _reusable(out: Path, graph_path: Path, data: Path, backend: str, precision: str, samples: int) -> dict | None:
-    """The result file at ``out`` if it holds this model, data, backend, precision and sample count, else None."""
-    from snnav.report.results import ResultFileError, read_simulation_result, sha256_of
+    """The result file at ``out`` if it holds this model, data, backend, precision, sample count and quantizer
+    settings, else None."""
+    from snnav.report.results import ResultFileError, quantizer_settings, read_simulation_result, sha256_of
 
     if not out.is_file():
         return None
@@ -166,8 +167,9 @@ def _reusable(out: Path, graph_path: Path, data: Path, backend: str, precision: 
     except ResultFileError as exc:
         print(f"  {out} is unusable ({exc}); simulating again")
         return None
-    same = (old["backend"], old["precision"], old["samples"], old["model"].get("sha256"), old["data"].get("path")) \
-        == (backend, precision, samples, sha256_of(graph_path), str(data.resolve()))
+    same = (old["backend"], old["precision"], old["samples"], old["model"].get("sha256"), old["data"].get("path"),
+            old.get("quantizer")) \
+        == (backend, precision, samples, sha256_of(graph_path), str(data.resolve()), quantizer_settings(precision))
     return old if same else None
 
 

@@ -7,6 +7,7 @@ One JSON object (``format`` = :data:`FORMAT`)::
     precision         "fixed" | "float"
     model             {"path", "sha256", "name", "dt_s", "time_steps", "readout_step"}
     data              {"path", "split": "test", "first_sample": 0}
+    quantizer         {"v_headroom", "weight_bits"}: the shared quantizer's defaults of a fixed-point run (null in float)
     samples, accuracy, float_accuracy, agreement
     float_reference   what float_accuracy and agreement compare against (the NIR interpreter in float64)
     spikes, neuron_steps   per spiking NIR node, summed over the samples
@@ -65,6 +66,16 @@ def simulate_command(model: str | Path, backend: str, precision: str, samples: i
             f"--data {data} --out {out}")
 
 
+def quantizer_settings(precision: str) -> dict[str, Any] | None:
+    """The shared quantizer's defaults a fixed-point run used (None in float): a result is reused only if they match."""
+    if precision != "fixed":
+        return None
+    from hardware_sims import loihi_formats as lf
+    from hardware_sims.quantize import V_HEADROOM
+
+    return {"v_headroom": V_HEADROOM, "weight_bits": lf.WEIGHT_BITS}
+
+
 def write_simulation_result(path: str | Path, result, *, backend: str, precision: str, model_path: str | Path,
                             graph_metadata: Mapping[str, Any], data_path: str | Path, command: str) -> Path:
     """Save a ``snnav.cli_simulate.SimulationResult`` with its provenance (see the module docstring)."""
@@ -82,6 +93,7 @@ def write_simulation_result(path: str | Path, result, *, backend: str, precision
                   "name": graph_metadata.get("model"), "dt_s": graph_metadata.get("dt"),
                   "time_steps": graph_metadata.get("time_steps"), "readout_step": graph_metadata.get("readout_step")},
         "data": {"path": str(Path(data_path).resolve()), "split": "test", "first_sample": 0},
+        "quantizer": quantizer_settings(precision),
         "samples": result.samples,
         "accuracy": result.accuracy,
         "float_accuracy": result.float_accuracy,

@@ -175,9 +175,9 @@ def test_lif_bias_mantissa_and_exponent():
 
 
 def test_choose_state_exp_limits():
-    assert choose_state_exp(1.0) == 7  # |v| <= 8 fits 2**23 at 2**19 per unit; vth_mant = 8192
+    assert choose_state_exp(1.0) == 6  # |v| <= 16 (V_HEADROOM) fits 2**23 at 2**18 per unit; vth_mant = 4096
     assert choose_state_exp(1.0, v_max=100.0) == 4
-    assert choose_state_exp(1000.0) == -2  # v range 8000 binds before the 17-bit threshold
+    assert choose_state_exp(1000.0) == -3  # v range 16000 binds before the 17-bit threshold
     assert choose_state_exp(1000.0, v_max=1.0) == 1  # then the threshold mantissa binds
     assert choose_state_exp(1.0, bias_max=30.0) == 2  # at 3: 30 * 2**15 / 2**7 = 7680 > 4095
     with pytest.raises(ValueError, match="needs v_max"):

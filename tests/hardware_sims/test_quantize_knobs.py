@@ -57,11 +57,11 @@ def model_plan():
 def test_knobs_at_their_defaults_reproduce_the_default_quantization(model_plan):
     plan, inputs = model_plan
     default, _, _ = prepare_fixed(plan, {})
-    explicit, _, _ = prepare_fixed(plan, {}, weight_bits=lf.WEIGHT_BITS, v_headroom=8.0)
+    explicit, _, _ = prepare_fixed(plan, {}, weight_bits=lf.WEIGHT_BITS, v_headroom=16.0)
     assert_same_quantization(default, explicit)
     assert all(w.num_weight_bits == 8 for w in default.quant.synapses.values())
     a = emulate(plan, inputs, precision="fixed")
-    b = emulate(plan, inputs, precision="fixed", quant_options={"weight_bits": 8, "v_headroom": 8.0})
+    b = emulate(plan, inputs, precision="fixed", quant_options={"weight_bits": 8, "v_headroom": 16.0})
     for node in a.records:
         np.testing.assert_array_equal(a.records[node], b.records[node], err_msg=node)
 
@@ -100,7 +100,7 @@ def test_headroom_scales_thresholds(model_plan):
     plan, _ = model_plan
     spiking = [p.name for p in plan.of_kind("neuron") if p.spiking]
     base, _, _ = prepare_fixed(plan, {})
-    wide, _, _ = prepare_fixed(plan, {}, v_headroom=8.0 * 2**3)
+    wide, _, _ = prepare_fixed(plan, {}, v_headroom=16.0 * 2**3)
     for name in spiking:
         assert wide.quant.state_exps[name] <= base.quant.state_exps[name] - 2, name
         assert wide.quant.neurons[name].vth_mant < base.quant.neurons[name].vth_mant, name
