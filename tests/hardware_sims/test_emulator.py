@@ -27,6 +27,7 @@ from hardware_sims.emulator import arith
 from hardware_sims.emulator.extensions import ExtensionEmu
 from hardware_sims.emulator.procs import ConvOp, SynapseEmu
 from hardware_sims.lava_backend import Plan, build_plan, run_lava
+from hardware_sims.lava_backend.plan import with_state_readouts
 from hardware_sims.loihi_reference import dense_fixed, lava_clip_truncate, lif_fixed_step
 
 T, B = 8, 3
@@ -548,22 +549,216 @@ def random_graphs(draw):
     return nir.NIRGraph(nodes, edges, metadata={"dt": DT}), draw(st.booleans())
 
 
-@pytest.mark.lava
-@pytest.mark.slow
-@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-@given(case=random_graphs())
-def test_random_graphs_equal_lava(case):
-    """Random small graphs over Conv2d, Sum/AvgPool2d, Delay, Flatten, Affine/Linear, fan-in, and LIF, IF, CubaLIF,
-    Threshold, LI, I: every record identical to Lava's fixed point (membranes included); float spike for spike."""
-    graph, graded = case
-    plan = with_membrane_readouts(build_plan(graph))
-    inputs = case_inputs(plan, np.random.default_rng(0), ("x",) if graded else ())
+def _check_equals_lava(graph: nir.NIRGraph, graded: tuple[str, ...], steps: int = T, batch: int = B) -> Plan:
+    """Run `graph` on Lava and the emulator, fixed point and float, on the same random inputs (the Inputs named in
+    `graded` graded, the others binary): every record (every node; membrane v and current u of every spiking
+    neuron) identical in fixed point; in float the spikes identical and every graded value within 1e-9."""
+    plan = with_state_readouts(build_plan(graph), variables=("v", "u"))
+    inputs = case_inputs(plan, np.random.default_rng(0), graded, steps=steps, batch=batch)
     for precision in ("fixed", "float"):
         lava = run_lava(plan, inputs, precision=precision)
         emu = emulate(plan, inputs, precision=precision)
         diff = compare(lava, emu, plan, precision == "fixed")
+        assert any(n.endswith("#v") for n in diff) and any(n.endswith("#u") for n in diff)
         if precision == "fixed":
             assert diff == dict.fromkeys(diff, 0), plan.summary()
         else:
             assert all(diff[n] == 0 for n in diff if spiking(plan, n)), plan.summary()
-            assert max(d for n, d in diff.items() if not spiking(plan, n)) < 1e-9
+            assert max(d for n, d in diff.items() if not spiking(plan, n)) < 1e-9, plan.summary()
+    return plan
+
+
+def _random_graph_case(case) -> None:
+    graph, graded = case
+    _check_equals_lava(graph, ("x",) if graded else ())
+
+
+@pytest.mark.lava
+@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(case=random_graphs())
+def test_random_graphs_equal_lava(case):
+    """Random small graphs over Conv2d, Sum/AvgPool2d, Delay, Flatten, Affine/Linear, fan-in, and LIF, IF, CubaLIF,
+    Threshold, LI, I: every record identical to Lava's fixed point (membranes and currents included); float spike
+    for spike. A few examples in the default suite; `test_random_graphs_equal_lava_many` (slow) draws more."""
+    _random_graph_case(case)
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(case=random_graphs())
+def test_random_graphs_equal_lava_many(case):
+    _random_graph_case(case)
+
+
+EXTENSION_KINDS = ("tokens", "time", "sca", "fusion", "gate")
+"""What `random_extension_graphs` draws: SpikeAttention over tokens / over time (window), AttentionScores -> LIF ->
+AttentionApply (SCA), ComplementaryFusion (window), Gate."""
+
+
+@st.composite
+def random_extension_graphs(draw, kinds: tuple[str, ...] | None = None):
+    """Small graphs with one or two snnav extension nodes (`kinds`, default drawn from `EXTENSION_KINDS`) on tokens
+    ``(C, N)``: h = num_heads 1 or 2, C = h or 2h, N = 2..4, T = 4 or 8, a multiple of the window (2 or 4).
+
+    * Spiking sources: 2 or 3 populations ``(C, N)`` (LIF, IF, CubaLIF, Threshold) from a token Input through a
+      Conv1d (kernel 1 or 3) or an Affine over tokens, or from an image Input through a Conv2d and a Flatten.
+    * Every port of an extension gets one or two sources (fan-in sums them), never an Input directly (a window
+      extension fed by an Input fails in Lava). AttentionScores feeds a LIF ``(h, N, N)`` that feeds
+      AttentionApply's ``p`` (SCA); Gate's ``gate`` is an Affine with a bias (a port bias) of a flattened source or
+      of the graded Input ``g``; ComplementaryFusion's ``temporal`` and Gate's ``x`` may instead take an earlier
+      extension's graded output alone (S-CMRL's fusion takes the attention's; the quantizer refuses a port summing
+      messages of different exponents).
+    * Each extension output feeds a synapse, as in snnav's exports: straight into a LIF (a gain synapse) or through
+      an Affine over tokens into one; those LIFs, the sources no port took, and sometimes an extension output
+      itself reach the readout neuron (LIF, LI or I) through Flatten + Affine.
+    * ``big``: weights and biases ~30x the thresholds, so that in fixed point weights clip, ``u`` wraps (24 bits)
+      and ``v`` saturates; a Gate of an attention output by ``g`` saturates its 24-bit output.
+
+    The first choice of every ``sampled_from`` is the corner-heavy one (2 heads, C = 2h, ``big``, scale 0.3 with its
+    inexact dyadic factor, Gate of the previous extension by ``g``), so the simplest example -- the first one
+    Hypothesis tries -- is corner-heavy: with ``kinds=("tokens", "gate")`` weights clip, ``u`` wraps, ``v`` and the
+    Gate's output saturate.
+
+    Returns ``(graph, graded inputs, T)``.
+    """
+    from export.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    heads = draw(st.sampled_from([2, 1]))
+    c, n = heads * draw(st.sampled_from([2, 1])), draw(st.integers(2, 4))
+    if kinds is None:
+        kinds = draw(st.lists(st.sampled_from(EXTENSION_KINDS), min_size=1, max_size=2, unique=True))
+    window = draw(st.sampled_from([4, 2])) if {"time", "fusion"} & set(kinds) else 0
+    steps = draw(st.sampled_from([4, 8])) if window != 2 else 4
+    big = draw(st.sampled_from([True, False]))
+    gain = 30.0 if big else 1.0
+    scale = lambda: draw(st.sampled_from([0.3, 0.25, 0.125, 1.0, 2.5]))  # noqa: E731
+    weight = lambda mean, *shape: rng.normal(mean, 1.0, shape) * gain  # noqa: E731
+    bias = lambda *shape: rng.normal(0.0, 0.3, shape) * gain  # noqa: E731
+    tok, img = (c, n), {2: (1, 2), 3: (1, 3), 4: (2, 2)}[n]
+    nodes: dict[str, nir.NIRNode] = {}
+    edges: list[tuple[str, str]] = []
+
+    def neuron(name, shape, src_bias):
+        kind = draw(st.sampled_from(["LIF", "LIF", "IF", "CubaLIF", "Threshold"]))
+        if kind == "CubaLIF" and src_bias:
+            kind = "LIF"  # Lava: no constant into a CubaLIF
+        nodes[name] = lif(shape, th=float(draw(st.sampled_from([0.1, 0.5, 1.0]))),
+                          tau=float(draw(st.sampled_from([2e-3, 5e-3])))) if kind == "LIF" else \
+            _neuron(kind, shape, rng)
+
+    sources = []
+    for i in range(draw(st.integers(2, 3))):
+        layer, src = draw(st.sampled_from(["conv1d", "affine", "conv2d"])), f"s{i}"
+        has_bias = draw(st.booleans())
+        if layer == "conv2d":
+            nodes.setdefault("img", nir.Input(input_type=np.array([2, *img])))
+            nodes[f"c{i}"] = nir.Conv2d(input_shape=img, weight=weight(0.4, c, 2, 3, 3), stride=1, padding=1,
+                                        dilation=1, groups=1, bias=bias(c) if has_bias else np.zeros(c))
+            neuron(src, (c, *img), has_bias)
+            nodes[f"f{i}"] = nir.Flatten(input_type={"input": np.array([c, *img])}, start_dim=1, end_dim=-1)
+            edges += [("img", f"c{i}"), (f"c{i}", src), (src, f"f{i}")]
+            sources.append(f"f{i}")
+            continue
+        nodes.setdefault("tok", nir.Input(input_type=np.array(tok)))
+        if layer == "conv1d":
+            k = draw(st.sampled_from([1, 3]))
+            nodes[f"c{i}"] = nir.Conv1d(input_shape=n, weight=weight(0.4, c, c, k), stride=1, padding=k // 2,
+                                        dilation=1, groups=1, bias=bias(c) if has_bias else np.zeros(c))
+        else:
+            nodes[f"c{i}"] = nir.Affine(weight=weight(0.4, n, n), bias=bias(n) if has_bias else np.zeros(n))
+        neuron(src, tok, has_bias)
+        edges += [("tok", f"c{i}"), (f"c{i}", src)]
+        sources.append(src)
+
+    def feed(port, pool):
+        for s in draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2, unique=True)):
+            edges.append((s, port))
+
+    graded_outputs, posts = [], []
+    for j, kind in enumerate(kinds):
+        e = f"e{j}"
+        # fusion and gate may take an earlier extension's graded output alone (the quantizer refuses a port summing
+        # messages of different exponents, spikes and graded)
+        upstream = [draw(st.sampled_from(graded_outputs))] if kind in ("fusion", "gate") and graded_outputs and \
+            draw(st.sampled_from([True, False])) else sources
+        if kind in ("tokens", "time"):
+            nodes[e] = SpikeAttention(shape=tok, num_heads=heads, scale=scale(), axis=kind,
+                                      layout=draw(st.sampled_from(["clean", "faithful"])) if kind == "time" else
+                                      "clean", window=window if kind == "time" else 0)
+            for p in ("q", "k", "v"):
+                feed(f"{e}.{p}", sources)
+        elif kind == "sca":
+            nodes[f"{e}_scores"] = AttentionScores(shape=tok, num_heads=heads)
+            nodes[f"{e}_lif"] = lif((heads, n, n), th=float(draw(st.sampled_from([0.5, 1.0, 2.0]))))
+            nodes[e] = AttentionApply(shape=tok, num_heads=heads, scale=scale())
+            feed(f"{e}_scores.q", sources)
+            feed(f"{e}_scores.k", sources)
+            feed(f"{e}.v", sources)
+            edges += [(f"{e}_scores", f"{e}_lif"), (f"{e}_lif", f"{e}.p")]
+        elif kind == "fusion":
+            nodes[e] = ComplementaryFusion(shape=tok, window=window)
+            feed(f"{e}.spatial", sources)
+            feed(f"{e}.temporal", upstream)
+        else:
+            nodes[e] = Gate(shape=tok)
+            feed(f"{e}.x", upstream)
+            src = draw(st.sampled_from(["g", *sources]))
+            if src == "g":  # a graded Input (always graded) through an Affine with large weights
+                nodes["g"] = nir.Input(input_type=np.array([2]))
+                nodes[f"{e}_fc"] = nir.Affine(weight=rng.normal(0.0, 1.0, (1, 2)) * 100 * gain, bias=bias(1) + 0.5)
+                edges.append(("g", f"{e}_fc"))
+            else:
+                nodes[f"{e}_flat"] = nir.Flatten(input_type={"input": np.array(tok)}, start_dim=0, end_dim=-1)
+                nodes[f"{e}_fc"] = nir.Affine(weight=rng.normal(0.0, 0.5, (1, c * n)) * gain, bias=bias(1) + 0.5)
+                edges += [(src, f"{e}_flat"), (f"{e}_flat", f"{e}_fc")]
+            edges.append((f"{e}_fc", f"{e}.gate"))
+        graded_outputs.append(e)
+        post = f"p{j}"
+        nodes[post] = lif(tok, th=float(draw(st.sampled_from([0.1, 0.5, 1.0]))))
+        if draw(st.booleans()):  # straight into the LIF: a gain synapse
+            edges.append((e, post))
+        else:
+            nodes[f"{post}_fc"] = nir.Affine(weight=weight(0.3, n, n), bias=bias(n))
+            edges += [(e, f"{post}_fc"), (f"{post}_fc", post)]
+        posts.append(post)
+    out = draw(st.integers(2, 3))
+    readout = draw(st.sampled_from(["LIF", "LI", "I"]))
+    nodes["ro"], nodes["out"] = _neuron(readout, (out,), rng), nir.Output(output_type=np.array([out]))
+    unused = [x for x in sources if not any(src == x for src, _ in edges)]  # (one Lava run: a connected graph)
+    for src in posts + unused + ([draw(st.sampled_from(graded_outputs))] if draw(st.booleans()) else []):
+        nodes[f"{src}_hflat"] = nir.Flatten(input_type={"input": np.array(tok)}, start_dim=0, end_dim=-1)
+        nodes[f"{src}_head"] = nir.Affine(weight=rng.normal(0.0, 1.0, (out, c * n)), bias=rng.normal(0, 0.2, out))
+        edges += [(src, f"{src}_hflat"), (f"{src}_hflat", f"{src}_head"), (f"{src}_head", "ro")]
+    edges.append(("ro", "out"))
+    graded = tuple(x for x in ("tok", "img") if x in nodes and draw(st.booleans())) + (("g",) if "g" in nodes else ())
+    graph = nir.NIRGraph(nodes, edges, metadata={"dt": DT}, type_check=False)
+    return graph, graded, steps
+
+
+def _random_extension_case(case) -> None:
+    graph, graded, steps = case
+    plan = _check_equals_lava(graph, graded, steps=steps)
+    assert plan.of_kind("extension")
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("kinds", [("tokens", "gate"), ("time", "fusion"), ("sca",)])
+@settings(max_examples=2, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_random_extension_graphs_equal_lava(kinds, data):
+    """Random small graphs with snnav's extension nodes (`random_extension_graphs`): every record identical to
+    Lava's fixed point (membranes and currents included); float spike for spike, graded values within 1e-9. The
+    default suite draws two graphs for each group of kinds (together all five; the first graph of a group is the
+    strategy's simplest, its corner-heavy one); `test_random_extension_graphs_equal_lava_many` (slow) draws more,
+    the kinds too."""
+    _random_extension_case(data.draw(random_extension_graphs(kinds), label="case"))
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(case=random_extension_graphs())
+def test_random_extension_graphs_equal_lava_many(case):
+    _random_extension_case(case)
