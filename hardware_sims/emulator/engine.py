@@ -24,9 +24,10 @@ from hardware_sims.emulator import arith
 from hardware_sims.emulator.extensions import ExtensionEmu
 from hardware_sims.emulator.procs import DelayEmu, InputEmu, NeuronEmu, SynapseEmu
 from hardware_sims.lava_backend.errors import LavaBackendError
-from hardware_sims.lava_backend.fixed import prepare_fixed, record_scale
+from hardware_sims.lava_backend.fixed import prepare_fixed
 from hardware_sims.lava_backend.plan import SYNAPSE_KINDS, Plan, Readout, with_state_readouts
-from hardware_sims.lava_backend.run import LavaResult, _bind, _chosen_readouts, _load_plan, _with_state
+from hardware_sims.lava_backend.run import (LavaResult, _bind, _chosen_readouts, _load_plan, _with_state,
+                                           assemble_readout)
 
 __all__ = ["emulate", "Network", "DEFAULT_BATCH", "with_membrane_readouts", "profile_key"]
 
@@ -268,28 +269,8 @@ def with_membrane_readouts(plan: Plan, neurons: Iterable[str] | None = None) -> 
 
 def _assemble(readout: Readout, recs: dict, plan: Plan, steps: int, batch: int) -> np.ndarray:
     """``[T, B, *shape]`` of one readout from the raw records (rows = NIR steps of each term's process)."""
-    out = np.zeros((steps, batch, *readout.shape))
-    t = np.arange(steps)
-    for term in readout.terms:
-        raw = recs[(term.proc, term.var, term.latency)].reshape(steps, batch, -1)  # [T, B, size]
-        shift = np.asarray(term.shift)
-        if shift.ndim == 0:
-            seg = np.zeros_like(raw)
-            s = int(shift)
-            if s < steps:
-                seg[s:] = raw[: steps - s]
-        else:  # per element
-            rows = t[:, None] - shift.reshape(1, -1)  # (T, size)
-            seg = raw[np.clip(rows, 0, None), :, np.arange(raw.shape[2])[None, :]]  # (T, size, B)
-            seg = np.where((rows >= 0)[:, :, None], seg, 0.0).transpose(0, 2, 1)
-        seg = seg.reshape(steps, batch, *readout.shape)
-        scale = record_scale(plan, term.proc, term.var)
-        if scale != 1.0:
-            seg = seg * scale
-        out += seg if term.factor is None else seg * term.factor
-    if readout.bias is not None:
-        out += readout.bias
-    return out
+    return assemble_readout(readout, plan, steps, batch,
+                            lambda term: recs[(term.proc, term.var, term.latency)].reshape(steps, batch, -1))
 
 
 def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str, Any] | Any, *,

@@ -243,23 +243,24 @@ def _fill_inputs(net: LavaNetwork, xs: dict[str, np.ndarray], b0: int, b1: int, 
         rows.flush()
 
 
-def _assemble(readout: Readout, recs: dict, plan: Plan, n: int, period: int, steps: int) -> np.ndarray:
-    """``[T, n, *shape]`` of one readout from the chunk's raw records ``[n * period, *proc_shape]`` (real units)."""
-    out = np.zeros((steps, n, *readout.shape))
+def assemble_readout(readout: Readout, plan: Plan, steps: int, batch: int, aligned) -> np.ndarray:
+    """``[T, B, *shape]`` of one readout. ``aligned(term)`` gives the term's raw record as ``[T, B, size]`` whose
+    row t is NIR step t of the term's process (its latency already removed); shared by Lava and the emulator."""
+    out = np.zeros((steps, batch, *readout.shape))
     t = np.arange(steps)
     for term in readout.terms:
-        raw = recs[(term.proc, term.var)].reshape(n, period, *readout.shape)  # (sample, Lava step, ...)
+        raw = aligned(term)  # [T, B, size]
         shift = np.asarray(term.shift)
         if shift.ndim == 0:
-            rows = term.latency + t - int(shift)
-            ok = rows >= term.latency
-            seg = np.zeros((steps, n, *readout.shape))
-            seg[ok] = raw[:, rows[ok]].swapaxes(0, 1)
-        else:  # per element: rows (T, size) of the flattened record
-            rows = term.latency + t[:, None] - shift.reshape(1, -1)
-            flat = raw.reshape(n, period, -1)
-            seg = flat[:, np.clip(rows, 0, period - 1), np.arange(flat.shape[2])]  # (n, T, size)
-            seg = np.where((rows >= term.latency)[None], seg, 0.0).swapaxes(0, 1).reshape(steps, n, *readout.shape)
+            seg = np.zeros_like(raw)
+            s = int(shift)
+            if s < steps:
+                seg[s:] = raw[: steps - s]
+        else:  # per element
+            rows = t[:, None] - shift.reshape(1, -1)  # (T, size)
+            seg = raw[np.clip(rows, 0, None), :, np.arange(raw.shape[2])[None, :]]  # (T, size, B)
+            seg = np.where((rows >= 0)[:, :, None], seg, 0.0).transpose(0, 2, 1)
+        seg = seg.reshape(steps, batch, *readout.shape)
         scale = record_scale(plan, term.proc, term.var)
         if scale != 1.0:
             seg = seg * scale
@@ -267,6 +268,18 @@ def _assemble(readout: Readout, recs: dict, plan: Plan, n: int, period: int, ste
     if readout.bias is not None:
         out += readout.bias
     return out
+
+
+def _assemble(readout: Readout, recs: dict, plan: Plan, n: int, period: int, steps: int) -> np.ndarray:
+    """``[T, n, *shape]`` of one readout from the chunk's raw records ``[n * period, *proc_shape]`` (real units)."""
+
+    def aligned(term) -> np.ndarray:  # rows latency .. latency + T - 1 of each sample (zeros past the period)
+        raw = recs[(term.proc, term.var)].reshape(n, period, -1)[:, term.latency : term.latency + steps]
+        if raw.shape[1] < steps:
+            raw = np.concatenate([raw, np.zeros((n, steps - raw.shape[1], raw.shape[2]))], axis=1)
+        return raw.swapaxes(0, 1)
+
+    return assemble_readout(readout, plan, steps, n, aligned)
 
 
 def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str, Any] | Any, *,
