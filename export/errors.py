@@ -7,6 +7,8 @@ project rule: what was expected, what was found, what to do.
 
 from __future__ import annotations
 
+from snnav.errors import FileFormatError
+
 __all__ = [
     "NIRFormatError",
     "NIRFileNotFoundError",
@@ -20,7 +22,7 @@ __all__ = [
 ]
 
 
-class NIRFormatError(ValueError):
+class NIRFormatError(FileFormatError, ValueError):
     """A NIR graph or file is not in the form snnav expects."""
 
 

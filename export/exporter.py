@@ -31,11 +31,12 @@ from torch import nn
 import export.extensions as ext
 from export.fold import fold_bn, lif_params, linear_as_conv1d
 from export.nirfile import make_graph
+from snnav.errors import UnsupportedGraphError
 
 __all__ = ["ExportConfig", "ExportError", "Value", "export_model"]
 
 
-class ExportError(ValueError):
+class ExportError(UnsupportedGraphError, ValueError):
     """The model (or a part of it) cannot be exported as configured; the message says why and what to change."""
 
 

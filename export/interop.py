@@ -47,6 +47,7 @@ import nir
 import numpy as np
 import torch
 from torch import Tensor
+from snnav.errors import UnsupportedGraphError
 
 if TYPE_CHECKING:  # re-exported lazily by __getattr__ below: export.interop_parts imports this module
     from export.interop_parts import (
@@ -66,7 +67,7 @@ SNNTORCH_DT_S = 1e-4  # snntorch/import_nir.py, LIF / CubaLIF / RNN branches: `d
 SPIKING_TYPES: tuple[type, ...] = (nir.LIF, nir.IF, nir.CubaLIF, nir.Threshold)
 
 
-class InteropError(ValueError):
+class InteropError(UnsupportedGraphError, ValueError):
     """A graph cannot be imported into a library without computing something else; the message lists why."""
 
 

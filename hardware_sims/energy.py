@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from hardware_sims.counts.record import COUNT_FIELDS, ActivityCounts
+from snnav.errors import FileFormatError
 
 __all__ = ["CostModel", "OperationCost", "CountCost", "Citation", "EnergyEstimate", "UncostedCount",
            "CostModelError", "CostModelUnavailableError", "OPERATIONS", "STATUSES", "FORMAT", "VERSION",
@@ -57,7 +58,7 @@ UNAVAILABLE_MODELS: dict[str, str] = {
 }
 
 
-class CostModelError(ValueError):
+class CostModelError(FileFormatError, ValueError):
     """A cost model file or dict is malformed (what was expected and found is in the message)."""
 
 

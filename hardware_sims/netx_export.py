@@ -49,6 +49,7 @@ from hardware_sims.quantize import (
     STATE_EXP_MAX, STATE_EXP_MIN, QuantLIF, QuantReport, QuantWeights, choose_state_exp, quantize_lif,
     quantize_weights,
 )
+from snnav.errors import UnsupportedGraphError
 
 __all__ = ["NetxExportError", "NetxLayer", "NetxReport", "NetxRun", "netx_limits", "write_netx", "read_netx_layers",
            "run_netx", "NETX_MESSAGE_BITS"]
@@ -69,7 +70,7 @@ NETX_REF_DELAY = 1
 """slayer's default ``refDelay``, written as slayer does; netx does not use it (Lava's LIF has no refractory period)."""
 
 
-class NetxExportError(ValueError):
+class NetxExportError(UnsupportedGraphError, ValueError):
     """The graph (or a part of it) cannot be written as a netx network; the message lists every reason."""
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snnav.training.config import PACKAGED_CONFIGS
+
 # (name, model, config overrides); the order is the table's.
 VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("audio-only", "spikformer-audio", {}),
@@ -152,7 +154,7 @@ def _run_parallel(argv: list[str], args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("runs/default/av_digits.h5"), help="AV-Digits file")
-    parser.add_argument("--config", type=Path, default=Path(__file__).parent.parent / "configs" / "av-digits-scmrl.toml",
+    parser.add_argument("--config", type=Path, default=PACKAGED_CONFIGS / "av-digits-scmrl.toml",
                         help="base training config (model, seed and IEMF are set per run)")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 47, 1024])

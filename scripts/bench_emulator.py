@@ -68,11 +68,11 @@ def load_inputs(graph, data: Path, n: int, seed: int = 0):
         inputs = {k: z[k][:, :stop].astype(np.float64) for k in ("audio", "visual") if k in graph.nodes}
         return inputs, z["labels"][:stop]
     if data.exists():
-        from snnav.cli_simulate import _batch, open_test_split
+        from snnav.app.simulate import batch_arrays, open_test_split
 
         dataset = open_test_split(graph, data)
         stop = len(dataset) if n <= 0 else min(n, len(dataset))
-        inputs, labels = _batch(dataset, 0, stop)
+        inputs, labels = batch_arrays(dataset, 0, stop)
         return {k: v for k, v in inputs.items() if k in graph.nodes}, labels
     rng = np.random.default_rng(seed)
     steps = int(graph.metadata.get("time_steps", 4))

@@ -25,7 +25,7 @@ def load(model: Path, data: Path, samples: int):
     """The graph, the first `samples` test samples of the split it was trained on (``{input: [T, B, ...]}``, only
     the graph's inputs) and their labels."""
     from export.nirfile import read_graph
-    from snnav.cli_simulate import open_test_split
+    from snnav.app.simulate import open_test_split
 
     graph = read_graph(model)
     dataset = open_test_split(graph, data)

@@ -7,7 +7,7 @@
 Each ``--model NAME RESULT GPU`` takes a result file of ``snnav simulate ... --out RESULT`` (its activity counts) and
 a GPU measurement file of ``scripts/measure_gpu.py`` (``-`` for none). Prints a Markdown table: accuracy of the
 simulated run; energy per inference under every available built-in cost model (estimates); the 45 nm estimate of
-the same network run densely in float (every synapse a MAC at every step, `snnav.report.compute.dense_equivalent`);
+the same network run densely in float (every synapse a MAC at every step, `snnav.app.report.compute.dense_equivalent`);
 and the GPU's measured energy per sample (NVML, batch 64: board total and dynamic = total − idle power × time).
 """
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hardware_sims.counts import ActivityCounts
     from hardware_sims.energy import available_cost_models, builtin_cost_model, estimate_energy
-    from snnav.report.compute import dense_equivalent
+    from snnav.app.report.compute import dense_equivalent
 
     names = [m["name"] for m in available_cost_models() if m.get("available")]
     models = [builtin_cost_model(n) for n in names]

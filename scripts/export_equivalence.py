@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "av-digits-scmrl.toml"
+from snnav.training.config import PACKAGED_CONFIGS
+
+DEFAULT_CONFIG = PACKAGED_CONFIGS / "av-digits-scmrl.toml"
 
 
 def find_checkpoints(root: Path | None) -> dict[str, Path]:
@@ -57,7 +59,7 @@ def check_model(ckpt_path: Path, data: Path, samples: int, dt_s: float) -> dict:
     from export.equivalence import compare
     from export.exporter import export_model
     from export.extensions import is_extension
-    from export.from_checkpoint import export_config_for, load_trained_model
+    from snnav.app.checkpoint_export import export_config_for, load_trained_model
     from snnav.training.build import open_datasets
     from snnav.training.config import TrainConfig
 

@@ -87,7 +87,7 @@ def trained_case(info: dict, data: Path, samples: int):
     import torch
 
     from export.exporter import export_model
-    from export.from_checkpoint import export_config_for, load_trained_model
+    from snnav.app.checkpoint_export import export_config_for, load_trained_model
     from snnav.training.build import open_datasets
     from snnav.training.config import TrainConfig
 

@@ -11,7 +11,7 @@ timed), for every batch size ``B``:
 * ``nir-interpreter``: the NIR export read with snnav's reader and run by ``export.interpreter.Interpreter`` in
   float32 on the same device (only with ``--model``).
 
-Each is timed by ``snnav.gpu_energy.measure_inference`` over windows of at least ``--window-s`` seconds. Idle power
+Each is timed by ``snnav.app.gpu_energy.measure_inference`` over windows of at least ``--window-s`` seconds. Idle power
 is measured once before (and once after, to show drift) with the models loaded and nothing running. Accuracy on the
 measured samples is recorded as a sanity check. The file records the command, the GPU and software, the idle
 power and every measurement, labelled "measured (NVML energy counter)"; it is written atomically.
@@ -38,8 +38,8 @@ from typing import Any, Callable
 
 import torch
 
+from snnav.app.gpu_energy import METHOD, gpu_available, gpu_info, measure_idle_power, measure_inference
 from snnav.errors import SnnavError
-from snnav.gpu_energy import METHOD, gpu_available, gpu_info, measure_idle_power, measure_inference
 
 FORMAT = "snnav.gpu-measurement"
 FORMAT_VERSION = 1
@@ -64,10 +64,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def load_run(run: Path, data: Path):
     """``(model on CPU in eval mode, checkpoint, test split, T)``: the model and data as snnav.training builds them."""
     from snnav.models import create_model
+    from snnav.models.registry import model_preset
     from snnav.training.build import check_data_matches_model, open_datasets, preset_name, resolve_input_size
     from snnav.training.checkpoint import load_checkpoint
     from snnav.training.config import TrainConfig
-    from snnav.models.registry import model_preset
 
     ckpt = load_checkpoint(run)
     model = create_model(ckpt["model_name"], **ckpt["model_config"])

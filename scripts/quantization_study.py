@@ -46,12 +46,12 @@ import hardware_sims  # noqa: F401  (lava compatibility fixes first; the emulato
 def load_split(model: Path, data: Path, samples: int):
     """The graph, the first `samples` test samples (0: all) as ``{input: [T, B, ...]}`` and their labels."""
     from export.nirfile import read_graph
-    from snnav.cli_simulate import _batch, open_test_split
+    from snnav.app.simulate import batch_arrays, open_test_split
 
     graph = read_graph(model)
     dataset = open_test_split(graph, data)
     n = len(dataset) if samples <= 0 else min(samples, len(dataset))
-    inputs, labels = _batch(dataset, 0, n)
+    inputs, labels = batch_arrays(dataset, 0, n)
     return graph, {k: v for k, v in inputs.items() if k in graph.nodes}, labels
 
 

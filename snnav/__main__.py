@@ -2,6 +2,6 @@
 
 import sys
 
-from snnav.cli import main
+from snnav.app.cli import main
 
 sys.exit(main())

@@ -21,6 +21,7 @@ from hardware_sims.counts.record import (COUNT_FIELDS, NODE_FIELDS, ActivityCoun
 from hardware_sims.counts.signals import SIGNAL_KINDS, PlanSignals, binary_matrix
 from hardware_sims.lava_backend.linear import ConvGeometry, LinearOp, op_matrix
 from hardware_sims.lava_backend.plan import SYNAPSE_KINDS, Plan, ProcessSpec
+from snnav.errors import InputError
 
 __all__ = ["count_activity", "spike_raster", "MissingRecordError", "COUNTED_SYNAPSE_ROLES"]
 
@@ -29,7 +30,7 @@ COUNTED_SYNAPSE_ROLES: tuple[str, ...] = ("node", "readout")
 has no layer) are a mapping artefact and only make their neuron's updates active (COUNTS.md §3)."""
 
 
-class MissingRecordError(ValueError):
+class MissingRecordError(InputError, ValueError):
     """The result does not carry the record of a node that counting needs."""
 
 

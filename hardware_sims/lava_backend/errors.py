@@ -6,12 +6,13 @@ The graph errors subclass :class:`export.errors.NIRFormatError` (itself a ``Valu
 
 from __future__ import annotations
 
+import snnav.errors as snnav_errors
 from export.errors import GraphValidationError, NIRFormatError
 
 __all__ = ["LavaBackendError", "UnsupportedGraphError", "LatencyError", "InputBindingError", "LavaRunError"]
 
 
-class LavaBackendError(NIRFormatError):
+class LavaBackendError(snnav_errors.UnsupportedGraphError, NIRFormatError):
     """A graph cannot be lowered to Lava processes."""
 
 
@@ -23,9 +24,9 @@ class LatencyError(LavaBackendError, GraphValidationError):
     """Paths cannot be aligned (a recurrent loop needs more synapse layers than its one step of NIR delay)."""
 
 
-class InputBindingError(ValueError):
+class InputBindingError(snnav_errors.InputError, ValueError):
     """The inputs given to a run do not match the graph's Input nodes (missing, extra, wrong shape or length)."""
 
 
-class LavaRunError(RuntimeError):
+class LavaRunError(snnav_errors.BackendError, RuntimeError):
     """Lava failed while running; the message carries Lava's own error and says that Lava was stopped."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import logging
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from snnav.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["IEMFConfig", "TrainConfig", "load_config", "config_diff", "RESUME_IGNORED_KEYS"]
 
@@ -265,17 +268,50 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+"""The configs shipped inside the package (``snnav/configs/*.toml``): the main job's default and the papers' presets."""
+
+
+def packaged_configs() -> list[str]:
+    """Names (without ``.toml``) of the configs shipped with snnav."""
+    return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.toml"))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """The config file ``path`` names: an existing file, or the name of a shipped config (``av-digits-scmrl``).
+
+    A path such as ``configs/av-digits-scmrl.toml`` (where the configs lived before they became package data) that
+    does not exist but names a shipped config resolves to that config, with a one-line deprecation warning.
+
+    Raises:
+        ConfigError: neither a file nor a shipped config's name.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    packaged = PACKAGED_CONFIGS / (path.name if path.suffix == ".toml" else f"{path.name}.toml")
+    if packaged.is_file():
+        if path.suffix == ".toml":
+            logger.warning("config %s: no such file; using the shipped config %s (name it as --config %s)",
+                           path, packaged.stem, packaged.stem)
+        return packaged
+    raise ConfigError(f"config file {path} does not exist and names no shipped config; pass a TOML file or one of: "
+                      f"{', '.join(packaged_configs())}.")
+
+
 def load_config(path: str | Path) -> TrainConfig:
     """Read a TOML (or JSON) training config.
 
     Raises:
         ConfigError: the file is missing, unparsable, or has unknown keys / bad values.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass an existing file with --config "
-                          "(examples are in configs/ of the snnav repository).")
-    text = path.read_text(encoding="utf-8")
+    path = resolve_config_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); pass a TOML file.") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}.") from exc
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:

@@ -1,44 +1,10 @@
-"""Shared fixtures of the training tests: one tiny AV-Digits file per session and a tiny model config."""
+"""The training tests run on one intra-op thread (see ``one_thread`` in tests/snnav/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-import torch
-
-from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
-from snnav.training.config import TrainConfig
-
-# A model small enough that an epoch over 40 samples takes about a second on 2 cores.
-TINY_MODEL = {"embed_dim": 16, "num_heads": 4, "mlp_ratio": 2}
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these models are too small to gain from two, and on a busy machine the OpenMP barriers
-    of two threads cost a scheduler slice per op. It also matches the subprocesses (OMP_NUM_THREADS=1), so float
-    results can be compared bit for bit across processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread_for_training_tests(one_thread):
     yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def avd_file(tmp_path_factory):
-    """40 train / 20 test pairs, 32x32 frames, 4 event bins."""
-    path = tmp_path_factory.mktemp("avd") / "avd_tiny.h5"
-    generate_av_digits(path, AVDigitsConfig(n_train=40, n_test=20, frame_size=32, n_steps=4, n_voices=6), workers=1)
-    return path
-
-
-def tiny_config(data, **changes) -> TrainConfig:
-    """A 2-epoch S-CMRL config on the tiny file (batch 8 -> 5 steps per epoch)."""
-    base = dict(data=None if data is None else str(data), epochs=2, batch_size=8, warmup_epochs=1, lr=0.05,
-                model_config=TINY_MODEL, seed=3, device="cpu")
-    base.update(changes)
-    return TrainConfig(**base)
-
-
-@pytest.fixture(scope="session")
-def make_config(avd_file):
-    return lambda **changes: tiny_config(**{"data": avd_file, **changes})

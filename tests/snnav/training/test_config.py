@@ -10,7 +10,7 @@ import pytest
 from snnav.errors import ConfigError
 from snnav.training.config import IEMFConfig, TrainConfig, config_diff, load_config
 
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "snnav" / "configs"
 
 
 def test_round_trip():

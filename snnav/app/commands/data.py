@@ -6,7 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
+from tqdm import tqdm
+
+from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
+from snnav.data.av_digits_file import read_av_digits_info
 from snnav.errors import ConfigError, OutputError
+from snnav.io import check_writable_destination
 
 MAKEABLE = ("av-digits",)
 
@@ -18,7 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     make.add_argument("--out", required=True, type=Path, help="output .h5 file")
     make.add_argument("--force", action="store_true", help="replace an existing output file")
     make.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
-    from snnav.data.av_digits import AVDigitsConfig
 
     d = AVDigitsConfig()
     g = make.add_argument_group("AV-Digits options")
@@ -40,10 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_av_digits(out: Path, config, workers: int, force: bool) -> None:
     """Generate AV-Digits with a progress bar and print what was made (shared by ``data make`` and ``run``)."""
-    from tqdm import tqdm
-
-    from snnav.data.av_digits import generate_av_digits
-    from snnav.io import check_writable_destination
 
     check_writable_destination(out)
     if out.exists() and not force:
@@ -69,8 +69,6 @@ def make_av_digits(out: Path, config, workers: int, force: bool) -> None:
 
 
 def describe(path: Path) -> None:
-    from snnav.data.av_digits_file import read_av_digits_info
-
     info = read_av_digits_info(path)
     c = info.config
     print(f"{info.path}: AV-Digits (snnav {info.snnav_version})")
@@ -93,7 +91,6 @@ def run(args: argparse.Namespace) -> int:
                           "(crema-d, urbansound8k-av, mnistdvs-ntidigits) are read from their folders")
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    from snnav.data.av_digits import AVDigitsConfig
 
     snr = None if args.audio_snr_db is None or args.audio_snr_db == float("inf") else args.audio_snr_db
     config = AVDigitsConfig(seed=args.seed, n_train=args.n_train, n_test=args.n_test, frame_size=args.frame_size,

@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from export.errors import NIRFormatError
+from export.exporter import ExportError, export_model
+from export.nirfile import format_summary, graph_summary, write_graph
+from snnav.app.checkpoint_export import export_config_for, load_trained_model
+from snnav.errors import OutputError, SnnavError
+from snnav.io import check_writable_destination
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="a training run directory (best.pt, else last.pt) or a .pt file")
@@ -17,12 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def export_checkpoint(source: Path, out: Path, dt_s: float, dtype: str = "float32") -> dict:
     """Export ``source`` to ``out``; return the graph summary. Errors become one-line :class:`SnnavError`."""
-    from export.errors import NIRFormatError
-    from export.exporter import ExportError, export_model
-    from export.from_checkpoint import export_config_for, load_trained_model
-    from export.nirfile import graph_summary, write_graph
-    from snnav.errors import OutputError, SnnavError
-    from snnav.io import check_writable_destination
 
     try:
         check_writable_destination(out)
@@ -37,8 +38,6 @@ def export_checkpoint(source: Path, out: Path, dt_s: float, dtype: str = "float3
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.nirfile import format_summary
-
     summary = export_checkpoint(args.source, args.out, args.dt_s, args.dtype)
     print(f"wrote {args.out}")
     print(format_summary(summary, file_size_bytes=args.out.stat().st_size))

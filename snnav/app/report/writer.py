@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from snnav.app.report.compute import build_report
+from snnav.app.report.html import render_html
+from snnav.app.report.inputs import collect_inputs
+from snnav.app.report.markdown import render_markdown
+from snnav.app.report.tables import activity_rows, csv_text, energy_rows, summary_rows
 from snnav.io import atomic_path
-from snnav.report.compute import build_report
-from snnav.report.html import render_html
-from snnav.report.inputs import collect_inputs
-from snnav.report.markdown import render_markdown
-from snnav.report.tables import activity_rows, csv_text, energy_rows, summary_rows
 
 __all__ = ["REPORT_FILES", "render_files", "write_report", "make_report"]
 
@@ -56,7 +56,7 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, *, resul
         ``(report dict, written files)``.
 
     Raises:
-        snnav.report.results.ResultFileError: a missing or malformed input, naming the command that writes it.
+        snnav.app.report.results.ResultFileError: a missing or malformed input, naming the command that writes it.
     """
     inputs = collect_inputs(run_dir, results=results, cost_models=cost_models, gpu_measurement=gpu_measurement)
     report = build_report(inputs)

@@ -36,7 +36,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from snnav.errors import SnnavError
+import torch
+
+from snnav.errors import BackendError
 from snnav.records import Record
 
 __all__ = [
@@ -78,7 +80,7 @@ COUNTER_CAVEAT = (
 _PIP_HINT = "pip install 'snnav[gpu]' (nvidia-ml-py)"
 
 
-class GPUUnavailableError(SnnavError):
+class GPUUnavailableError(BackendError):
     """No GPU measurement is possible here (no CUDA torch, no NVML, or no energy counter)."""
 
 
@@ -104,7 +106,6 @@ def _text(value: Any) -> str:
 def _nvml_handle(pynvml, device_index: int):
     """The NVML handle of CUDA device ``device_index``, matched by UUID (CUDA and NVML may number GPUs differently,
     e.g. under ``CUDA_VISIBLE_DEVICES``); by index when torch does not report the UUID."""
-    import torch
 
     try:
         uuid = str(torch.cuda.get_device_properties(device_index).uuid)
@@ -155,7 +156,6 @@ class NVMLEnergyCounter:
 
 def gpu_available(device_index: int = 0) -> tuple[bool, str]:
     """``(True, "")`` if CUDA device ``device_index`` can be measured, else ``(False, why)``."""
-    import torch
 
     if torch.version.cuda is None:
         return False, f"torch {torch.__version__} is a CPU-only build (no CUDA)"
@@ -257,7 +257,6 @@ class GPUInfo(Record):
 
 def gpu_info(device_index: int = 0) -> GPUInfo:
     """Describe CUDA device ``device_index`` (raises :class:`GPUUnavailableError` without NVML)."""
-    import torch
 
     with NVMLEnergyCounter(device_index) as counter:
         nv, handle = counter._nvml, counter.handle
@@ -286,8 +285,6 @@ def _check_window(seconds: float) -> None:
 
 
 def _cuda_sync(device_index: int) -> Callable[[], None]:
-    import torch
-
     return lambda: torch.cuda.synchronize(device_index)
 
 

@@ -6,6 +6,9 @@ import argparse
 import importlib
 import platform
 import sys
+from importlib import metadata
+
+from snnav import __version__
 
 STACK = ("torch", "snntorch", "nir", "nirtorch", "norse", "numpy", "h5py", "scipy", "sklearn", "lava", "lava.lib.dl")
 
@@ -16,8 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _version_of(name: str) -> str:
-    from importlib import metadata
-
     dist = {"sklearn": "scikit-learn", "lava": "lava-nc", "lava.lib.dl": "lava-dl"}.get(name, name)
     try:
         return metadata.version(dist)
@@ -26,9 +27,6 @@ def _version_of(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import hardware_sims  # noqa: F401  (lava fixes first)
-    from snnav import __version__
-
     print(f"snnav {__version__} on Python {platform.python_version()} ({sys.executable})")
     status = 0
     for name in STACK:

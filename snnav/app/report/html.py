@@ -1,6 +1,6 @@
 """The report as one self-contained HTML page: inline CSS and inline SVG plots, no script, nothing fetched.
 
-Plots (``snnav.report.svg``): accuracy against energy per inference; firing rate per spiking layer and synaptic
+Plots (``snnav.app.report.svg``): accuracy against energy per inference; firing rate per spiking layer and synaptic
 sparsity per linear layer; for each cost model, energy per inference of each result and of each layer of the
 primary result, stacked by the kind of operation counted; a spike raster of one sample. Each plot's caption names
 the result file(s) and cost model it draws; the table of sources at the end gives their paths and hashes.
@@ -13,9 +13,16 @@ import re
 from html import escape
 from typing import Any
 
-from snnav.report import svg
-from snnav.report.tables import (Table, activity_table, energy_table, gpu_table, simulations_table, sources_table,
-                                 summary_table)
+from snnav.app.report import svg
+from snnav.app.report.tables import (
+    Table,
+    activity_table,
+    energy_table,
+    gpu_table,
+    simulations_table,
+    sources_table,
+    summary_table,
+)
 
 __all__ = ["COUNT_COLOURS", "render_html", "plots"]
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from export.equivalence import compare
-from export.from_checkpoint import load_trained_model
+from snnav.app.checkpoint_export import load_trained_model
 from export.nirfile import read_graph
-from snnav import cli
+from snnav.app import cli
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
 from snnav.training.build import open_datasets
 from snnav.training.config import TrainConfig

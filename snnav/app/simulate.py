@@ -1,50 +1,32 @@
-"""``snnav simulate MODEL.nir --backend lava|emulator --precision fixed|float --samples N``: run an export.
+"""The simulate driver: an exported graph on the test split it was trained on, with Lava or the emulator.
 
-``lava`` runs Lava's ``Loihi2SimCfg`` one sample after another; ``emulator`` runs the same compiled plan and quantized
-parameters in batched numpy (``hardware_sims.emulator``, bit-exact with Lava fixed point), fast enough for the whole
-test set.
-
-The test split of the dataset the model was trained on (recorded in the graph's ``metadata["data"]`` by
-``snnav export``; ``--data`` gives the file) is run through Lava's ``Loihi2SimCfg``, samples back to back. Printed:
-accuracy, agreement with floating point — the NIR interpreter in float64, which Lava's floating-point run equals
-spike for spike (``tests/hardware_sims/test_lava_float.py``) — and spikes per neuron layer.
-
-``--out FILE.json`` also counts the activity of every node (``hardware_sims.counts``, accumulated over the chunks:
-spikes, neuron updates, synaptic events, dense MACs, the operations inside extension nodes) and keeps a spike raster
-of the first sample, and saves all of it with its provenance (``snnav.report.results``) for ``snnav report``.
-Counting records every node, so chunks are smaller (:data:`COUNT_CHUNK`) to bound the memory the records take.
+Used by ``snnav simulate`` and ``snnav run`` (and the experiment scripts); :mod:`snnav.app.commands.simulate` is
+the command line around it.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nir
 import numpy as np
+import torch
+
+from export.interpreter import Interpreter
+from hardware_sims.counts import count_activity, spike_raster
+from hardware_sims.emulator import emulate
+from hardware_sims.lava_backend import build_plan, run_lava
+from snnav.data.datasets import open_dataset
+from snnav.errors import ConfigError
 
 CHUNK = {"lava": 8, "emulator": 250}  # samples per run; progress is reported per chunk (Lava compiles each time)
 # With every node recorded (counting), the emulator's float64 records of the default S-CMRL take ~6.7 MB per sample:
 # 64 samples per chunk keep them near 430 MB.
 COUNT_CHUNK = {"lava": 8, "emulator": 64}
 RASTER_NEURONS = 256  # neurons per layer kept in the raster of one sample
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="a .nir file written by snnav export")
-    parser.add_argument("--backend", choices=("lava", "emulator"), default="lava",
-                        help="Lava itself, or snnav's batched bit-exact emulator of it (default %(default)s)")
-    parser.add_argument("--precision", choices=("fixed", "float"), default="fixed",
-                        help="Lava floating point or bit-accurate Loihi fixed point (default %(default)s)")
-    parser.add_argument("--samples", type=int, default=8, help="test samples to run (default %(default)s)")
-    parser.add_argument("--data", type=Path, default=Path("runs/default/av_digits.h5"),
-                        help="the dataset file or folder the model was trained on (default %(default)s)")
-    parser.add_argument("--no-spikes", action="store_true", help="do not record spikes per layer (faster)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="also count every node's activity and save the result, counts and a spike raster of "
-                             "the first sample to this JSON file (for snnav report; written atomically)")
 
 
 @dataclass(frozen=True)
@@ -60,13 +42,11 @@ class SimulationResult:
     seconds: float
     ms_per_step: float
     counts: Any = None  # hardware_sims.counts.ActivityCounts over all samples, when counted
-    raster: dict[str, Any] | None = None  # spikes of the first sample (see snnav.report.results), when counted
+    raster: dict[str, Any] | None = None  # spikes of the first sample (see snnav.app.report.results), when counted
 
 
 def open_test_split(graph, data: Path):
     """The test split with the views, T and input size the graph was exported with."""
-    from snnav.data.datasets import open_dataset
-    from snnav.errors import ConfigError
 
     info = dict(graph.metadata.get("data") or {})
     if not info:
@@ -80,7 +60,7 @@ def open_test_split(graph, data: Path):
     return open_dataset(name, data, "test", **options)
 
 
-def _batch(dataset, start: int, stop: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def batch_arrays(dataset, start: int, stop: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     items = [dataset[i] for i in range(start, stop)]
     audio = np.stack([it[0].numpy() for it in items], axis=1).astype(np.float64)  # (T, B, C, H, W)
     visual = np.stack([it[1].numpy() for it in items], axis=1).astype(np.float64)
@@ -94,12 +74,6 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
     With ``count``, every node is recorded and its activity counted (``SimulationResult.counts``, summed over the
     chunks) and the spikes of the first sample are kept (``SimulationResult.raster``).
     """
-    import nir
-    import torch
-
-    from export.interpreter import Interpreter
-    from hardware_sims.emulator import emulate
-    from hardware_sims.lava_backend import build_plan, run_lava
 
     samples = min(samples, len(dataset))
     lifs = [k for k, n in graph.nodes.items() if isinstance(n, nir.LIF)]
@@ -116,7 +90,7 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
     chunk = (COUNT_CHUNK if count else CHUNK)[backend]
     for start in range(0, samples, chunk):
         stop = min(samples, start + chunk)
-        inputs, labels = _batch(dataset, start, stop)
+        inputs, labels = batch_arrays(dataset, start, stop)
         inputs = {k: v for k, v in inputs.items() if k in plan.inputs}
         res = runner(plan, inputs, precision=precision, record=record)
         pred = res.outputs["logits"][step].argmax(-1)
@@ -149,8 +123,6 @@ class _Counter:
         self.raster: dict[str, Any] | None = None
 
     def add(self, res) -> None:
-        from hardware_sims.counts import count_activity, spike_raster
-
         counts = count_activity(res, self.graph)
         self.counts = counts if self.counts is None else self.counts.merge(counts)
         if self.raster is None:
@@ -173,44 +145,3 @@ def format_result(result: SimulationResult, precision: str, backend: str = "lava
             rate = n / max(1, result.neuron_steps[name])
             lines.append(f"  {name:<{width}} {n:>9} / {result.neuron_steps[name]:<10} rate {rate:.4f}")
     return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    import hardware_sims  # noqa: F401  (Lava's compatibility fixes before any lava import)
-    from export.errors import NIRFormatError
-    from export.nirfile import read_graph
-    from snnav.errors import SnnavError
-
-    if args.samples < 1:
-        raise SnnavError(f"--samples must be >= 1; got {args.samples}")
-    try:
-        graph = read_graph(args.model)
-    except NIRFormatError as exc:
-        raise SnnavError(str(exc)) from exc
-    dataset = open_test_split(graph, args.data)
-    where = "Lava Loihi2SimCfg" if args.backend == "lava" else "the batched emulator of Lava"
-    print(f"simulating {args.model} ({graph.metadata.get('model', '?')}) on {where}, {args.precision} "
-          f"point, {min(args.samples, len(dataset))} test samples of {args.data}")
-    try:
-        if args.out is not None:
-            from snnav.io import check_writable_destination
-
-            check_writable_destination(args.out)  # fail before minutes of simulation, not after
-        result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes,
-                          backend=args.backend, count=args.out is not None)
-    except ValueError as exc:  # the backend's errors (unsupported node, binding) are ValueErrors with a message
-        raise SnnavError(str(exc)) from exc
-    print(format_result(result, args.precision, args.backend))
-    if args.out is not None:
-        _save(args, graph, result)
-    return 0
-
-
-def _save(args: argparse.Namespace, graph, result: SimulationResult) -> None:
-    from snnav.report.results import simulate_command, write_simulation_result
-
-    command = simulate_command(args.model, args.backend, args.precision, args.samples, args.data, args.out)
-    write_simulation_result(args.out, result, backend=args.backend, precision=args.precision, model_path=args.model,
-                            graph_metadata=graph.metadata, data_path=args.data, command=command)
-    print(f"wrote {args.out} (accuracy, activity counts of {len(result.counts.to_dict()['nodes'])} nodes, a spike "
-          "raster of sample 0)")

@@ -8,6 +8,12 @@ from pathlib import Path
 from torch import nn
 
 from export.exporter import ExportConfig, ExportError
+from snnav.errors import SnnavError
+from snnav.models import create_model
+from snnav.models.registry import model_preset
+from snnav.training.build import preset_name, resolve_input_size
+from snnav.training.checkpoint import load_checkpoint
+from snnav.training.config import TrainConfig
 
 __all__ = ["load_trained_model", "export_config_for"]
 
@@ -27,9 +33,6 @@ def _checkpoint_path(path: str | os.PathLike) -> Path:
 
 def load_trained_model(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """``(model in eval mode, checkpoint)`` from a run directory (best.pt, else last.pt) or a ``.pt`` file."""
-    from snnav.errors import SnnavError
-    from snnav.models import create_model
-    from snnav.training.checkpoint import load_checkpoint
 
     ckpt_path = _checkpoint_path(path)
     try:
@@ -46,9 +49,6 @@ def load_trained_model(path: str | os.PathLike) -> tuple[nn.Module, dict]:
 
 def export_config_for(ckpt: dict, dt_s: float, dtype: str = "float32") -> ExportConfig:
     """Input shapes and T from the checkpoint's training config; ``dt_s`` is the user's."""
-    from snnav.training.build import preset_name, resolve_input_size
-    from snnav.training.config import TrainConfig
-    from snnav.models.registry import model_preset
 
     config = TrainConfig.from_dict(ckpt["config"])
     size = resolve_input_size(config)

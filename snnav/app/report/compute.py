@@ -1,6 +1,6 @@
 """The report as plain data: accuracies, per-layer activity, energies per cost model, the GPU side, the raster.
 
-`build_report(inputs)` turns the files `snnav.report.inputs.collect_inputs` read into one JSON-ready dict. Energies
+`build_report(inputs)` turns the files `snnav.app.report.inputs.collect_inputs` read into one JSON-ready dict. Energies
 are `hardware_sims.energy.estimate_energy` of a result's counts under a cost model; nothing here prices an
 operation itself. Every number in the dict sits next to ``sources`` (ids of `inputs.Source`) and, for energies,
 the cost model's name, its citation and the word "estimate" or "measured".
@@ -18,13 +18,15 @@ import math
 from dataclasses import replace
 from typing import Any
 
+from hardware_sims.counts import COUNT_FIELDS, ActivityCounts
+from hardware_sims.energy import estimate_energy
 from snnav._version import __version__
-from snnav.report.inputs import ReportInputs
-from snnav.report.results import ResultFileError
+from snnav.app.report.inputs import ReportInputs
+from snnav.app.report.results import ResultFileError
 
 __all__ = ["FORMAT", "VERSION", "GPU_ESTIMATE_MODEL", "result_label", "dense_equivalent", "build_report"]
 
-FORMAT = "snnav.report"
+FORMAT = "snnav.app.report"
 VERSION = 1
 GPU_ESTIMATE_MODEL = "horowitz45nm"
 SKIPPED_TYPES = ("Input", "Output")  # nodes that do no operations of their own
@@ -38,8 +40,6 @@ def result_label(backend: str, precision: str) -> str:
 
 
 def _counts(data: dict[str, Any], path: str):
-    from hardware_sims.counts import ActivityCounts
-
     try:
         return ActivityCounts.from_dict(data["counts"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -54,7 +54,6 @@ def dense_equivalent(counts):
     become MACs (their event-driven counts: a lower bound of what a dense kernel computes); every neuron is updated
     at every step. Spikes are kept (a dense machine still computes them).
     """
-    from hardware_sims.counts import COUNT_FIELDS
 
     steps, samples = counts.run.time_steps, counts.run.samples
     nodes = {}
@@ -76,7 +75,6 @@ def dense_equivalent(counts):
 
 def _node_count_energy(counts, model) -> dict[str, dict[str, float]]:
     """pJ per inference by node and by count: the split `estimate_energy` sums (`_energy_entry` checks it does)."""
-    from hardware_sims.counts import COUNT_FIELDS
 
     out = {}
     for name, n in counts.nodes.items():
@@ -86,8 +84,6 @@ def _node_count_energy(counts, model) -> dict[str, dict[str, float]]:
 
 
 def _energy_entry(source, counts, model_source, model, what: str) -> dict[str, Any]:
-    from hardware_sims.energy import estimate_energy
-
     est = estimate_energy(counts, model)
     by_node_count = _node_count_energy(counts, model)
     for name, pj in est.by_node_pj.items():  # the split must add up to estimate_energy's own figures

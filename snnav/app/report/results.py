@@ -27,8 +27,10 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from hardware_sims import loihi_formats as lf
+from hardware_sims.quantize import V_HEADROOM
 from snnav._version import __version__
-from snnav.errors import SnnavError
+from snnav.errors import FileFormatError
 from snnav.io import atomic_path
 
 __all__ = ["FORMAT", "VERSION", "ResultFileError", "sha256_of", "write_json", "write_simulation_result",
@@ -39,7 +41,7 @@ VERSION = 1
 REQUIRED = ("backend", "precision", "model", "data", "samples", "accuracy", "float_accuracy", "agreement")
 
 
-class ResultFileError(SnnavError):
+class ResultFileError(FileFormatError):
     """A simulation-result (or other report input) file is missing, unreadable, or not what the report needs."""
 
 
@@ -70,15 +72,13 @@ def quantizer_settings(precision: str) -> dict[str, Any] | None:
     """The shared quantizer's defaults a fixed-point run used (None in float): a result is reused only if they match."""
     if precision != "fixed":
         return None
-    from hardware_sims import loihi_formats as lf
-    from hardware_sims.quantize import V_HEADROOM
 
     return {"v_headroom": V_HEADROOM, "weight_bits": lf.WEIGHT_BITS}
 
 
 def write_simulation_result(path: str | Path, result, *, backend: str, precision: str, model_path: str | Path,
                             graph_metadata: Mapping[str, Any], data_path: str | Path, command: str) -> Path:
-    """Save a ``snnav.cli_simulate.SimulationResult`` with its provenance (see the module docstring)."""
+    """Save a ``snnav.app.commands.simulate.SimulationResult`` with its provenance (see the module docstring)."""
     model_path = Path(model_path)
     counts = result.counts.to_dict() if result.counts is not None else None
     record = {

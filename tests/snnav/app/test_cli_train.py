@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from snnav import cli_train
+from snnav.app.commands import train as cli_train
 from snnav.training import checkpoint as ckpt_io
 from snnav.training.loop import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = Path(__file__).resolve().parents[3]
 TOML = """
@@ -84,7 +86,7 @@ def _env():
 
 
 def _train_cmd(cfg_path: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "snnav.cli_train", "--config", str(cfg_path), "--out", str(out), "--no-progress"]
+    return [sys.executable, "-m", "snnav.app.commands.train", "--config", str(cfg_path), "--out", str(out), "--no-progress"]
 
 
 @pytest.mark.slow
@@ -130,7 +132,7 @@ def test_torchrun_two_processes_equal_one_process(avd_file, tmp_path, dtype, ato
                              table="[iemf]\nenabled = true\n")
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
     two = tmp_path / "two"
-    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "snnav.cli_train",
+    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "snnav.app.commands.train",
                              "--config", str(cfg_path), "--out", str(two), "--no-progress"],
                             env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

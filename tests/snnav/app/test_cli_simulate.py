@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from export.nirfile import read_graph, write_graph
-from snnav import cli
-from snnav.cli_simulate import open_test_split, simulate
+from snnav.app import cli
+from snnav.app.simulate import open_test_split, simulate
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
 from snnav.training.config import TrainConfig
 from snnav.training.loop import train
@@ -81,7 +81,7 @@ def test_simulate_errors_are_one_line(exported, tmp_path, capsys):
 
 
 def test_out_saves_the_result_with_counts_and_a_raster(exported, tmp_path, capsys):
-    from snnav.report import read_simulation_result
+    from snnav.app.report import read_simulation_result
 
     graph_path, data = exported
     out = tmp_path / "sim" / "emulator-fixed.json"

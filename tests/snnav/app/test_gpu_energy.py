@@ -14,11 +14,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snnav import gpu_energy
-from snnav.gpu_energy import (METHOD, POLL_S, GPUInfo, GPUMeasurement, GPUUnavailableError, IdlePower,
+from snnav.app import gpu_energy
+from snnav.app.gpu_energy import (METHOD, POLL_S, GPUInfo, GPUMeasurement, GPUUnavailableError, IdlePower,
                               gpu_available, measure_idle_power, measure_inference)
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "measure_gpu.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "measure_gpu.py"
 
 
 class FakeGPU:

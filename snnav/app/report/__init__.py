@@ -9,10 +9,10 @@ drawn by `svg` (no plotting library, nothing fetched when the page is opened).
 Only the CLI and report layer import ``hardware_sims``; this package is that layer.
 """
 
-from snnav.report.compute import build_report
-from snnav.report.inputs import collect_inputs
-from snnav.report.results import ResultFileError, read_simulation_result, write_simulation_result
-from snnav.report.writer import REPORT_FILES, make_report, render_files, write_report
+from snnav.app.report.compute import build_report
+from snnav.app.report.inputs import collect_inputs
+from snnav.app.report.results import ResultFileError, read_simulation_result, write_simulation_result
+from snnav.app.report.writer import REPORT_FILES, make_report, render_files, write_report
 
 __all__ = ["make_report", "build_report", "collect_inputs", "write_report", "render_files", "REPORT_FILES",
            "ResultFileError", "read_simulation_result", "write_simulation_result"]

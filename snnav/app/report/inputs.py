@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from snnav.report.results import ResultFileError, read_json, read_simulation_result, sha256_of, simulate_command
+from hardware_sims.energy import available_cost_models, builtin_cost_model, load_cost_model
+from snnav.app.report.results import ResultFileError, read_json, read_simulation_result, sha256_of, simulate_command
 
 __all__ = ["SIMULATIONS_DIR", "GPU_FORMAT", "Source", "ReportInputs", "collect_inputs", "find_training_run"]
 
@@ -114,8 +115,6 @@ def _read_gpu(path: Path) -> tuple[Source, dict[str, Any]]:
 
 
 def _read_cost_models(files: Sequence[Path]) -> list[tuple[Source, Any]]:
-    from hardware_sims.energy import available_cost_models, builtin_cost_model, load_cost_model
-
     models = [(None, builtin_cost_model(m["name"])) for m in available_cost_models() if m["available"]]
     for path in files:
         try:

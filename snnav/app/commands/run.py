@@ -2,7 +2,7 @@
 
 Stages (each reuses its output from an earlier run unless ``--force``):
   1. data: generate AV-Digits with the default configuration into ``WORKDIR/av_digits.h5``;
-  2. train: train the default S-CMRL (``configs/av-digits-scmrl.toml``) into ``WORKDIR/train`` and print its test
+  2. train: train the default S-CMRL (the shipped config ``av-digits-scmrl``, ``snnav/configs/av-digits-scmrl.toml``) into ``WORKDIR/train`` and print its test
      accuracy. An interrupted training run continues from its last checkpoint.
   3. export: export the trained model to ``WORKDIR/model.nir`` (dt = 1 ms), print the graph summary, and check the
      NIR interpreter against the trained model on the first test samples (logit difference, spike mismatches);
@@ -23,17 +23,45 @@ precision and number of samples; the report is rewritten every time (it takes a 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import time
 from pathlib import Path
 
-DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "av-digits-scmrl.toml"
+import torch
+
+from export.equivalence import compare
+from export.nirfile import format_summary, read_graph
+from snnav.app.checkpoint_export import load_trained_model
+from snnav.app.commands.data import describe, make_av_digits
+from snnav.app.commands.export import export_checkpoint
+from snnav.app.simulate import format_result, open_test_split, simulate
+from snnav.app.progress import TrainingBars
+from snnav.app.report import make_report
+from snnav.app.report.compute import result_label
+from snnav.app.report.results import (
+    ResultFileError,
+    quantizer_settings,
+    read_simulation_result,
+    sha256_of,
+    simulate_command,
+    write_simulation_result,
+)
+from snnav.data.av_digits import AVDigitsConfig
+from snnav.data.av_digits_file import read_av_digits_info
+from snnav.errors import ConfigError, DatasetError, SnnavError
+from snnav.training.build import open_datasets
+from snnav.training.config import PACKAGED_CONFIGS, RESUME_IGNORED_KEYS, TrainConfig, load_config
+from snnav.training.loop import read_metrics, train
+
+DEFAULT_TRAIN_CONFIG = PACKAGED_CONFIGS / "av-digits-scmrl.toml"
 STAGES = 6
 LAVA_SAMPLES = 8
 DT_S = 1e-3
 CHECK_SAMPLES = 64
 FLOAT_SAMPLES = 250  # the float emulator run of stage 5 (the report's Lava float point)
-SIMULATIONS = "simulations"  # = snnav.report.inputs.SIMULATIONS_DIR, where snnav report looks
+SIMULATIONS = "simulations"  # = snnav.app.report.inputs.SIMULATIONS_DIR, where snnav report looks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +76,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _stage_data(workdir: Path, workers: int, force: bool) -> tuple[Path, bool]:
     """``(path, regenerated)``."""
-    from snnav.cli_data import describe, make_av_digits
-    from snnav.data.av_digits import AVDigitsConfig
-    from snnav.data.av_digits_file import read_av_digits_info
-    from snnav.errors import DatasetError
 
     path = workdir / "av_digits.h5"
     config = AVDigitsConfig()
@@ -71,9 +95,6 @@ def _stage_data(workdir: Path, workers: int, force: bool) -> tuple[Path, bool]:
 
 def _stale_run(run_dir: Path, config) -> str:
     """Why the run in ``run_dir`` does not belong to ``config`` ('' when it does, or when there is no run)."""
-    import json
-
-    from snnav.training.config import RESUME_IGNORED_KEYS, TrainConfig
 
     saved_path = run_dir / "config.json"
     if not saved_path.is_file():
@@ -89,13 +110,6 @@ def _stale_run(run_dir: Path, config) -> str:
 
 
 def _stage_train(workdir: Path, data: Path, force: bool, fresh_data: bool = False) -> Path:
-    import shutil
-
-    from snnav.cli_train import _Bars
-    from snnav.errors import ConfigError
-    from snnav.training.config import load_config
-    from snnav.training.loop import read_metrics, train
-
     if not DEFAULT_TRAIN_CONFIG.is_file():
         raise ConfigError(f"the default training config {DEFAULT_TRAIN_CONFIG} is missing; run from a snnav checkout "
                           "installed with scripts/setup.sh")
@@ -115,7 +129,7 @@ def _stage_train(workdir: Path, data: Path, force: bool, fresh_data: bool = Fals
     else:
         print(f"[2/{STAGES} train] training {config.model} on AV-Digits for {config.epochs} epochs into {run_dir} "
               f"(config {DEFAULT_TRAIN_CONFIG.name})")
-        bars = _Bars(enabled=True)
+        bars = TrainingBars(enabled=True)
         try:
             train(config, run_dir, progress=bars)
         finally:
@@ -128,15 +142,6 @@ def _stage_train(workdir: Path, data: Path, force: bool, fresh_data: bool = Fals
 
 
 def _stage_export(workdir: Path, run_dir: Path, data: Path) -> Path:
-    import torch
-
-    from export.equivalence import compare
-    from export.nirfile import format_summary, read_graph
-    from export.from_checkpoint import load_trained_model
-    from snnav.cli_export import export_checkpoint
-    from snnav.training.build import open_datasets
-    from snnav.training.config import TrainConfig
-
     out = workdir / "model.nir"
     summary = export_checkpoint(run_dir, out, DT_S)
     print(f"[3/{STAGES} export] wrote {out} (dt {DT_S * 1e3:g} ms)")
@@ -158,7 +163,6 @@ def _stage_export(workdir: Path, run_dir: Path, data: Path) -> Path:
 def _reusable(out: Path, graph_path: Path, data: Path, backend: str, precision: str, samples: int) -> dict | None:
     """The result file at ``out`` if it holds this model, data, backend, precision, sample count and quantizer
     settings, else None."""
-    from snnav.report.results import ResultFileError, quantizer_settings, read_simulation_result, sha256_of
 
     if not out.is_file():
         return None
@@ -176,10 +180,6 @@ def _reusable(out: Path, graph_path: Path, data: Path, backend: str, precision: 
 def _simulate_to_file(stage: str, graph_path: Path, data: Path, out: Path, backend: str, precision: str,
                       samples: int | None, force: bool) -> None:
     """Simulate (``samples`` None: the whole test split) with activity counts and save to ``out``, or reuse it."""
-    from export.nirfile import read_graph
-    from snnav.cli_simulate import format_result, open_test_split, simulate
-    from snnav.report.compute import result_label
-    from snnav.report.results import simulate_command, write_simulation_result
 
     graph = read_graph(graph_path)
     dataset = open_test_split(graph, data)
@@ -200,8 +200,6 @@ def _simulate_to_file(stage: str, graph_path: Path, data: Path, out: Path, backe
 
 
 def _stage_simulate(workdir: Path, graph_path: Path, data: Path, force: bool) -> None:
-    import hardware_sims  # noqa: F401  (Lava's compatibility fixes before any lava import)
-
     stage = f"[4/{STAGES} simulate]"
     print(f"{stage} running {graph_path} on Lava Loihi2SimCfg, bit-accurate fixed point, {LAVA_SAMPLES} test samples "
           "(a spot check: Lava runs one sample after another)")
@@ -224,8 +222,6 @@ def _stage_emulate(workdir: Path, graph_path: Path, data: Path, force: bool) -> 
 
 
 def _stage_report(workdir: Path, gpu_measurement: Path | None) -> Path:
-    from snnav.report import make_report
-
     stage = f"[6/{STAGES} report]"
     gpu = f"the GPU measurement {gpu_measurement}" if gpu_measurement else "the 45 nm estimate for the GPU (no " \
         "--gpu-measurement given)"
@@ -239,8 +235,6 @@ def _stage_report(workdir: Path, gpu_measurement: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from snnav.errors import SnnavError
-
     t0 = time.perf_counter()
     if args.gpu_measurement is not None and not args.gpu_measurement.is_file():
         raise SnnavError(f"--gpu-measurement {args.gpu_measurement} is not a file; write one with python "

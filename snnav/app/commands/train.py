@@ -2,22 +2,31 @@
 
 Examples::
 
-    snnav train --config configs/av-digits-scmrl.toml --data /tmp/avd_default.h5 --out runs/avd
+    snnav train --config av-digits-scmrl --data /tmp/avd_default.h5 --out runs/avd
     snnav train --out runs/avd --resume                      # continue (the saved config is reused)
     torchrun --nproc_per_node 2 -m snnav train --config ... --out ...   # data parallel (gloo on CPU, NCCL on GPU)
 
-Also runnable as ``python -m snnav.cli_train`` (same arguments).
+Also runnable as ``python -m snnav.app.commands.train`` (same arguments).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
+from snnav.app.progress import TrainingBars
 from snnav.errors import ConfigError, SnnavError
+from snnav.training.checkpoint import load_checkpoint
+from snnav.training.config import TrainConfig, load_config, packaged_configs
+from snnav.training.distributed import init_distributed, shutdown_distributed
+from snnav.training.loop import train
 
 # option -> TrainConfig field
 _OVERRIDES = {"model": "model", "dataset": "dataset", "data": "data", "epochs": "epochs",
@@ -25,7 +34,7 @@ _OVERRIDES = {"model": "model", "dataset": "dataset", "data": "data", "epochs": 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="TOML training config (see configs/); default: built-in defaults, "
+    parser.add_argument("--config", type=Path, help="TOML training config: a file, or the name of a shipped config (" + ", ".join(packaged_configs()) + "); default: built-in defaults, "
                         "or the saved config of RUN_DIR with --resume")
     parser.add_argument("--out", required=True, type=Path, metavar="RUN_DIR",
                         help="run directory: checkpoints, metrics, effective config")
@@ -50,9 +59,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _base_config(args: argparse.Namespace):
-    from snnav.training.checkpoint import load_checkpoint
-    from snnav.training.config import TrainConfig, load_config
-
     if args.config is not None:
         return load_config(args.config)
     if args.resume and (args.out / "last.pt").is_file():
@@ -66,58 +72,19 @@ def build_config(args: argparse.Namespace):
     changes: dict[str, Any] = {field: getattr(args, opt) for opt, field in _OVERRIDES.items()
                                if getattr(args, opt, None) is not None}
     if getattr(args, "iemf", False):
-        from dataclasses import replace
-
         changes["iemf"] = replace(config.iemf, enabled=True)
     return config.replace(**changes) if changes else config
 
 
-class _Bars:
-    """tqdm bars for epochs and batches, driven by the loop's progress events."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled, self.epochs, self.batches = enabled, None, None
-
-    def __call__(self, event) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        if self.epochs is None:
-            self.epochs = tqdm(total=event.epochs, initial=event.epoch, desc="epochs", unit="ep", dynamic_ncols=True)
-        if event.kind == "epoch_start":
-            self.batches = tqdm(total=event.steps, initial=event.step, desc=f"epoch {event.epoch + 1}",
-                                unit="batch", leave=False, dynamic_ncols=True)
-        elif event.kind == "batch" and self.batches is not None:
-            self.batches.update(event.step - self.batches.n)
-            self.batches.set_postfix(loss=f"{event.loss:.4f}")
-        elif event.kind == "epoch_end":
-            if self.batches is not None:
-                self.batches.close()
-            m = event.metrics or {}
-            self.epochs.update(1)
-            self.epochs.set_postfix(test_acc=f"{m.get('test_acc', float('nan')):.4f}",
-                                    loss=f"{m.get('train_loss', float('nan')):.4f}")
-
-    def close(self) -> None:
-        for bar in (self.batches, self.epochs):
-            if bar is not None:
-                bar.close()
-
-
 def run(args: argparse.Namespace) -> int:
-    from snnav.training.distributed import init_distributed, shutdown_distributed
-    from snnav.training.loop import train
-
     config = build_config(args)
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads must be at least 1; got {args.threads}.")
-        import torch
 
         torch.set_num_threads(args.threads)
     ctx = init_distributed(config.device)
-    bars = _Bars(enabled=ctx.is_main and not args.no_progress)
+    bars = TrainingBars(enabled=ctx.is_main and not args.no_progress)
     try:
         result = train(config, args.out, resume=True if args.resume else None, progress=bars,
                        stop_after_epoch=args.stop_after, ctx=ctx)
@@ -135,8 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m snnav.cli_train``), with the same one-line errors as ``snnav``."""
-    import logging
+    """Stand-alone entry (``python -m snnav.app.commands.train``), with the same one-line errors as ``snnav``."""
 
     parser = argparse.ArgumentParser(prog="snnav train", description="train a spiking audio-visual model")
     add_arguments(parser)

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from snnav.report.tables import (Table, activity_table, energy_table, gpu_table, simulations_table, sources_table,
-                                 summary_table)
+from snnav.app.report.tables import (
+    Table,
+    activity_table,
+    energy_table,
+    gpu_table,
+    simulations_table,
+    sources_table,
+    summary_table,
+)
 
 __all__ = ["table_markdown", "render_markdown"]
 

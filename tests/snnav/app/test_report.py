@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from snnav import cli
-from snnav.report import REPORT_FILES, ResultFileError, make_report, read_simulation_result
-from snnav.report.results import write_simulation_result
+from snnav.app import cli
+from snnav.app.report import REPORT_FILES, ResultFileError, make_report, read_simulation_result
+from snnav.app.report.results import write_simulation_result
 
 T = 4  # time steps per sample
 # Per-node means per inference. Hand-computed energies (pJ per inference):
@@ -220,7 +220,7 @@ def test_bad_input_leaves_an_existing_report_untouched(run_dir, tmp_path):
 
 def test_simulation_result_file_round_trip(tmp_path):
     from hardware_sims.counts import ActivityCounts
-    from snnav.cli_simulate import SimulationResult
+    from snnav.app.simulate import SimulationResult
 
     model = tmp_path / "m.nir"
     model.write_bytes(b"not really a graph")
@@ -249,8 +249,8 @@ def test_cli_report_writes_and_prints_where(run_dir, tmp_path, capsys):
 
 def test_main_job_reuses_only_a_result_of_the_same_model_data_and_samples(tmp_path, capsys):
     from hardware_sims.counts import ActivityCounts
-    from snnav.cli_run import _reusable
-    from snnav.cli_simulate import SimulationResult
+    from snnav.app.commands.run import _reusable
+    from snnav.app.simulate import SimulationResult
 
     model, data = tmp_path / "model.nir", tmp_path / "d.h5"
     model.write_bytes(b"graph v1")

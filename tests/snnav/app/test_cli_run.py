@@ -2,7 +2,7 @@
 
 import json
 
-from snnav.cli_run import DEFAULT_TRAIN_CONFIG, _stale_run
+from snnav.app.commands.run import DEFAULT_TRAIN_CONFIG, _stale_run
 from snnav.training.config import load_config
 
 

@@ -1,5 +1,5 @@
 """``snnav report RUN_DIR``: accuracy, activity and energy of a trained, simulated model, as JSON, CSV, Markdown
-and a self-contained HTML page (``snnav.report``).
+and a self-contained HTML page (``snnav.app.report``).
 
 RUN_DIR is a training run folder or the main job's work folder; simulation results are read from
 ``RUN_DIR/simulations/*.json`` (``snnav simulate ... --out``) and from ``--result`` files. Energies are estimates
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from snnav.app.report import make_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from snnav.report import make_report
-
     report, files = make_report(args.run_dir, args.out, results=args.result, cost_models=args.cost_model,
                                 gpu_measurement=args.gpu_measurement)
     for point in report["accuracy_vs_energy"]:

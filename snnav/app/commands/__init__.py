@@ -1,0 +1,1 @@
+"""One module per ``snnav`` subcommand; each exposes ``add_arguments(parser)`` and ``run(args) -> int``."""

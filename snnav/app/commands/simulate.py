@@ -1,0 +1,75 @@
+"""``snnav simulate MODEL.nir --backend lava|emulator --precision fixed|float --samples N``: run an export.
+
+``lava`` runs Lava's ``Loihi2SimCfg`` one sample after another; ``emulator`` runs the same compiled plan and quantized
+parameters in batched numpy (``hardware_sims.emulator``, bit-exact with Lava fixed point), fast enough for the whole
+test set.
+
+The test split of the dataset the model was trained on (recorded in the graph's ``metadata["data"]`` by
+``snnav export``; ``--data`` gives the file) is run through Lava's ``Loihi2SimCfg``, samples back to back. Printed:
+accuracy, agreement with floating point — the NIR interpreter in float64, which Lava's floating-point run equals
+spike for spike (``tests/hardware_sims/test_lava_float.py``) — and spikes per neuron layer.
+
+``--out FILE.json`` also counts the activity of every node (``hardware_sims.counts``, accumulated over the chunks:
+spikes, neuron updates, synaptic events, dense MACs, the operations inside extension nodes) and keeps a spike raster
+of the first sample, and saves all of it with its provenance (``snnav.app.report.results``) for ``snnav report``.
+Counting records every node, so chunks are smaller (:data:`COUNT_CHUNK`) to bound the memory the records take.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from export.errors import NIRFormatError
+from export.nirfile import read_graph
+from snnav.app.report.results import simulate_command, write_simulation_result
+from snnav.app.simulate import SimulationResult, format_result, open_test_split, simulate
+from snnav.errors import SnnavError
+from snnav.io import check_writable_destination
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="a .nir file written by snnav export")
+    parser.add_argument("--backend", choices=("lava", "emulator"), default="lava",
+                        help="Lava itself, or snnav's batched bit-exact emulator of it (default %(default)s)")
+    parser.add_argument("--precision", choices=("fixed", "float"), default="fixed",
+                        help="Lava floating point or bit-accurate Loihi fixed point (default %(default)s)")
+    parser.add_argument("--samples", type=int, default=8, help="test samples to run (default %(default)s)")
+    parser.add_argument("--data", type=Path, default=Path("runs/default/av_digits.h5"),
+                        help="the dataset file or folder the model was trained on (default %(default)s)")
+    parser.add_argument("--no-spikes", action="store_true", help="do not record spikes per layer (faster)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also count every node's activity and save the result, counts and a spike raster of "
+                             "the first sample to this JSON file (for snnav report; written atomically)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.samples < 1:
+        raise SnnavError(f"--samples must be >= 1; got {args.samples}")
+    try:
+        graph = read_graph(args.model)
+    except NIRFormatError as exc:
+        raise SnnavError(str(exc)) from exc
+    dataset = open_test_split(graph, args.data)
+    where = "Lava Loihi2SimCfg" if args.backend == "lava" else "the batched emulator of Lava"
+    print(f"simulating {args.model} ({graph.metadata.get('model', '?')}) on {where}, {args.precision} "
+          f"point, {min(args.samples, len(dataset))} test samples of {args.data}")
+    try:
+        if args.out is not None:
+            check_writable_destination(args.out)  # fail before minutes of simulation, not after
+        result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes,
+                          backend=args.backend, count=args.out is not None)
+    except ValueError as exc:  # the backend's errors (unsupported node, binding) are ValueErrors with a message
+        raise SnnavError(str(exc)) from exc
+    print(format_result(result, args.precision, args.backend))
+    if args.out is not None:
+        _save(args, graph, result)
+    return 0
+
+
+def _save(args: argparse.Namespace, graph, result: SimulationResult) -> None:
+    command = simulate_command(args.model, args.backend, args.precision, args.samples, args.data, args.out)
+    write_simulation_result(args.out, result, backend=args.backend, precision=args.precision, model_path=args.model,
+                            graph_metadata=graph.metadata, data_path=args.data, command=command)
+    print(f"wrote {args.out} (accuracy, activity counts of {len(result.counts.to_dict()['nodes'])} nodes, a spike "
+          "raster of sample 0)")
