@@ -1,7 +1,7 @@
 """Training: losses, IEMF, the optimisation recipe, the loop with exact resume, checkpoints, data parallelism.
 
 ``train(config, run_dir)`` trains or continues a run; ``evaluate(checkpoint_or_run_dir)`` rebuilds a model from a
-checkpoint and measures its accuracy. The ``snnav train`` command (:mod:`snnav.cli_train`) wraps both.
+checkpoint and measures its accuracy. The ``snnav train`` command (:mod:`snnav.app.commands.train`) wraps both.
 """
 
 from snnav.training.checkpoint import CheckpointError, load_checkpoint

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from snnav._version import __version__
-from snnav.errors import SnnavError
+from snnav.errors import FileFormatError, SnnavError
 from snnav.io import atomic_path
 
 __all__ = [
@@ -50,7 +50,7 @@ FORMAT = "snnav-train-checkpoint"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(SnnavError):
+class CheckpointError(FileFormatError):
     """A checkpoint is missing, unreadable, or does not belong to the model/config at hand."""
 
 

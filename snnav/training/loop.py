@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from snnav.errors import ConfigError, SnnavError
+from snnav.errors import ConfigError, InputError, SnnavError
 from snnav.models import create_model
 from snnav.training import checkpoint as ckpt_io
 from snnav.training.build import (batch_to, build_model, check_data_matches_model, evaluate_model, open_datasets,
@@ -49,7 +49,7 @@ _SUMS = ("loss", "ce", "aux", "align", "correct", "count", "s_audio", "s_visual"
          "steps")
 
 
-class NonFiniteLossError(SnnavError):
+class NonFiniteLossError(InputError):
     """The training loss became NaN or infinite; the run stopped before applying that step."""
 
 
