@@ -95,21 +95,31 @@ class CCSSA(nn.Module):
         return s * tm  # (T, B, C, N)
 
 
-def relative_position_index(grid: int) -> Tensor:
-    """Swin-style index ``(N, N)`` into a ``(2G-1)^2`` table for a G x G token grid (N = G^2)."""
+def relative_position_index(grid: int, margin: int = 0) -> Tensor:
+    """Index ``(N, N)`` into a flattened square table of relative offsets for a G x G token grid (N = G^2).
+
+    Token ``p`` sits at row ``p // G``, column ``p % G``. Entry ``[p, q]`` is ``(dr + s) * S + (dc + s)`` with
+    ``(dr, dc)`` the offset of ``p`` from ``q``, side ``S = 2G - 1 + 2 margin`` and shift ``s = G - 1 + margin``.
+    ``margin=0`` is the Swin-style ``(2G-1)^2`` table; ``margin=1`` is the reference SCA's ``(2G+1)^2`` table whose
+    outer ring is drawn but never read (docs/scmrl.md §1.8).
+    """
+    side, shift = 2 * grid - 1 + 2 * margin, grid - 1 + margin
     coords = torch.stack(torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")).flatten(1)  # (2, N)
-    rel = coords[:, :, None] - coords[:, None, :] + (grid - 1)  # (2, N, N), offsets shifted to >= 0
-    return rel[0] * (2 * grid - 1) + rel[1]  # (N, N)
+    rel = coords[:, :, None] - coords[:, None, :] + shift  # (2, N, N), offsets shifted to >= 0
+    return rel[0] * side + rel[1]  # (N, N)
 
 
 class RelativeBiasCrossAttention(SSA):
-    """SCA's visual block (scmrl.md §1.8): ``out = 0.25 * LIF_rpb(Q K^T + B) V`` per head, then attn_lif and proj.
+    """SCA's visual block (docs/scmrl.md §1.8): ``out = 0.25 * LIF_rpb(Q K^T + B) V`` per head, then attn_lif and proj.
 
-    In the reference, the bias B is gathered from a table redrawn with ``torch.randn`` on every forward pass: it is
-    noise, not a learned parameter. ``random_rpb=True`` reproduces that, drawing from the global torch RNG; the model
-    is then non-deterministic even in eval mode and cannot be exported (no fixed weights describe it).
-    ``random_rpb=False`` uses B = 0 and keeps ``LIF_rpb`` on ``Q K^T``; it has the same parameters and is
-    deterministic. The token grid must be square (G x G) for the relative index.
+    In the reference, the bias B is not a parameter: every forward pass draws a fresh ``(2G+1) x (2G+1)`` table with
+    one ``torch.randn`` call on the CPU global generator (default dtype), builds ONE ``(N, N)`` matrix
+    ``B[p, q] = table[dr + G, dc + G]`` from the row/column offset ``(dr, dc)`` of token p from token q, and adds
+    that same matrix to every time step, batch item and head. ``random_rpb=True`` reproduces that draw exactly:
+    same generator, same shape, same order, so after the same ``torch.manual_seed`` it yields the reference's
+    matrix. The model is then non-deterministic even in eval mode and cannot be exported (no fixed weights
+    describe it). ``random_rpb=False`` uses B = 0 and keeps ``LIF_rpb`` on ``Q K^T``; it has the same parameters
+    and is deterministic. The token grid must be square (G x G) for the relative index.
     """
 
     def __init__(
@@ -119,13 +129,15 @@ class RelativeBiasCrossAttention(SSA):
         self.random_rpb = bool(random_rpb)
         self.rpb_lif = neuron_layer()
 
-    def _bias(self, n: int, like: Tensor) -> Tensor:
+    @staticmethod
+    def _bias(n: int, like: Tensor) -> Tensor:
+        """One ``(N, N)`` bias drawn as the reference draws it, moved to ``like``'s device and dtype."""
         grid = int(round(n**0.5))
         if grid * grid != n:
             raise ValueError(f"SCA's relative position bias needs a square token grid; got N={n} tokens.")
-        table = torch.randn((2 * grid - 1) ** 2, self.num_heads, dtype=like.dtype, device=like.device)
-        index = relative_position_index(grid).to(like.device)
-        return table[index.flatten()].reshape(n, n, self.num_heads).permute(2, 0, 1)  # (h, N, N)
+        table = torch.randn(2 * grid + 1, 2 * grid + 1)  # CPU global generator, default dtype, as the reference
+        index = relative_position_index(grid, margin=1)
+        return table.flatten()[index].to(device=like.device, dtype=like.dtype)  # (N, N)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         t, b, c, n = q.shape
@@ -136,7 +148,7 @@ class RelativeBiasCrossAttention(SSA):
 
         attn = heads(q) @ heads(k).transpose(-2, -1)  # (T, B, h, N, N)
         if self.random_rpb:
-            attn = attn + self._bias(n, attn)
+            attn = attn + self._bias(n, attn)  # one (N, N) matrix, broadcast over T, B and heads
         out = (self.rpb_lif(attn) @ heads(v)) * ATTN_SCALE  # (T, B, h, N, d)
         return out.transpose(3, 4).reshape(t, b, c, n)  # (T, B, C, N), c = head*d + j
 

@@ -1,15 +1,22 @@
-"""Audio-visual spiking transformers: plain add/concat fusion, CMRL and S-CMRL (scmrl.md §1.2-§1.7).
+"""Audio-visual spiking transformers: plain add/concat fusion, CMRL and S-CMRL (docs/scmrl.md §1.2-§1.7).
 
 Forward pass (shapes for tokens ``(T, B, D, N)``)::
 
-    A0 = SPS_a(audio) ; V0 = SPS_v(visual)                       # pre-fusion features (feat_audio / feat_visual)
+    A0 = SPS_a(audio) ; V0 = SPS_v(visual)                       # stem output
     A1, align_a = block_audio(A0, V0) ; V1, align_v = block_visual(V0, A0)   # identity for add/concat
     A2 = A1 + MLP_a(A1) ; V2 = V1 + MLP_v(V1)
     logits = head(mean_T(mean_N A2 + mean_N V2))                 # or cat(...) for concat
 
+``feat_audio`` / ``feat_visual`` (what IEMF's unimodal heads read) depend on the model's ``unimodal_features``
+(docs/iemf.md §5 item 1): ``"fusion-input"`` = ``mean_T mean_N A2`` / ``V2``, the exact per-modality features
+entering the head, as in the authors' IEMF classification code; used by av-add and av-concat, where those features
+are still unimodal. ``"stem"`` = ``mean_T mean_N A0`` / ``V0``; used by every model with a cross-modal block
+(CMRL, S-CMRL, WeightAttention, SCA, CMCI), because after that block A2 already carries the other modality and the
+"unimodal" cue would not be unimodal.
+
 There is one cross-modal stage per direction and no self-attention. The baselines (WeightAttention, SCA, CMCI) live
 in :mod:`snnav.models.baselines`. Modules the reference creates but never calls (AVattention, LayerNorms, res_lif,
-attn_drop; §6.12) are not reproduced, so parameter counts are the spec's "on forward path" column.
+attn_drop; docs/scmrl.md §6 item 12) are not reproduced, so parameter counts are the spec's "on forward path" column.
 
 ``temporal_reshape`` defaults to ``"faithful"``: the architecture contract is that this model computes what the
 reference computes (same weights -> same outputs) and the paper's numbers come from that layout. The clean
@@ -34,6 +41,7 @@ from snnav.neurons import MultiStepLIF
 
 __all__ = [
     "FUSION_SCOPES",
+    "UNIMODAL_FEATURES",
     "init_linear",
     "CrossModalResidualBlock",
     "AudioVisualSpikformer",
@@ -41,6 +49,7 @@ __all__ = [
 ]
 
 FUSION_SCOPES = ("head", "head+attention")
+UNIMODAL_FEATURES = ("stem", "fusion-input")
 BlockFactory = Callable[[], nn.Module]
 
 
@@ -63,7 +72,7 @@ def check_same_tokens(a: Tensor, v: Tensor) -> None:
 
 
 class CrossModalResidualBlock(nn.Module):
-    """One direction of CMRL / S-CMRL (scmrl.md §1.6): ``x_out = x + alpha * res`` with ``res = attn(x, y)``.
+    """One direction of CMRL / S-CMRL (docs/scmrl.md §1.6): ``x_out = x + alpha * res`` with ``res = attn(x, y)``.
 
     With ``project=True`` (S-CMRL), ``res = LIF_trans(Linear_{D->D}(attn(x, y)))`` over channels, binary, and the
     block also returns ``mean_N res`` ``(T, B, D)`` for the alignment loss; otherwise ``res`` is the (real-valued for
@@ -111,9 +120,16 @@ class AudioVisualSpikformer(nn.Module):
         interaction: ``"add"`` (head D -> K) or ``"concat"`` (head 2D -> K).
         block_factories: ``(audio, visual)`` callables building each direction's block ``f(x, y) -> (x_out, align)``,
             ``None`` entries meaning identity. Subclasses fill this in.
+
+    Attributes:
+        unimodal_features: which features ``feat_audio`` / ``feat_visual`` (IEMF's unimodal heads) are:
+            ``"fusion-input"`` (the per-modality features entering the head; the authors' choice, valid only
+            without cross-modal blocks) or ``"stem"`` (the stem output; every subclass with a cross-modal block).
+            A class attribute; an instance may override it (e.g. ``"stem"`` on av-add to compare both choices).
     """
 
     modalities: tuple[str, ...] = ("audio", "visual")
+    unimodal_features: str = "fusion-input"
 
     def __init__(
         self,
@@ -140,6 +156,10 @@ class AudioVisualSpikformer(nn.Module):
         self.mlp_visual = MLPBlock(embed_dim, mlp_ratio, neuron_layer)
         self.head = nn.Linear(embed_dim * (2 if interaction == "concat" else 1), num_classes)
         init_linear(self)
+        check_choice("unimodal_features", self.unimodal_features, UNIMODAL_FEATURES)
+        if self.unimodal_features == "fusion-input" and self.fusion_blocks():
+            raise ValueError(f"{type(self).__name__} has cross-modal blocks, so the features entering its head are "
+                             "not unimodal; set the class attribute unimodal_features = 'stem'.")
 
     def encode(self, audio: Tensor | None, visual: Tensor | None) -> tuple[Tensor, Tensor]:
         """Stem tokens ``(T, B, D, N)`` of both modalities."""
@@ -158,10 +178,15 @@ class AudioVisualSpikformer(nn.Module):
         a2, v2 = self.mlp_audio(a1), self.mlp_visual(v1)  # (T, B, D, N)
         a, v = a2.mean(dim=3), v2.mean(dim=3)  # (T, B, D)
         fused = a + v if self.interaction == "add" else torch.cat((a, v), dim=2)  # (T, B, D or 2D)
+        check_choice("unimodal_features", self.unimodal_features, UNIMODAL_FEATURES)
+        if self.unimodal_features == "stem":
+            feat_a, feat_v = a0.mean(dim=3).mean(dim=0), v0.mean(dim=3).mean(dim=0)  # (B, D)
+        else:
+            feat_a, feat_v = a.mean(dim=0), v.mean(dim=0)  # (B, D): the head reads cat(...) or their sum
         return ModelOutput(
             logits=self.head(fused.mean(dim=0)),  # (B, K)
-            feat_audio=a0.mean(dim=3).mean(dim=0),  # (B, D)
-            feat_visual=v0.mean(dim=3).mean(dim=0),
+            feat_audio=feat_a,
+            feat_visual=feat_v,
             align_audio=align_a,
             align_visual=align_v,
         )
@@ -171,7 +196,7 @@ class AudioVisualSpikformer(nn.Module):
         return [b for b in (self.block_audio, self.block_visual) if b is not None]
 
     def fusion_parameters(self, scope: str = "head") -> list[nn.Parameter]:
-        """IEMF's P_F (iemf.md §5 item 5): the fused head, optionally with the cross-modal blocks."""
+        """IEMF's P_F (docs/iemf.md §5 item 5): the fused head, optionally with the cross-modal blocks."""
         check_choice("scope", scope, FUSION_SCOPES)
         modules = [self.head] + (self.fusion_blocks() if scope == "head+attention" else [])
         return [p for m in modules for p in m.parameters()]
@@ -181,8 +206,11 @@ class CrossModalResidualSpikformer(AudioVisualSpikformer):
     """CMRL (``project=False``) and S-CMRL (``project=True``): a residual cross-attention block per direction.
 
     Extra args beyond :class:`AudioVisualSpikformer`: ``attn_variant`` (spatial | temporal | spatial-temporal),
-    ``alpha`` (fixed residual weight), ``temporal_reshape`` (faithful | clean), ``project``.
+    ``alpha`` (fixed residual weight), ``temporal_reshape`` (faithful | clean), ``project``. IEMF's unimodal heads
+    read the stem output: A1 = A0 + alpha * res already carries the visual cue.
     """
+
+    unimodal_features = "stem"
 
     def __init__(
         self,
@@ -223,9 +251,20 @@ def _av_concat(num_classes: int, **cfg) -> AudioVisualSpikformer:
     return AudioVisualSpikformer(num_classes, interaction="concat", **cfg)
 
 
-@register_model("cmrl", defaults=_CMRL_DEFAULTS)
+#: The authors' single-branch CMRL rows (docs/scmrl.md §3.1, B-CREMA-D: ``--attn-method Spatial`` / ``Temporal``)
+#: did not pass ``--alpha``, so they ran with their code's default alpha = 1.0.
+_CMRL_VARIANT_DEFAULTS = {"attn_variant": {"spatial": {"alpha": 1.0}, "temporal": {"alpha": 1.0}}}
+
+
+@register_model("cmrl", defaults=_CMRL_DEFAULTS, choice_defaults=_CMRL_VARIANT_DEFAULTS)
 def _cmrl(num_classes: int, **cfg) -> CrossModalResidualSpikformer:
-    """Cross-modal residual without the alignment projection; alpha 1.5 so cmrl vs scmrl differ in one factor."""
+    """Cross-modal residual without the alignment projection (docs/scmrl.md §1.5-§1.6).
+
+    ``alpha`` defaults to the value of the authors' run of each variant: 1.5 for ``spatial-temporal`` (so cmrl and
+    scmrl differ in one factor, the projection), 1.0 for ``spatial`` and ``temporal`` (the CREMA-D rows, which used
+    the code's default). Their UrbanSound8K-AV single-branch rows passed ``--alpha 1.5``: give ``alpha=1.5``
+    explicitly to reproduce those. An explicit ``alpha`` always wins.
+    """
     return CrossModalResidualSpikformer(num_classes, project=False, **cfg)
 
 

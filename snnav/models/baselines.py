@@ -1,7 +1,9 @@
-"""The paper's multimodal SNN baselines on the S-CMRL backbone (scmrl.md §1.8): WeightAttention, SCA, CMCI.
+"""The paper's multimodal SNN baselines on the S-CMRL backbone (docs/scmrl.md §1.8): WeightAttention, SCA, CMCI.
 
 All share :class:`AudioVisualSpikformer`'s stems, MLPBlocks and head; only the cross-modal block changes.
-These are the reference's reimplementations of [28]-[30], not the original authors' code (§6.11).
+These are the reference's reimplementations of [28]-[30], not the original authors' code (docs/scmrl.md §6 item 11).
+Each has a cross-modal block, so IEMF's unimodal heads read the stem output (``unimodal_features = "stem"``,
+docs/iemf.md §5 item 1).
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class CMCIBranch(nn.Module):
 class WeightAttentionSpikformer(AudioVisualSpikformer):
     """AV backbone with a :class:`WeightAttentionBlock` per direction."""
 
+    unimodal_features = "stem"  # w x mixes the other modality in through w
+
     def __init__(self, num_classes: int, *, embed_dim: int = 256, **backbone) -> None:
         block = partial(WeightAttentionBlock, embed_dim)
         super().__init__(num_classes, embed_dim=embed_dim, block_factories=(block, block), **backbone)
@@ -87,6 +91,8 @@ class SCASpikformer(AudioVisualSpikformer):
     Lava matches the interpreter spike for spike) need a deterministic eval pass, and the redrawn table is a bug
     (a bias meant to be learned), not part of SCA. Use ``True`` only to reproduce the paper's SCA row.
     """
+
+    unimodal_features = "stem"  # the attention output replaces the tokens
 
     def __init__(
         self,
@@ -119,10 +125,14 @@ class CMCISpikformer(AudioVisualSpikformer):
 
     ``logits = head(mean_T mean_N branch(A0, V0))``; ``aux_logits = {"audio": head_audio(mean A2),
     "visual": head_visual(mean V2)}`` with ``A2 = MLPBlock_a(A0)``, ``V2 = MLPBlock_v(V0)``; the training loss adds
-    CE on both aux heads (scmrl.md §2). The reference also computes a visual-direction branch whose output is
-    never used; it cannot change any output or gradient, so it is not built (CMCI has 659,712 fewer parameters
-    than the reference's 4.37 M at D = 256).
+    CE on both aux heads (docs/scmrl.md §2). The reference also computes a visual-direction branch whose output is
+    never used; it cannot change any output or gradient, so it is not built. At D = 256 (CREMA-D) this model has
+    3,678,482 parameters, 686,880 fewer than the reference's 4,365,362 (4.37 M): the unused visual branch
+    (659,712 = fc1 + fc2 + MLPBlock) plus the reference's never-called AVattention (25,120) and LayerNorms (2,048),
+    which no snnav model builds (docs/scmrl.md §1.9; checked by ``test_crema_d_cmci_difference_to_reference``).
     """
+
+    unimodal_features = "stem"  # the fused head reads the cross-modal branch; IEMF's heads read A0 / V0
 
     def __init__(
         self,

@@ -15,11 +15,14 @@ class ModelOutput:
 
     Attributes:
         logits: ``[B, K]`` class scores of the fused prediction (or the unimodal one).
-        feat_audio: ``[B, D]`` pre-fusion audio representation: mean over tokens and T of the audio stem output,
-            before any cross-modal block (IEMF's unimodal heads, iemf.md §5 item 1). ``None`` if audio is unused.
-        feat_visual: ``[B, D]`` the same for the visual stem.
+        feat_audio: ``[B, D]`` the unimodal audio representation IEMF's unimodal heads read (docs/iemf.md §5 item 1),
+            a mean over tokens and T. Which features depends on the model's ``unimodal_features``: the audio
+            features entering the fused head when they are still unimodal (av-add, av-concat, as the authors'
+            IEMF code), otherwise the audio stem output before any cross-modal block (CMRL, S-CMRL, WeightAttention,
+            SCA, CMCI); the stem output for the unimodal Spikformer. ``None`` if audio is unused.
+        feat_visual: ``[B, D]`` the same for the visual modality.
         align_audio: ``[T, B, D]`` S-CMRL's re-spiked audio residual, mean over tokens (input of the
-            semantic-alignment loss, scmrl.md §2). Only models with the alignment projection set it.
+            semantic-alignment loss, docs/scmrl.md §2). Only models with the alignment projection set it.
         align_visual: ``[T, B, D]`` the same for the visual residual.
         aux_logits: extra ``[B, K]`` heads trained with their own loss (CMCI: ``"audio"`` and ``"visual"``).
     """

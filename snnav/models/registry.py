@@ -2,8 +2,10 @@
 
 ``create_model(name, **config)`` builds a registered model. Every model accepts its own keys (see
 :func:`model_defaults`) plus the neuron keys ``tau``, ``threshold``, ``surrogate_slope``, ``detach_mem`` and
-``fused``, or instead a ``neuron_layer`` callable. Unknown keys are rejected with :class:`ConfigError` rather than
-ignored: the reference silently dropped ``--threshold``, ``--node-type`` and ``v_threshold`` (scmrl.md §1.1), and a
+``fused``, or instead a ``neuron_layer`` callable. A model may also register *choice defaults*: defaults that
+depend on the value of another key (``cmrl`` takes ``alpha = 1.0`` for ``attn_variant`` spatial or temporal, as the
+authors ran those rows); an explicitly given key always wins. Unknown keys are rejected with :class:`ConfigError` rather than
+ignored: the reference silently dropped ``--threshold``, ``--node-type`` and ``v_threshold`` (docs/scmrl.md §1.1), and a
 registry that drops keys would repeat that. The built model carries ``model.model_name`` and ``model.config``, the
 effective configuration that rebuilds it with ``create_model(model.model_name, **model.config)``.
 """
@@ -51,6 +53,18 @@ _BUILTIN_MODULES = ("snnav.models.spikformer", "snnav.models.audiovisual", "snna
 class _Entry:
     builder: "Builder"
     defaults: Mapping[str, Any]
+    choice_defaults: Mapping[str, Mapping[Any, Mapping[str, Any]]]
+
+    def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults, then the choice defaults selected by the (given or default) choices, then ``given``."""
+        cfg = {**self.defaults, **given}
+        for key, table in self.choice_defaults.items():
+            try:
+                chosen = table.get(cfg.get(key), {})
+            except TypeError:  # an unhashable value; the builder's own check rejects it
+                chosen = {}
+            cfg.update({k: v for k, v in chosen.items() if k not in given})
+        return cfg
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -59,18 +73,30 @@ _REGISTRY: dict[str, _Entry] = {}
 Builder = Callable[..., nn.Module]
 
 
-def register_model(name: str, defaults: Mapping[str, Any]) -> Callable[[Builder], Builder]:
+def register_model(
+    name: str,
+    defaults: Mapping[str, Any],
+    choice_defaults: Mapping[str, Mapping[Any, Mapping[str, Any]]] | None = None,
+) -> Callable[[Builder], Builder]:
     """Register ``builder(num_classes, neuron_layer=..., **defaults-keys) -> nn.Module`` under ``name``.
 
     Args:
         name: registry name, e.g. ``"scmrl"``.
         defaults: every model key the builder accepts (besides ``num_classes`` and ``neuron_layer``) with its default.
+        choice_defaults: ``{key: {value: {other_key: default}}}``: when ``key`` has ``value`` (given or by default)
+            and ``other_key`` is not given, ``other_key`` takes that default instead of the one in ``defaults``.
     """
+    choices = {key: MappingProxyType({v: MappingProxyType(dict(d)) for v, d in table.items()})
+               for key, table in (choice_defaults or {}).items()}
+    for key, table in choices.items():
+        unknown = sorted(({k for d in table.values() for k in d} | {key}) - set(defaults))
+        if unknown:
+            raise ConfigError(f"choice defaults of {name!r} name keys {unknown} that are not in its defaults.")
 
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ConfigError(f"model name {name!r} is already registered; pick another name.")
-        _REGISTRY[name] = _Entry(builder, MappingProxyType(dict(defaults)))
+        _REGISTRY[name] = _Entry(builder, MappingProxyType(dict(defaults)), MappingProxyType(choices))
         return builder
 
     return decorator
@@ -94,9 +120,18 @@ def _entry(name: str) -> _Entry:
     return _REGISTRY[name]
 
 
-def model_defaults(name: str) -> dict[str, Any]:
-    """The full default configuration of model ``name`` (all accepted keys except ``num_classes``)."""
-    return {**_entry(name).defaults, **NEURON_DEFAULTS}
+def model_defaults(name: str, **choices: Any) -> dict[str, Any]:
+    """The full default configuration of model ``name`` (all accepted keys except ``num_classes``).
+
+    ``choices`` (e.g. ``attn_variant="spatial"``) are applied first, so the result shows the defaults that
+    depend on them: ``model_defaults("cmrl", attn_variant="spatial")["alpha"] == 1.0``.
+    """
+    entry = _entry(name)
+    unknown = sorted(set(choices) - set(entry.defaults))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {unknown} for model {name!r}; valid keys: "
+                          f"{', '.join(sorted(entry.defaults))}.")
+    return {**entry.resolve(choices), **NEURON_DEFAULTS}
 
 
 def create_model(name: str, **config: Any) -> nn.Module:
@@ -126,7 +161,7 @@ def create_model(name: str, **config: Any) -> nn.Module:
             "configure the neuron inside neuron_layer (e.g. functools.partial) or drop neuron_layer."
         )
     neuron_cfg = {key: config.pop(key, default) for key, default in NEURON_DEFAULTS.items()}
-    model_cfg = {**entry.defaults, **config}
+    model_cfg = entry.resolve(config)
     custom_neuron = neuron_layer is not None
     if not custom_neuron:
         neuron_layer = functools.partial(MultiStepLIF, **neuron_cfg)
@@ -187,7 +222,7 @@ class DatasetPreset:
 _PRESETS: dict[str, DatasetPreset] = {
     p.dataset: p
     for p in (
-        # scmrl.md §3-§4: CREMA-D and US8K-AV use 128x128 inputs repeated over T = 4, SPS -> 8x8 tokens.
+        # docs/scmrl.md §3-§4: CREMA-D and US8K-AV use 128x128 inputs repeated over T = 4, SPS -> 8x8 tokens.
         DatasetPreset("crema-d", 6, 256, "sps", 1, 3, 128, 4),
         DatasetPreset("urbansound8k-av", 10, 64, "sps", 1, 3, 128, 4),
         # ShallowSPS on 28x28 -> 7x7 tokens; T = 16 as in the paper's table (the script uses 64). The reference

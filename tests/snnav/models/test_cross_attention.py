@@ -116,6 +116,50 @@ def test_relative_position_index():
     assert idx[0, 8] == 0 and idx[8, 0] == 24  # (-2, -2) and (+2, +2)
 
 
+def reference_rpb(grid: int, table: torch.Tensor) -> torch.Tensor:
+    """Loop-level SCA bias (docs/scmrl.md §1.8): B[p, q] = table[dr + G, dc + G], (dr, dc) = offset of p from q."""
+    n = grid * grid
+    out = torch.zeros(n, n)
+    for p in range(n):
+        for q in range(n):
+            dr, dc = p // grid - q // grid, p % grid - q % grid
+            out[p, q] = table[dr + grid, dc + grid]
+    return out
+
+
+def test_relative_position_index_with_the_reference_margin():
+    idx = relative_position_index(3, margin=1)  # (2G+1)^2 = 49 entries, the outer ring never indexed
+    assert idx.shape == (9, 9) and idx.unique().numel() == 25
+    assert torch.all(idx.diagonal() == 24)  # zero offset is the centre of the 7x7 table
+    assert idx[0, 8] == 8 and idx[8, 0] == 40  # (-2, -2) -> (1, 1), (+2, +2) -> (5, 5)
+
+
+def test_random_rpb_is_one_matrix_per_forward_shared_by_every_head_step_and_sample():
+    n_tokens = 16  # 4 x 4 grid
+    x, y = spikes(T, B, 32, n_tokens, seed=21), spikes(T, B, 32, n_tokens, seed=22)
+    noisy = RelativeBiasCrossAttention(32, 8, random_rpb=True)
+    seen = []
+    noisy.rpb_lif.register_forward_hook(lambda mod, args, out: seen.append(args[0].detach().clone()))
+    q, k, v = noisy.qkv(x, y)
+    torch.manual_seed(5)
+    noisy.attend(torch.zeros_like(q), k, v)  # Q = 0: rpb_lif's input is exactly the bias
+    bias = seen[0]  # (T, B, h, N, N)
+    assert bias.shape == (T, B, 8, n_tokens, n_tokens)
+    assert torch.equal(bias, bias[:1, :1, :1].expand_as(bias))
+    torch.manual_seed(5)
+    noisy.attend(q, k, v)  # with spikes, the same bias sits on top of Q K^T
+    qh, kh = (z.transpose(2, 3).reshape(T, B, n_tokens, 8, 4).transpose(2, 3) for z in (q, k))
+    torch.testing.assert_close(seen[1], qh @ kh.transpose(-2, -1) + bias, rtol=0, atol=1e-6)
+    # and it is the reference's draw: one randn((2G+1), (2G+1)) on the global generator, nothing else drawn
+    torch.manual_seed(5)
+    table = torch.randn(9, 9)
+    after = torch.randn(3)
+    torch.testing.assert_close(bias[0, 0, 0], reference_rpb(4, table), rtol=0, atol=0)
+    torch.manual_seed(5)
+    RelativeBiasCrossAttention._bias(n_tokens, q)
+    assert torch.equal(torch.randn(3), after)  # same number of draws as the reference
+
+
 def test_relative_bias_attention_random_vs_deterministic():
     torch.manual_seed(0)
     x, y = spikes(T, B, 32, 16, seed=11), spikes(T, B, 32, 16, seed=12)

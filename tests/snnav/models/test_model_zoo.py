@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from snnav.errors import ConfigError
 from snnav.models import FiringRates, ModelOutput, create_model, list_models
+from snnav.models.audiovisual import CrossModalResidualSpikformer
 from snnav.neurons import MultiStepLIF
 
 T, B, K, D, SIZE = 4, 3, 5, 32, 16  # shallow stem: 16x16 -> 4x4 = 16 tokens
@@ -198,3 +200,43 @@ def test_fused_and_unfused_models_agree():
     total_loss(out_r).backward()
     for (name, p), q in zip(fused.named_parameters(), ref.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+UNIMODAL_FEATURES = {"av-add": "fusion-input", "av-concat": "fusion-input", "cmrl": "stem", "scmrl": "stem",
+                     "weight-attention": "stem", "sca": "stem", "cmci": "stem"}
+
+
+@pytest.mark.parametrize("name", sorted(UNIMODAL_FEATURES))
+def test_unimodal_features_are_chosen_per_model(name):
+    # docs/iemf.md §5 item 1: av-add / av-concat give IEMF the features entering the head (the authors' choice);
+    # models with a cross-modal block give the stem output, the only features that are still unimodal.
+    model = build(name)
+    assert model.unimodal_features == UNIMODAL_FEATURES[name]
+    a, v = inputs(2)
+    out = model(a, v)
+    a0, v0 = model.stem_audio(a), model.stem_visual(v)  # same train-mode batch: the stems recompute the same
+    if model.unimodal_features == "stem":
+        assert torch.equal(out.feat_audio, a0.mean(dim=3).mean(dim=0))
+        assert torch.equal(out.feat_visual, v0.mean(dim=3).mean(dim=0))
+        return
+    a2, v2 = model.mlp_audio(a0).mean(dim=3), model.mlp_visual(v0).mean(dim=3)  # (T, B, D)
+    assert torch.equal(out.feat_audio, a2.mean(dim=0)) and torch.equal(out.feat_visual, v2.mean(dim=0))
+    head_input = (torch.cat((out.feat_audio, out.feat_visual), dim=1) if model.interaction == "concat"
+                  else out.feat_audio + out.feat_visual)
+    torch.testing.assert_close(model.head(head_input), out.logits, rtol=1e-6, atol=1e-6)
+
+
+def test_unimodal_features_can_be_overridden_and_are_checked():
+    model = build("av-add")
+    model.unimodal_features = "stem"  # e.g. to compare with the stem choice
+    a, v = inputs(2)
+    assert torch.equal(model(a, v).feat_audio, model.stem_audio(a).mean(dim=3).mean(dim=0))
+    model.unimodal_features = "pre-fusion"
+    with pytest.raises(ConfigError, match="unimodal_features"):
+        model(a, v)
+
+    class Forgetful(CrossModalResidualSpikformer):
+        unimodal_features = "fusion-input"
+
+    with pytest.raises(ValueError, match="not unimodal"):
+        Forgetful(K, embed_dim=D, num_heads=4, stem="shallow", in_channels_visual=2)

@@ -7,6 +7,7 @@ import torch
 
 from snnav.errors import ConfigError
 from snnav.models import DatasetPreset, create_model, list_models, list_presets, model_defaults, model_preset
+from snnav.models.registry import register_model
 from snnav.neurons import MultiStepLIF
 
 
@@ -39,6 +40,29 @@ def test_defaults_cover_every_accepted_key():
     assert model_defaults("sca")["sca_random_rpb"] is False
     assert "alpha" not in model_defaults("weight-attention")
     assert model_defaults("av-add")["threshold"] == 1.0
+
+
+@pytest.mark.parametrize("variant, alpha", [("spatial-temporal", 1.5), ("spatial", 1.0), ("temporal", 1.0)])
+def test_cmrl_alpha_follows_the_authors_run_of_each_variant(variant, alpha):
+    # docs/scmrl.md §3.1: the CREMA-D Spatial / Temporal rows ran without --alpha (the code's default 1.0).
+    assert model_defaults("cmrl", attn_variant=variant)["alpha"] == alpha
+    model = create_model("cmrl", num_classes=3, embed_dim=32, num_heads=4, stem="shallow", attn_variant=variant)
+    assert model.config["alpha"] == alpha
+    assert model.block_audio.alpha == model.block_visual.alpha == alpha
+    again = create_model("cmrl", **model.config)
+    assert again.config == model.config
+    explicit = create_model("cmrl", num_classes=3, embed_dim=32, num_heads=4, stem="shallow", attn_variant=variant,
+                            alpha=1.5)  # the UrbanSound8K-AV rows passed --alpha 1.5
+    assert explicit.config["alpha"] == explicit.block_audio.alpha == 1.5
+    # S-CMRL keeps 1.5 for every variant (only its spatial-temporal form is an authors' run)
+    assert model_defaults("scmrl", attn_variant=variant)["alpha"] == 1.5
+
+
+def test_choice_defaults_are_checked():
+    with pytest.raises(ConfigError, match="attn"):
+        model_defaults("cmrl", attn="spatial")
+    with pytest.raises(ConfigError, match="not in its defaults"):
+        register_model("bad-choice", defaults={"a": 1}, choice_defaults={"a": {1: {"b": 2}}})
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -114,6 +138,19 @@ def test_crema_d_totals_match_spec(name):
     model = create_model(name, **model_preset("crema-d").model_kwargs())
     spec_m, not_built = SPEC_TOTALS_M[name]
     assert round((n_params(model) + not_built) / 1e6, 2) == round(spec_m, 2)
+
+
+def test_crema_d_cmci_difference_to_reference():
+    # The reference's CMCI at D = 256, summed from the component counts of docs/scmrl.md §1.9: two stems, a CMCI
+    # block per direction (fc1 + fc2 + MLPBlock), two MLPBlocks, three heads, AVattention and four LayerNorms.
+    cmci_block = 2 * (256 * 256 + 256) + CREMA_COMPONENTS["mlp_audio"]
+    reference = (CREMA_COMPONENTS["stem_audio"] + CREMA_COMPONENTS["stem_visual"] + 2 * cmci_block
+                 + 2 * CREMA_COMPONENTS["mlp_audio"] + 3 * CREMA_COMPONENTS["head"] + UNUSED)
+    assert cmci_block == 659_712 and reference == 4_365_362
+    model = create_model("cmci", **model_preset("crema-d").model_kwargs())
+    assert n_params(model.block_audio) == cmci_block  # the visual direction would be the same block, unused
+    assert n_params(model) == 3_678_482
+    assert reference - n_params(model) == 686_880 == 659_712 + UNUSED
 
 
 @pytest.mark.parametrize("variant", ["spatial", "temporal"])

@@ -56,6 +56,27 @@ def test_every_audio_visual_model_works(name):
     assert {id(p) for p in iemf.fusion_parameters()} == {id(p) for p in model.head.parameters()}
 
 
+@pytest.mark.parametrize("name, reaches_mlp", [("av-add", True), ("av-concat", True), ("scmrl", False),
+                                                ("cmrl", False), ("cmci", False)])
+def test_unimodal_losses_train_what_the_heads_read(name, reaches_mlp):
+    # docs/iemf.md §5 item 1: on av-add / av-concat the unimodal heads read the features entering the fused head
+    # (the MLPBlocks' output, as the authors); on cross-modal models they read the stem output, so their losses
+    # reach the stems but neither the MLPBlocks nor the cross-modal blocks.
+    torch.manual_seed(0)
+    model = create_model(name, **TINY)
+    iemf = IEMF(IEMFConfig(enabled=True), model)
+    out = model(torch.rand(2, 3, 1, 32, 32) * 3, torch.rand(2, 3, 1, 32, 32) * 3)
+    sum(v.sum() for v in iemf.unimodal_logits(out).values()).backward()
+
+    def touched(module):
+        return any(p.grad is not None and p.grad.any() for p in module.parameters())
+
+    assert touched(model.stem_audio) and touched(model.stem_visual)
+    assert touched(model.mlp_audio) == touched(model.mlp_visual) == reaches_mlp
+    assert not touched(model.head)
+    assert not any(touched(b) for b in model.fusion_blocks())
+
+
 def _grads(model, seed=0):
     gen = torch.Generator().manual_seed(seed)
     for p in model.parameters():
