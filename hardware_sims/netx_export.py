@@ -39,8 +39,8 @@ import h5py
 import nir
 import numpy as np
 
-from export.extensions import is_extension
-from export.interp_graph import flatten_graph
+from export.ir.extensions import is_extension
+from export.ir.graph import flatten_graph
 from hardware_sims import loihi_formats as lf
 from hardware_sims.lava_backend.errors import LavaBackendError
 from hardware_sims.lava_backend.plan import Plan, build_plan
@@ -189,7 +189,7 @@ def _chain(flat) -> tuple[list[str], list[str]]:
         succs[e.src].append(e.dst)
     if len(flat.inputs) != 1:
         limits.append(f"the graph has Inputs {list(flat.inputs)}: a netx network has one input (layer 0). Write each "
-                      "input's chain separately (export.interop_parts.subgraph)")
+                      "input's chain separately (export.interop.parts.subgraph)")
     for name in flat.nodes:
         if len(succs[name]) > 1:
             limits.append(f"{_describe(name, flat.nodes[name])} feeds {succs[name]}: netx networks are a sequence of "
@@ -427,7 +427,7 @@ def write_netx(graph: nir.NIRGraph | str | os.PathLike, path: str | os.PathLike,
         NetxExportError: every part of the graph netx cannot express, or weights/thresholds outside netx's formats.
     """
     if not isinstance(graph, nir.NIRGraph):
-        from export.nirfile import read_graph  # noqa: PLC0415 - h5py only
+        from export.ir.nirfile import read_graph  # noqa: PLC0415 - h5py only
 
         graph = read_graph(graph)
     if quant not in ("slayer", "fit"):

@@ -87,14 +87,14 @@ def subset(inputs: dict, n: int) -> dict:
 
 def width_graph(width: int, width_dir: Path):
     """S-CMRL at `width` with random weights (exported once, cached as ``scmrl_<width>.nir``)."""
-    from export.nirfile import read_graph, write_graph
+    from export.ir.nirfile import read_graph, write_graph
 
     path = width_dir / f"scmrl_{width}.nir"
     if path.exists():
         return read_graph(path), "cached"
     import torch
 
-    from export.exporter import ExportConfig, export_model
+    from export.from_torch.exporter import ExportConfig, export_model
     from snnav.models import create_model
 
     spec = importlib.util.spec_from_file_location("snnav_bench_conftest", REPO / "tests" / "export" / "conftest.py")
@@ -135,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import hardware_sims  # noqa: F401  (lava compatibility fixes, before any lava import)
-    from export.nirfile import read_graph
+    from export.ir.nirfile import read_graph
     from hardware_sims.emulator import emulate
     from hardware_sims.lava_backend import build_plan
 

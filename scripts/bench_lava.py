@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                      "--graph PATH")
 
     import hardware_sims  # noqa: F401  (lava compatibility fixes before any lava import)
-    from export.nirfile import read_graph
+    from export.ir.nirfile import read_graph
     from hardware_sims.lava_backend import build_plan
     from hardware_sims.lava_backend.fixed import prepare_fixed
 

@@ -24,7 +24,7 @@ import hardware_sims  # noqa: F401  (lava compatibility fixes before any lava im
 def load(model: Path, data: Path, samples: int):
     """The graph, the first `samples` test samples of the split it was trained on (``{input: [T, B, ...]}``, only
     the graph's inputs) and their labels."""
-    from export.nirfile import read_graph
+    from export.ir.nirfile import read_graph
     from snnav.app.simulate import open_test_split
 
     graph = read_graph(model)

@@ -56,9 +56,9 @@ def batches(dataset, samples: int, batch: int):
 
 
 def check_model(ckpt_path: Path, data: Path, samples: int, dt_s: float) -> dict:
-    from export.equivalence import compare
-    from export.exporter import export_model
-    from export.extensions import is_extension
+    from export.from_torch.equivalence import compare
+    from export.from_torch.exporter import export_model
+    from export.ir.extensions import is_extension
     from snnav.app.checkpoint_export import export_config_for, load_trained_model
     from snnav.training.build import open_datasets
     from snnav.training.config import TrainConfig

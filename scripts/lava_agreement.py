@@ -86,7 +86,7 @@ def trained_case(info: dict, data: Path, samples: int):
     import numpy as np
     import torch
 
-    from export.exporter import export_model
+    from export.from_torch.exporter import export_model
     from snnav.app.checkpoint_export import export_config_for, load_trained_model
     from snnav.training.build import open_datasets
     from snnav.training.config import TrainConfig
@@ -114,7 +114,7 @@ def random_case(name: str, samples: int, seed: int):
     """``(graph, inputs, None)``: the small randomized model (float64 export) on uniform [0, 3) inputs."""
     import numpy as np
 
-    from export.exporter import ExportConfig, export_model
+    from export.from_torch.exporter import ExportConfig, export_model
 
     tm = _test_models()
     model = tm.small_model(name)

@@ -109,9 +109,9 @@ def nir_target(interpreter, audio, visual, readout_step: int) -> tuple[Callable[
 
 def load_graph(path: Path, ckpt: dict, steps: int, device: str):
     """The NIR export and its interpreter (float32 on ``device``), checked against the checkpoint."""
-    from export.errors import NIRFormatError
+    from export.ir.errors import NIRFormatError
     from export.interpreter import Interpreter
-    from export.nirfile import read_graph
+    from export.ir.nirfile import read_graph
 
     try:
         graph = read_graph(path)

@@ -45,7 +45,7 @@ import hardware_sims  # noqa: F401  (lava compatibility fixes first; the emulato
 
 def load_split(model: Path, data: Path, samples: int):
     """The graph, the first `samples` test samples (0: all) as ``{input: [T, B, ...]}`` and their labels."""
-    from export.nirfile import read_graph
+    from export.ir.nirfile import read_graph
     from snnav.app.simulate import batch_arrays, open_test_split
 
     graph = read_graph(model)

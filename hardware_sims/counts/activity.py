@@ -47,7 +47,7 @@ def _backend_of(result: Any) -> str:
 def _load_graph(graph: nir.NIRGraph | str | os.PathLike | None) -> nir.NIRGraph | None:
     if graph is None or isinstance(graph, nir.NIRGraph):
         return graph
-    from export.nirfile import read_graph  # noqa: PLC0415 - h5py only for paths
+    from export.ir.nirfile import read_graph  # noqa: PLC0415 - h5py only for paths
 
     return read_graph(graph)
 

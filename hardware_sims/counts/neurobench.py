@@ -23,7 +23,7 @@ import nir
 import numpy as np
 import scipy.sparse as sp
 
-from export.interp_graph import flatten_graph, schedule
+from export.ir.graph import flatten_graph, schedule
 from hardware_sims.counts.signals import binary_matrix, shifted
 from hardware_sims.lava_backend import exprs as ex
 from hardware_sims.lava_backend.linear import linear_op, node_bias, op_matrix

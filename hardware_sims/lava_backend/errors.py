@@ -1,13 +1,13 @@
 """Errors of the Lava backend. Each says what was expected, what was found, and what to do.
 
-The graph errors subclass :class:`export.errors.NIRFormatError` (itself a ``ValueError``), so a caller that treats
+The graph errors subclass :class:`export.ir.errors.NIRFormatError` (itself a ``ValueError``), so a caller that treats
 "this graph cannot be used" as one case catches one class.
 """
 
 from __future__ import annotations
 
 import snnav.errors as snnav_errors
-from export.errors import GraphValidationError, NIRFormatError
+from export.ir.errors import GraphValidationError, NIRFormatError
 
 __all__ = ["LavaBackendError", "UnsupportedGraphError", "LatencyError", "InputBindingError", "LavaRunError"]
 

@@ -1,6 +1,6 @@
 """NIR graph -> `Plan`: values of every node, latencies, and the processes that realise them (pure numpy).
 
-Four passes over the flattened graph (`export.interp_graph`, the interpreter's own edge resolution and schedule):
+Four passes over the flattened graph (`export.ir.graph`, the interpreter's own edge resolution and schedule):
 
 1. **Values.** In the interpreter's evaluation order every node gets an `Expr` (`exprs`): a signal node (Input,
    neuron, extension) is a leaf; wiring nodes transform their summed fan-in. Terms read over a recurrent edge are
@@ -27,8 +27,8 @@ from typing import Any
 import nir
 import numpy as np
 
-from export.errors import GraphValidationError
-from export.interp_graph import flatten_graph, schedule
+from export.ir.errors import GraphValidationError
+from export.ir.graph import flatten_graph, schedule
 from hardware_sims.lava_backend import exprs as ex
 from hardware_sims.lava_backend.errors import LatencyError, UnsupportedGraphError
 from hardware_sims.lava_backend.linear import linear_op, node_bias

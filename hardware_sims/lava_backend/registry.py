@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import nir
 
-from export.extensions import is_extension
+from export.ir.extensions import is_extension
 from hardware_sims.lava_backend.neurons import NEURON_TYPES
 
 __all__ = ["ROLES", "SUPPORTED", "role_of", "register_extension", "extension_builders", "extension_builder",

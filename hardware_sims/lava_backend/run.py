@@ -90,7 +90,7 @@ def _load_plan(graph: Any, dt: float | None, record: Any) -> Plan:
     if isinstance(graph, Plan):
         return graph
     if not isinstance(graph, nir.NIRGraph):
-        from export.nirfile import read_graph  # noqa: PLC0415 - h5py only for paths
+        from export.ir.nirfile import read_graph  # noqa: PLC0415 - h5py only for paths
 
         graph = read_graph(graph)
     extra = () if record in (True, False, None) else tuple({record} if isinstance(record, str) else record)

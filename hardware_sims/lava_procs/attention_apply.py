@@ -15,7 +15,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from export.extensions import AttentionApply
+from export.ir.extensions import AttentionApply
 from hardware_sims.lava_procs import semantics
 from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess
 from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat

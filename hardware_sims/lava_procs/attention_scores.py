@@ -16,7 +16,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from export.extensions import AttentionScores
+from export.ir.extensions import AttentionScores
 from hardware_sims.lava_procs import semantics
 from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess
 from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat

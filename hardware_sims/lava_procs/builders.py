@@ -22,7 +22,7 @@ from typing import Any, Callable, NamedTuple
 
 from lava.magma.core.process.ports.ports import InPort, OutPort
 
-from export.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
 from hardware_sims.lava_procs.attention_apply import AttentionApplyProcess
 from hardware_sims.lava_procs.attention_scores import AttentionScoresProcess
 from hardware_sims.lava_procs.base import ExtensionProcess

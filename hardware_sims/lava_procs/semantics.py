@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from export.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
 from hardware_sims.lava_procs import kernels as K
 from hardware_sims.lava_procs.fixed import OUT_BITS, FixedPlan, PortFormat, graded, make_plan
 

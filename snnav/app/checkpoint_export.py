@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from export.exporter import ExportConfig, ExportError
+from export.from_torch.exporter import ExportConfig, ExportError
 from snnav.errors import SnnavError
 from snnav.models import create_model
 from snnav.models.registry import model_preset

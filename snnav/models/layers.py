@@ -71,7 +71,7 @@ def make_spike_pool(neuron: nn.Module) -> nn.Module:
     return nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
 
-class _ConvStage(nn.Module):
+class ConvStage(nn.Module):
     """Conv3x3 (no bias) -> BN2d -> neuron [-> MaxPool(3, 2, 1)] over ``(T, B, C, H, W)``."""
 
     def __init__(self, c_in: int, c_out: int, neuron_layer: NeuronLayer, pool: bool) -> None:
@@ -89,15 +89,15 @@ class _ConvStage(nn.Module):
         return s.reshape(t, b, *s.shape[1:])  # (T, B, C_out, H', W')
 
 
-class _PatchSplitting(nn.Module):
+class PatchSplitting(nn.Module):
     """Stages of pooled conv stages, then the conv relative position embedding (RPE) added as spikes."""
 
     def __init__(self, channels: list[int], neuron_layer: NeuronLayer) -> None:
         super().__init__()
         self.stages = nn.ModuleList(
-            _ConvStage(c_in, c_out, neuron_layer, pool=True) for c_in, c_out in zip(channels[:-1], channels[1:])
+            ConvStage(c_in, c_out, neuron_layer, pool=True) for c_in, c_out in zip(channels[:-1], channels[1:])
         )
-        self.rpe = _ConvStage(channels[-1], channels[-1], neuron_layer, pool=False)
+        self.rpe = ConvStage(channels[-1], channels[-1], neuron_layer, pool=False)
         self.in_channels = channels[0]
         self.downsample = 2 ** len(self.stages)
 
@@ -120,7 +120,7 @@ class _PatchSplitting(nn.Module):
         return x.flatten(3)  # (T, B, D, N)
 
 
-class SPS(_PatchSplitting):
+class SPS(PatchSplitting):
     """Spiking Patch Splitting (scmrl.md §1.2): in -> D/8 -> D/4 -> D/2 -> D, each pooled /2, then RPE; N = HW/256."""
 
     def __init__(self, in_channels: int, embed_dim: int, neuron_layer: NeuronLayer = MultiStepLIF) -> None:
@@ -130,7 +130,7 @@ class SPS(_PatchSplitting):
         super().__init__([in_channels, d // 8, d // 4, d // 2, d], neuron_layer)
 
 
-class ShallowSPS(_PatchSplitting):
+class ShallowSPS(PatchSplitting):
     """Two-stage stem used for MNISTDVS-NTIDIGITS (scmrl.md §1.2): in -> D/2 -> D, pooled /2 twice; N = HW/16."""
 
     def __init__(self, in_channels: int, embed_dim: int, neuron_layer: NeuronLayer = MultiStepLIF) -> None:

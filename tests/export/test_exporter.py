@@ -9,11 +9,11 @@ import nir
 import numpy as np
 import pytest
 import torch
-from conftest import SIZE, T, small_model
+from export_models import SIZE, T, small_model
 
-from export.exporter import ExportConfig, ExportError, export_model
-from export.extensions import is_extension
-from export.nirfile import read_graph, write_graph
+from export.from_torch.exporter import ExportConfig, ExportError, export_model
+from export.ir.extensions import is_extension
+from export.ir.nirfile import read_graph, write_graph
 from snnav.models import create_model, list_models
 from snnav.neurons import MultiStepLIF
 

@@ -9,8 +9,8 @@ import nir
 import numpy as np
 import pytest
 
-from export.errors import InvalidNodeError, NIRFormatError, UnknownNodeTypeError, UnsupportedExtensionVersionError
-from export.extensions import (
+from export.ir.errors import InvalidNodeError, NIRFormatError, UnknownNodeTypeError, UnsupportedExtensionVersionError
+from export.ir.extensions import (
     EXTENSIONS,
     AttentionApply,
     AttentionScores,

@@ -1,5 +1,5 @@
 """snnav's extension-free graphs imported into snnTorch 1.0.0 and Norse 1.1.0 with their own importers
-(``export/interop.py``, table of limits in ``export/INTEROP.md``).
+(``export/interop.py``, table of limits in ``export/interop/INTEROP.md``).
 
 Positive tests: every spiking node of av-add, av-concat and cmci lies in a part of the graph that the library
 imports, and there it spikes exactly as the reference interpreter does on the same inputs. Limit tests: each
@@ -20,9 +20,9 @@ import nir
 import numpy as np
 import pytest
 import torch
-from conftest import SIZE, T, inputs, small_model
+from export_models import SIZE, T, inputs, small_model
 
-from export.exporter import ExportConfig, export_model
+from export.from_torch.exporter import ExportConfig, export_model
 from export.interop import (
     InteropError, Part, interop_report, limits, loadable_parts, part_input, rewrite_equivalent, run_imported,
     subgraph, to_norse, to_snntorch,

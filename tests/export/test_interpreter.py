@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from export.errors import GraphValidationError, InvalidNodeError, UnknownNodeTypeError
+from export.ir.errors import GraphValidationError, InvalidNodeError, UnknownNodeTypeError
 from export.interpreter import Interpreter, run_graph
 
 DT = 1e-3

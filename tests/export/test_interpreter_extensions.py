@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from export.errors import GraphValidationError, InvalidNodeError
-from export.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+from export.ir.errors import GraphValidationError, InvalidNodeError
+from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
 from export.interpreter import Interpreter, run_graph
 
 
@@ -178,7 +178,7 @@ def test_unfed_and_unknown_ports():
 
 def test_attention_block_through_snnav_file(tmp_path):
     """q/k/v neurons -> SpikeAttention(time) -> LIF, written and read back with snnav's nirfile."""
-    from export.nirfile import make_graph, write_graph
+    from export.ir.nirfile import make_graph, write_graph
 
     c, n, t = 4, 3, 4
     lif = lambda th: nir.LIF(tau=np.full((c, n), 2e-3), r=np.ones((c, n)), v_leak=np.zeros((c, n)),  # noqa: E731

@@ -2,7 +2,7 @@
 the interpreter under that library's convention give the library's own spikes, bit for bit, in every neuron layer.
 
 The interpreter runs with ``stepwise=True`` here: both libraries step one time step at a time, and a BLAS matmul
-over ``B`` rows may round differently from one over ``T*B`` rows (see export/interpreter.py).
+over ``B`` rows may round differently from one over ``T*B`` rows (see export/interpreter/interpreter.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.errors import InvalidNodeError
+from export.ir.errors import InvalidNodeError
 from export.interpreter import Interpreter
 
 snn = pytest.importorskip("snntorch")

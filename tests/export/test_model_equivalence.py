@@ -1,6 +1,6 @@
 """The exported graph run by the NIR interpreter equals the torch model: logits and every neuron layer's spikes.
 
-Two independent implementations meet here: ``snnav/models`` (the model's forward) and ``export/interpreter.py`` plus
+Two independent implementations meet here: ``snnav/models`` (the model's forward) and ``export/interpreter/interpreter.py`` plus
 its extension evaluators (written from ``export/EXTENSIONS.md``, without reading the models). The models get random
 batch-norm statistics and biases (conftest.randomize) so every layer fires at a moderate rate, attention included.
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SIZE, T, inputs, small_model
+from export_models import SIZE, T, inputs, small_model
 
-from export.equivalence import compare
-from export.exporter import ExportConfig, export_model
-from export.nirfile import read_graph, write_graph
+from export.from_torch.equivalence import compare
+from export.from_torch.exporter import ExportConfig, export_model
+from export.ir.nirfile import read_graph, write_graph
 from snnav.models import list_models
 
 

@@ -10,8 +10,8 @@ import nir
 import numpy as np
 import pytest
 
-import export.nirfile as nirfile
-from export.errors import (
+import export.ir.nirfile as nirfile
+from export.ir.errors import (
     CorruptNIRFileError,
     GraphValidationError,
     InvalidNodeError,
@@ -22,8 +22,8 @@ from export.errors import (
     UnknownNodeTypeError,
     UnsupportedExtensionVersionError,
 )
-from export.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
-from export.nirfile import format_summary, graph_summary, make_graph, read_graph, validate_graph, write_graph
+from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+from export.ir.nirfile import format_summary, graph_summary, make_graph, read_graph, validate_graph, write_graph
 
 C, N, T, DT = 8, 4, 3, 1e-3
 META = {"dt": DT, "time_steps": T, "readout_step": T - 1, "producer": "snnav 0.1.0", "model": "tiny"}

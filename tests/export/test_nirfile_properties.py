@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from export.extensions import (
+from export.ir.extensions import (
     AttentionApply,
     AttentionScores,
     ComplementaryFusion,
@@ -19,7 +19,7 @@ from export.extensions import (
     SpikeAttention,
     is_extension,
 )
-from export.nirfile import make_graph, read_graph, write_graph
+from export.ir.nirfile import make_graph, read_graph, write_graph
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

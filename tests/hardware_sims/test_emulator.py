@@ -275,7 +275,7 @@ def test_synapse_products_stay_exact_beyond_float32():
 
 
 def _extension_specs():
-    from export.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+    from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
     from hardware_sims.lava_backend.plan import ProcessSpec
 
     c, n, w = 8, 5, 4
@@ -345,7 +345,7 @@ def test_equals_lava_on_the_small_graphs(name, precision):
 
 
 def _export_test_models():
-    path = Path(__file__).resolve().parents[1] / "export" / "conftest.py"
+    path = Path(__file__).resolve().parents[1] / "export" / "export_models.py"
     spec = importlib.util.spec_from_file_location("snnav_export_test_models_emulator", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -354,9 +354,9 @@ def _export_test_models():
 
 @functools.lru_cache(maxsize=None)
 def small_model_case(name: str = "av-add", batch: int = 2):
-    """A registered model's small randomized export (``tests/export/conftest.py``; T = 4, 16x16 inputs) and
+    """A registered model's small randomized export (``tests/export/export_models.py``; T = 4, 16x16 inputs) and
     `batch` random samples."""
-    from export.exporter import ExportConfig, export_model
+    from export.from_torch.exporter import ExportConfig, export_model
 
     tm = _export_test_models()
     shapes = {"audio": (1, 16, 16), "visual": (2, 16, 16)}
@@ -449,7 +449,7 @@ def test_equals_lava_on_third_party_exports(precision):
 def windows_graph() -> nir.NIRGraph:
     """Window extensions over two windows per sample (T = 8, W = 4) and a per-step one, fed by LIF layers (live
     step 1), their outputs summed into one LIF."""
-    from export.extensions import ComplementaryFusion, SpikeAttention
+    from export.ir.extensions import ComplementaryFusion, SpikeAttention
 
     rng = np.random.default_rng(2)
     c, n = 4, 6
@@ -622,7 +622,7 @@ def random_extension_graphs(draw, kinds: tuple[str, ...] | None = None):
 
     Returns ``(graph, graded inputs, T)``.
     """
-    from export.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+    from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
 
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
     heads = draw(st.sampled_from([2, 1]))

@@ -1,7 +1,7 @@
 """Every registered model's export on Lava: floating point spike for spike with the NIR interpreter, fixed point
 bit-exact with the numpy reference of Lava's models and deterministic.
 
-The models are the small randomized ones of the export tests (``tests/export/conftest.py``: embed_dim 32, 16x16
+The models are the small randomized ones of the export tests (``tests/export/export_models.py``: embed_dim 32, 16x16
 inputs, T = 4, batch norms with random statistics so every layer fires), exported in float64. A run starts one OS
 process per Lava process (37 for CMCI, about 120 for S-CMRL), so only the smallest model is in the default suite;
 the others are ``slow``. ``scripts/lava_agreement.py`` does the same on trained checkpoints and AV-Digits.
@@ -29,7 +29,7 @@ import pytest
 import torch
 
 import hardware_sims  # noqa: F401  (lava compatibility fixes before any lava import)
-from export.exporter import ExportConfig, export_model
+from export.from_torch.exporter import ExportConfig, export_model
 from export.interpreter import Interpreter
 from hardware_sims.lava_backend import build_plan, run_lava
 from hardware_sims.lava_backend.fixed import fixed_arguments
@@ -44,7 +44,7 @@ SMALLEST = "cmci"  # fewest Lava processes (37)
 
 
 def _export_test_models():
-    path = Path(__file__).resolve().parents[1] / "export" / "conftest.py"
+    path = Path(__file__).resolve().parents[1] / "export" / "export_models.py"
     spec = importlib.util.spec_from_file_location("snnav_export_test_models_lava", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -283,7 +283,7 @@ def replay_mismatches(result, inputs: dict) -> dict[str, int]:
 
 def gate_graph(rng, lin_range=(-0.5, 1.5)) -> nir.NIRGraph:
     """Spikes x (4, 3) times a gate computed by an Affine with bias from a graded input, then Linear -> LIF."""
-    from export.extensions import Gate
+    from export.ir.extensions import Gate
 
     nodes = {"x": nir.Input(input_type=np.array([4, 3])), "g": nir.Input(input_type=np.array([2])),
              "fc": nir.Affine(weight=rng.uniform(-1, 1, (1, 2)), bias=np.array([0.8])), "gate": Gate(shape=(4, 3)),

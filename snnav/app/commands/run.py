@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from export.equivalence import compare
-from export.nirfile import format_summary, read_graph
+from export.from_torch.equivalence import compare
+from export.ir.nirfile import format_summary, read_graph
 from snnav.app.checkpoint_export import load_trained_model
 from snnav.app.commands.data import describe, make_av_digits
 from snnav.app.commands.export import export_checkpoint

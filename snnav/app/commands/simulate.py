@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from export.errors import NIRFormatError
-from export.nirfile import read_graph
+from export.ir.errors import NIRFormatError
+from export.ir.nirfile import read_graph
 from snnav.app.report.results import simulate_command, write_simulation_result
 from snnav.app.simulate import SimulationResult, format_result, open_test_split, simulate
 from snnav.errors import SnnavError

@@ -8,8 +8,9 @@ from typing import Any
 import nir
 import numpy as np
 
-from export.extensions import EXTENSIONS, SPEC_PATH, is_extension
-from export.nirvalidate import _single, type_name as _type_name
+from export.ir.extensions import EXTENSIONS, SPEC_PATH, is_extension
+from export.ir.nirvalidate import single_shape
+from export.ir.nirvalidate import type_name as _type_name
 
 __all__ = ["graph_summary", "format_summary"]
 
@@ -50,7 +51,7 @@ def format_summary(summary: dict[str, Any], file_size_bytes: int | None = None) 
     lines.append("  nodes:   " + ", ".join(f"{k} {v}" for k, v in summary["nodes_by_type"].items()))
     ext = summary["extensions_by_type"]
     if ext:
-        lines.append("  snnav extensions (read with export.nirfile.read_graph; spec " + SPEC_PATH + "): "
+        lines.append("  snnav extensions (read with export.ir.nirfile.read_graph; spec " + SPEC_PATH + "): "
                      + ", ".join(f"{k} {v}" for k, v in ext.items()))
         if summary.get("window_nodes"):
             lines.append("  window nodes (need future steps): " + ", ".join(summary["window_nodes"]))
@@ -60,7 +61,7 @@ def format_summary(summary: dict[str, Any], file_size_bytes: int | None = None) 
 
 
 def _shape_list(types: Any) -> list[int] | None:
-    shape = _single(types)
+    shape = single_shape(types)
     return None if shape is None else [int(v) for v in np.asarray(shape).reshape(-1)]
 
 

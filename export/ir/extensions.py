@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import nir
 import numpy as np
 
-from export.errors import InvalidNodeError, UnknownNodeTypeError, UnsupportedExtensionVersionError
+from export.ir.errors import InvalidNodeError, UnknownNodeTypeError, UnsupportedExtensionVersionError
 
 __all__ = [
     "TYPE_PREFIX",

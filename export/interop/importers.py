@@ -9,15 +9,15 @@ importer is re-implemented here; this module only
   graph's dt);
 * optionally (``rewrite=True``) replaces two snnav nodes the importers cannot express by standard nodes that
   compute the same values bit for bit on the inputs they get in snnav graphs (`rewrite_equivalent`, in
-  ``export.interop_parts``);
+  ``export.interop.limits``);
 * refuses (``check=True``) graphs on which an importer would silently compute something else, naming every
   limit (`limits`), and reports which parts of a graph do import (`loadable_parts`, `interop_report`); these
-  analyses live in ``export.interop_parts`` and are re-exported here, so ``from export.interop import X``
-  works for every name in ``__all__``;
+  analyses live in ``export.interop.limits`` and ``export.interop.parts``; the package ``export.interop``
+  re-exports every public name;
 * steps the imported module over ``[T, B, ...]`` the way each library expects and records every neuron layer
   (`run_imported`).
 
-Conventions that matter for spike identity (full table with the exact messages: ``export/INTEROP.md``)::
+Conventions that matter for spike identity (full table with the exact messages: ``export/interop/INTEROP.md``)::
 
     NIR/snnav LIF   v <- v + (dt/tau) ((v_leak - v) + r x);  z = v > th;  v <- v_reset where z     (same step)
     snnTorch Leaky  m <- beta m + x;  z = m - th' > 0;  m <- 0 where z   beta = 1 - 1e-4/tau,
@@ -41,35 +41,18 @@ import io
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Iterable
 
 import nir
 import numpy as np
 import torch
 from torch import Tensor
-from snnav.errors import UnsupportedGraphError
 
-if TYPE_CHECKING:  # re-exported lazily by __getattr__ below: export.interop_parts imports this module
-    from export.interop_parts import (
-        Limit, Part, interop_report, limits, loadable_parts, part_input, rewrite_equivalent, subgraph,
-    )
+from export.interop.limits import SNNTORCH_DT_S, SPIKING_TYPES, InteropError, graph_dt, limits, rewrite_equivalent
 
-__all__ = [
-    "LIBRARIES", "SNNTORCH_DT_S", "Imported", "ImportedRun", "InteropError", "Limit", "Part", "interop_report",
-    "limits", "loadable_parts", "part_input", "rewrite_equivalent", "run_imported", "subgraph", "to_norse",
-    "to_snntorch",
-]
+__all__ = ["Imported", "ImportedRun", "InteropError", "run_imported", "to_norse", "to_snntorch"]
 
 logger = logging.getLogger(__name__)
-
-LIBRARIES: tuple[str, ...] = ("snntorch", "norse")
-SNNTORCH_DT_S = 1e-4  # snntorch/import_nir.py, LIF / CubaLIF / RNN branches: `dt = 1e-4`
-SPIKING_TYPES: tuple[type, ...] = (nir.LIF, nir.IF, nir.CubaLIF, nir.Threshold)
-
-
-class InteropError(UnsupportedGraphError, ValueError):
-    """A graph cannot be imported into a library without computing something else; the message lists why."""
-
 
 @dataclass(frozen=True)
 class Imported:
@@ -102,17 +85,8 @@ class ImportedRun:
     records: dict[str, Tensor]
 
 
-def _graph_dt(graph: nir.NIRGraph) -> float:
-    dt = (graph.metadata or {}).get("dt")
-    if not isinstance(dt, (int, float)) or not np.isfinite(dt) or dt <= 0:
-        raise InteropError(f"graph.metadata['dt'] must be a positive number of seconds, found {dt!r}; snnav's "
-                           "exporter writes it. For a third-party graph set graph.metadata['dt'] first.")
-    return float(dt)
-
-# ---------------------------------------------------------------------------------------------- importers
 def _prepare(graph: nir.NIRGraph, library: str, rewrite: bool, check: bool) -> tuple[nir.NIRGraph, list[str]]:
-    _graph_dt(graph)  # fail early, with what to do, on a graph without dt
-    from export.interop_parts import limits, rewrite_equivalent  # noqa: PLC0415 - interop_parts imports us
+    graph_dt(graph)  # fail early, with what to do, on a graph without dt
 
     notes: list[str] = []
     if rewrite:
@@ -200,7 +174,7 @@ def to_snntorch(graph: nir.NIRGraph, *, rewrite: bool = False, check: bool = Tru
     from snntorch.import_nir import import_from_nir  # noqa: PLC0415 - optional dependency, imported on use
 
     prepared, notes = _prepare(graph, "snntorch", rewrite, check)
-    notes += _snntorch_time(prepared, _graph_dt(graph))
+    notes += _snntorch_time(prepared, graph_dt(graph))
     with _captured(notes):
         module = import_from_nir(copy.deepcopy(prepared))  # it rewrites the graph it is given (RNN subgraphs)
     logger.debug("snntorch import notes: %s", notes)
@@ -216,7 +190,7 @@ def to_norse(graph: nir.NIRGraph, *, rewrite: bool = False, check: bool = True) 
     import norse.torch as norse_torch  # noqa: PLC0415 - optional dependency, imported on use
 
     prepared, notes = _prepare(graph, "norse", rewrite, check)
-    dt = _graph_dt(graph)
+    dt = graph_dt(graph)
     for name, node in prepared.nodes.items():
         if isinstance(node, nir.LIF):
             norse_c = dt * (1 / torch.from_numpy(np.asarray(node.tau)).float())
@@ -320,23 +294,3 @@ def run_imported(imported: Imported | torch.nn.Module, inputs: Tensor | dict[str
         return torch.stack([torch.stack(s) for s in per], dim=1)  # [T, B, ...]
 
     return ImportedRun(stack(outs), {n: stack(recs[n]) for n in names})
-
-# ------------------------------------------------------------------------------------------------ re-exports
-_PARTS_NAMES = frozenset({"Limit", "Part", "interop_report", "limits", "loadable_parts", "part_input",
-                          "rewrite_equivalent", "subgraph"})
-
-
-def __getattr__(name: str) -> Any:
-    """``export.interop.limits`` etc.: the analysis side lives in `export.interop_parts`, which imports this
-    module, so its names are fetched on first use rather than at import time (no import cycle)."""
-    if name in _PARTS_NAMES:
-        from export import interop_parts  # noqa: PLC0415 - see above
-
-        value = getattr(interop_parts, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _PARTS_NAMES)

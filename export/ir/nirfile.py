@@ -22,7 +22,7 @@ import h5py
 import nir
 import numpy as np
 
-from export.errors import (
+from export.ir.errors import (
     CorruptNIRFileError,
     GraphValidationError,
     InvalidNodeError,
@@ -31,15 +31,18 @@ from export.errors import (
     NotANIRFileError,
     UnknownNodeTypeError,
 )
-from export.extensions import EXTENSIONS, SPEC_PATH, extension_class, is_extension
-
-from export.nirsummary import format_summary, graph_summary
-from export.nirvalidate import (
-    _edge_list,
-    _needs_dt,
-    all_nodes as _all_nodes,
-    type_name as _type_name,
+from export.ir.extensions import EXTENSIONS, SPEC_PATH, extension_class, is_extension
+from export.ir.nirsummary import format_summary, graph_summary
+from export.ir.nirvalidate import (
+    edge_list,
+    needs_dt,
     validate_graph,
+)
+from export.ir.nirvalidate import (
+    all_nodes as _all_nodes,
+)
+from export.ir.nirvalidate import (
+    type_name as _type_name,
 )
 
 __all__ = ["make_graph", "validate_graph", "write_graph", "read_graph", "graph_summary", "format_summary"]
@@ -65,13 +68,13 @@ def make_graph(nodes: dict, edges: list, metadata: dict | None = None, *, requir
         MetadataError: metadata that a NIR file cannot hold.
     """
     nodes = dict(nodes)
-    edges = _edge_list(edges)
+    edges = edge_list(edges)
     metadata = dict(metadata or {})
     kinds = {n.type_name: n.VERSION for n in nodes.values() if is_extension(n)}
     if kinds:
         metadata.setdefault("extensions", dict(sorted(kinds.items())))
     graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
-    validate_graph(graph, require_dt=_needs_dt(metadata) if require_dt is None else require_dt)
+    validate_graph(graph, require_dt=needs_dt(metadata) if require_dt is None else require_dt)
     if kinds:
         return graph
     try:  # NIR's own check; it may add Input/Output nodes for dangling roots/leaves and set conv shapes
@@ -102,7 +105,7 @@ def write_graph(path: str | os.PathLike, graph: nir.NIRGraph, *, nir_type_check:
         raise IsADirectoryError(f"cannot write the graph to {path}: it is a folder; give a file path (*.nir)")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
-    validate_graph(graph, require_dt=_needs_dt(graph.metadata))
+    validate_graph(graph, require_dt=needs_dt(graph.metadata))
     _check_storable(graph, "")
     tmp = _reserve_temp(path)
     try:
@@ -122,7 +125,7 @@ def _write_hdf5(path: Path, graph: nir.NIRGraph) -> None:
         with h5py.File(path, "r+") as f:
             f.attrs["snnav_note"] = (
                 f"Contains snnav extension nodes ({', '.join(kinds)}) that plain nir.read cannot load (it fails "
-                f"with AssertionError in nir.ir.str2NIRNode); read it with export.nirfile.read_graph. Spec: "
+                f"with AssertionError in nir.ir.str2NIRNode); read it with export.ir.nirfile.read_graph. Spec: "
                 f"{SPEC_PATH}")
 
 
@@ -191,7 +194,7 @@ def read_graph(path: str | os.PathLike, *, require_dt: bool = False) -> nir.NIRG
             raise CorruptNIRFileError(f"{path}: HDF5 data could not be read ({type(e).__name__}: {e}); the file "
                                       "is damaged or truncated; re-export it") from e
     try:
-        validate_graph(graph, require_dt=require_dt or _needs_dt(graph.metadata))
+        validate_graph(graph, require_dt=require_dt or needs_dt(graph.metadata))
     except NIRFormatError as e:
         raise type(e)(f"{path}: {e}") from e
     return graph
@@ -271,7 +274,7 @@ def _read_edges(dataset: Any, where: str) -> list[tuple[str, str]]:
         return []
     if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 2:
         raise NotANIRFileError(f"{where}: 'edges' must be an (E, 2) array of node names, found {data!r}")
-    return _edge_list([[v.decode("utf8") if isinstance(v, bytes) else v for v in row] for row in data])
+    return edge_list([[v.decode("utf8") if isinstance(v, bytes) else v for v in row] for row in data])
 
 
 def _read_metadata(group: h5py.Group) -> dict[str, Any]:

@@ -27,8 +27,8 @@ from typing import Any
 
 import nir
 
-from export.errors import GraphValidationError
-from export.extensions import is_extension
+from export.ir.errors import GraphValidationError
+from export.ir.extensions import is_extension
 
 __all__ = ["NEURON_TYPES", "FlatEdge", "FlatGraph", "Schedule", "flatten_graph", "schedule"]
 

@@ -1,4 +1,4 @@
-"""Converters ``module -> NIR nodes`` for every block of snnav's registered models (see ``export/exporter.py``).
+"""Converters ``module -> NIR nodes`` for every block of snnav's registered models (see ``export/from_torch/exporter.py``).
 
 Each converter mirrors the ``forward`` of its module in ``snnav/models`` and says which line it reproduces; shapes
 in comments are per sample, per step: images ``(C, H, W)``, tokens ``(C, N)``.
@@ -10,13 +10,13 @@ import nir
 import numpy as np
 from torch import nn
 
-import export.extensions as ext
-from export.exporter import ExportError, Value, _Builder, _sum, convert, converter
-from export.fold import fold_bn
+import export.ir.extensions as ext
+from export.from_torch.builder import Builder, ExportError, Value, convert, converter, sum_values
+from export.from_torch.fold import fold_bn
 from snnav.models.attention import CCSSA, RelativeBiasCrossAttention, SpatialCrossAttention, TemporalCrossAttention
 from snnav.models.audiovisual import AudioVisualSpikformer, CrossModalResidualBlock
 from snnav.models.baselines import CMCIBranch, CMCISpikformer, ReplacingAttentionBlock, WeightAttentionBlock
-from snnav.models.layers import ATTN_SCALE, MLP, SSA, ConvBNLIF1d, MLPBlock, SpikformerBlock, _ConvStage, _PatchSplitting
+from snnav.models.layers import ATTN_SCALE, MLP, SSA, ConvBNLIF1d, ConvStage, MLPBlock, PatchSplitting, SpikformerBlock
 from snnav.models.spikformer import Spikformer
 
 
@@ -25,8 +25,8 @@ def _p(path: str, child: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------- stems
-@converter(_ConvStage)
-def _conv_stage(b: _Builder, m: _ConvStage, path: str, x: Value) -> Value:
+@converter(ConvStage)
+def _conv_stage(b: Builder, m: ConvStage, path: str, x: Value) -> Value:
     """Conv3x3 + BN -> LIF [-> max-pool(3, 2, 1) as SumPool2d + Threshold(0.5) on binary spikes]."""
     c_in, h, w = x.shape
     weight, bias = fold_bn(m.conv, m.bn, b.np_dtype)
@@ -42,8 +42,8 @@ def _conv_stage(b: _Builder, m: _ConvStage, path: str, x: Value) -> Value:
     return Value((b.add(_p(path, "pool_or"), any_spike, _p(path, "pool") + ":any spike", pooled),), pooled.shape)
 
 
-@converter(_PatchSplitting)
-def _patch_splitting(b: _Builder, m: _PatchSplitting, path: str, x: Value) -> Value:
+@converter(PatchSplitting)
+def _patch_splitting(b: Builder, m: PatchSplitting, path: str, x: Value) -> Value:
     """``x + rpe(x)`` after the pooled stages, flattened to tokens: ``(D, H', W') -> (D, N)``."""
     if x.shape[0] != m.in_channels:
         raise ExportError(f"{path} expects {m.in_channels} input channels; the export config gives {x.shape}.")
@@ -57,26 +57,26 @@ def _patch_splitting(b: _Builder, m: _PatchSplitting, path: str, x: Value) -> Va
         c, h, w = value.shape
         node = nir.Flatten(input_type={"input": np.array(value.shape)}, start_dim=1, end_dim=2)
         tokens.append(Value((b.add(_p(path, tag), node, f"{path}:{tag}", value),), (c, h * w)))
-    return _sum(*tokens)
+    return sum_values(*tokens)
 
 
 # ------------------------------------------------------------------------------------------------- token blocks
 @converter(ConvBNLIF1d)
-def _conv_bn_lif(b: _Builder, m: ConvBNLIF1d, path: str, x: Value) -> Value:
+def _conv_bn_lif(b: Builder, m: ConvBNLIF1d, path: str, x: Value) -> Value:
     return b.lif(_p(path, "lif"), m.lif, b.conv_bn_1d(path, m.conv, m.bn, x))
 
 
 @converter(MLP)
-def _mlp(b: _Builder, m: MLP, path: str, x: Value) -> Value:
+def _mlp(b: Builder, m: MLP, path: str, x: Value) -> Value:
     return convert(b, m.fc2, _p(path, "fc2"), convert(b, m.fc1, _p(path, "fc1"), x))
 
 
 @converter(MLPBlock)
-def _mlp_block(b: _Builder, m: MLPBlock, path: str, x: Value) -> Value:
-    return _sum(x, convert(b, m.mlp, _p(path, "mlp"), x))  # x + MLP(x)
+def _mlp_block(b: Builder, m: MLPBlock, path: str, x: Value) -> Value:
+    return sum_values(x, convert(b, m.mlp, _p(path, "mlp"), x))  # x + MLP(x)
 
 
-def _attention_core(b: _Builder, m: SSA, path: str, q: Value, k: Value, v: Value) -> Value:
+def _attention_core(b: Builder, m: SSA, path: str, q: Value, k: Value, v: Value) -> Value:
     """``0.25 Q K^T V`` per head, as the extension node matching the module's attend()."""
     c, n = q.shape
     ports = {"q": q, "k": k, "v": v}
@@ -100,7 +100,7 @@ def _attention_core(b: _Builder, m: SSA, path: str, q: Value, k: Value, v: Value
 
 
 @converter(SSA)
-def _ssa(b: _Builder, m: SSA, path: str, x: Value, y: Value | None = None) -> Value:
+def _ssa(b: Builder, m: SSA, path: str, x: Value, y: Value | None = None) -> Value:
     """``proj(attn_lif(attend(q(x), k(y), v(y))))``; y defaults to x (self-attention)."""
     y = x if y is None else y
     q = convert(b, m.q, _p(path, "q"), x)
@@ -111,7 +111,7 @@ def _ssa(b: _Builder, m: SSA, path: str, x: Value, y: Value | None = None) -> Va
 
 
 @converter(CCSSA)
-def _ccssa(b: _Builder, m: CCSSA, path: str, x: Value, y: Value) -> Value:
+def _ccssa(b: Builder, m: CCSSA, path: str, x: Value, y: Value) -> Value:
     """``mean_N(S)[t] * mean_T(Tm)[n]`` of the spatial and temporal branches (a window node)."""
     s = convert(b, m.spatial, _p(path, "spatial"), x, y)
     tm = convert(b, m.temporal, _p(path, "temporal"), x, y)
@@ -120,23 +120,23 @@ def _ccssa(b: _Builder, m: CCSSA, path: str, x: Value, y: Value) -> Value:
 
 
 @converter(SpikformerBlock)
-def _spikformer_block(b: _Builder, m: SpikformerBlock, path: str, x: Value) -> Value:
-    x1 = _sum(x, convert(b, m.attn, _p(path, "attn"), x))  # x + SSA(x)
+def _spikformer_block(b: Builder, m: SpikformerBlock, path: str, x: Value) -> Value:
+    x1 = sum_values(x, convert(b, m.attn, _p(path, "attn"), x))  # x + SSA(x)
     return convert(b, m.mlp, _p(path, "mlp"), x1)
 
 
 @converter(CrossModalResidualBlock)
-def _cross_modal_residual(b: _Builder, m: CrossModalResidualBlock, path: str, x: Value, y: Value) -> Value:
+def _cross_modal_residual(b: Builder, m: CrossModalResidualBlock, path: str, x: Value, y: Value) -> Value:
     """``x + alpha * res``; S-CMRL's ``res = LIF(Linear(attn(x, y)))`` over channels, CMRL's ``res = attn(x, y)``."""
     res = convert(b, m.attn, _p(path, "attn"), x, y)
     if m.project:
         z = b.token_linear(_p(path, "trans_linear"), m.trans_linear, res)
         res = b.lif(_p(path, "trans_lif"), m.trans_lif, z, source_axes=(1, 0))  # the model runs it on (N, C)
-    return _sum(x, b.scale(_p(path, "alpha"), m.alpha, res, f"{path}:alpha"))
+    return sum_values(x, b.scale(_p(path, "alpha"), m.alpha, res, f"{path}:alpha"))
 
 
 @converter(WeightAttentionBlock)
-def _weight_attention(b: _Builder, m: WeightAttentionBlock, path: str, x: Value, y: Value) -> Value:
+def _weight_attention(b: Builder, m: WeightAttentionBlock, path: str, x: Value, y: Value) -> Value:
     """``x * fc2(fc1(cat(mean_N x, mean_N y)))``: fc1 split into its x and y halves, summed at fc2 (fan-in)."""
     d = x.shape[0]
     w1 = m.fc1.weight  # (D, 2D)
@@ -144,37 +144,37 @@ def _weight_attention(b: _Builder, m: WeightAttentionBlock, path: str, x: Value,
     hy = b.token_mean_affine(_p(path, "fc1_y"), w1[:, d:], None, y, _p(path, "fc1") + ":y half")
     w2 = nir.Affine(weight=m.fc2.weight.detach().double().numpy().astype(b.np_dtype),
                     bias=m.fc2.bias.detach().double().numpy().astype(b.np_dtype))
-    gate = Value((b.add(_p(path, "fc2"), w2, _p(path, "fc2"), _sum(hx, hy)),), (1,))
+    gate = Value((b.add(_p(path, "fc2"), w2, _p(path, "fc2"), sum_values(hx, hy)),), (1,))
     node = ext.Gate(shape=np.array(x.shape))
     return Value((b.add(_p(path, "gate"), node, f"{path}:gate", {"x": x, "gate": gate}),), x.shape)
 
 
 @converter(ReplacingAttentionBlock)
-def _replacing(b: _Builder, m: ReplacingAttentionBlock, path: str, x: Value, y: Value) -> Value:
+def _replacing(b: Builder, m: ReplacingAttentionBlock, path: str, x: Value, y: Value) -> Value:
     return convert(b, m.attn, _p(path, "attn"), x, y)
 
 
 @converter(CMCIBranch)
-def _cmci_branch(b: _Builder, m: CMCIBranch, path: str, x: Value, y: Value) -> Value:
-    z = _sum(b.token_linear(_p(path, "fc1"), m.fc1, x), b.token_linear(_p(path, "fc2"), m.fc2, y))
+def _cmci_branch(b: Builder, m: CMCIBranch, path: str, x: Value, y: Value) -> Value:
+    z = sum_values(b.token_linear(_p(path, "fc1"), m.fc1, x), b.token_linear(_p(path, "fc2"), m.fc2, y))
     return convert(b, m.mlp, _p(path, "mlp"), b.lif(_p(path, "lif"), m.lif, z, source_axes=(1, 0)))  # on (N, C)
 
 
 # ------------------------------------------------------------------------------------------------------- models
-def _readout(b: _Builder, head: nn.Linear, path: str, *parts: Value) -> Value:
+def _readout(b: Builder, head: nn.Linear, path: str, *parts: Value) -> Value:
     """``head(mean_T(sum_i mean_N part_i))`` (add fusion / unimodal) as Flatten -> Affine -> I."""
-    mean_n = b.token_mean_affine(path, head.weight, head.bias, _sum(*parts), path)
+    mean_n = b.token_mean_affine(path, head.weight, head.bias, sum_values(*parts), path)
     return b.time_mean(_p(path, "mean_t"), mean_n, f"{path}:mean over T")
 
 
 @converter(Spikformer)
-def _spikformer(b: _Builder, m: Spikformer, path: str, x: Value) -> Value:
+def _spikformer(b: Builder, m: Spikformer, path: str, x: Value) -> Value:
     tokens = convert(b, m.block, _p(path, "block"), convert(b, m.stem, _p(path, "stem"), x))
     return _readout(b, m.head, _p(path, "head"), tokens)
 
 
 @converter(AudioVisualSpikformer)
-def _audio_visual(b: _Builder, m: AudioVisualSpikformer, path: str, audio: Value, visual: Value) -> Value:
+def _audio_visual(b: Builder, m: AudioVisualSpikformer, path: str, audio: Value, visual: Value) -> Value:
     a0 = convert(b, m.stem_audio, _p(path, "stem_audio"), audio)
     v0 = convert(b, m.stem_visual, _p(path, "stem_visual"), visual)
     if m.fusion_blocks() and a0.shape != v0.shape:
@@ -190,11 +190,11 @@ def _audio_visual(b: _Builder, m: AudioVisualSpikformer, path: str, audio: Value
     head = _p(path, "head")
     ha = b.token_mean_affine(_p(path, "head_audio_half"), m.head.weight[:, :d], m.head.bias, a2, head + ":audio half")
     hv = b.token_mean_affine(_p(path, "head_visual_half"), m.head.weight[:, d:], None, v2, head + ":visual half")
-    return b.time_mean(_p(path, "head.mean_t"), _sum(ha, hv), head + ":mean over T")
+    return b.time_mean(_p(path, "head.mean_t"), sum_values(ha, hv), head + ":mean over T")
 
 
 @converter(CMCISpikformer)
-def _cmci(b: _Builder, m: CMCISpikformer, path: str, audio: Value, visual: Value) -> Value:
+def _cmci(b: Builder, m: CMCISpikformer, path: str, audio: Value, visual: Value) -> Value:
     """Only the prediction path: ``head(mean branch(A0, V0))``; the auxiliary heads are a training signal."""
     a0 = convert(b, m.stem_audio, _p(path, "stem_audio"), audio)
     v0 = convert(b, m.stem_visual, _p(path, "stem_visual"), visual)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from export.errors import InvalidNodeError
+from export.ir.errors import InvalidNodeError
 
 __all__ = ["Context", "Op", "STANDARD_BUILDERS", "as_f64", "param", "sum_terms"]
 

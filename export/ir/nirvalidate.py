@@ -1,6 +1,6 @@
 """Validation of NIR graphs with or without snnav's extension nodes: names, edges, ports, shapes, metadata, dt.
 
-Imports only nir, numpy and the standard library (hardware_sims imports it through `export.nirfile`).
+Imports only nir, numpy and the standard library (hardware_sims imports it through `export.ir.nirfile`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import nir
 import numpy as np
 from nir.ir.utils import calc_flatten_output, calculate_conv_output
 
-from export.errors import GraphValidationError, MetadataError, NIRFormatError
-from export.extensions import is_extension, resolve_target, split_port
+from export.ir.errors import GraphValidationError, MetadataError, NIRFormatError
+from export.ir.extensions import is_extension, resolve_target, split_port
 
 __all__ = ["validate_graph", "all_nodes", "type_name"]
 
@@ -44,7 +44,7 @@ def validate_graph(graph: nir.NIRGraph, require_dt: bool = True) -> None:
                 validate_graph(node, require_dt=False)
             except NIRFormatError as e:
                 raise type(e)(f"in subgraph {name!r}: {e}") from e
-    edges = _edge_list(graph.edges)
+    edges = edge_list(graph.edges)
     shapes = _output_shapes(nodes, edges)
     seen: set[tuple[str, str]] = set()
     fed: set[tuple[str, str | None]] = set()
@@ -68,7 +68,7 @@ def validate_graph(graph: nir.NIRGraph, require_dt: bool = True) -> None:
 
 
 
-def _edge_list(edges: Any) -> list[tuple[str, str]]:
+def edge_list(edges: Any) -> list[tuple[str, str]]:
     out = []
     for edge in edges:
         if not isinstance(edge, (tuple, list)) or len(edge) != 2 or not all(isinstance(e, str) for e in edge):
@@ -116,7 +116,7 @@ def _check_edge(nodes: dict, shapes: dict, src: str, dst: str) -> tuple[str, str
         raise GraphValidationError(f"{edge}: {type(node).__name__} node {name!r} has a single implicit port; "
                                    f"write the target as {name!r}")
     else:
-        expected = _single(getattr(node, "input_type", None))
+        expected = single_shape(getattr(node, "input_type", None))
     got = shapes.get(src)
     if expected is not None and got is not None and not np.array_equal(np.asarray(expected), got):
         raise GraphValidationError(
@@ -129,7 +129,7 @@ def _output_shapes(nodes: dict, edges: list[tuple[str, str]]) -> dict[str, np.nd
     """Known output shapes by node; shape-computing NIR nodes are inferred from their first known source."""
     shapes = {}
     for name, node in nodes.items():
-        out = _single(getattr(node, "output_type", None))
+        out = single_shape(getattr(node, "output_type", None))
         if out is not None:
             shapes[name] = np.asarray(out, dtype=np.int64)
     sources: dict[str, list[str]] = {}
@@ -144,7 +144,7 @@ def _output_shapes(nodes: dict, edges: list[tuple[str, str]]) -> dict[str, np.nd
             if name in shapes or not isinstance(node, (nir.Conv1d, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d,
                                                        nir.Flatten)):
                 continue
-            shape_in = _single(node.input_type)
+            shape_in = single_shape(node.input_type)
             if shape_in is None:
                 shape_in = next((shapes[s] for s in sources.get(name, []) if s in shapes), None)
             out = _infer_output(node, shape_in) if shape_in is not None else None
@@ -173,7 +173,7 @@ def _infer_output(node: nir.NIRNode, shape_in: Any) -> np.ndarray | None:
         return None  # malformed parameters: leave the shape unknown, NIR's own checks report it
 
 
-def _single(types: Any) -> Any:
+def single_shape(types: Any) -> Any:
     """The shape of a single-port type dict, or None (unknown, or several ports)."""
     if isinstance(types, dict) and len(types) == 1:
         return next(iter(types.values()))
@@ -204,7 +204,7 @@ def _check_dt(metadata: dict) -> None:
                                    f"{dt!r}")
 
 
-def _needs_dt(metadata: dict | None) -> bool:
+def needs_dt(metadata: dict | None) -> bool:
     producer = (metadata or {}).get("producer")
     return isinstance(producer, str) and producer.startswith("snnav")
 

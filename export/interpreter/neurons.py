@@ -62,8 +62,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from export.errors import InvalidNodeError
-from export.interp_nodes import Context, Op, as_f64, param, sum_terms
+from export.interpreter.nodes import Context, Op, as_f64, param, sum_terms
+from export.ir.errors import InvalidNodeError
 
 __all__ = ["CONVENTIONS", "NEURON_BUILDERS", "neuron_builder"]
 

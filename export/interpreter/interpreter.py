@@ -7,7 +7,7 @@ Usage::
     result.outputs["logits"]   # [T, B, K]
     result.spikes["lif1"]      # [T, B, ...] spikes of every spiking node; result.records: every node's output
 
-Evaluation. Nested subgraphs are flattened ("G.B" names) and edge ports resolved (`export/interp_graph.py`). An
+Evaluation. Nested subgraphs are flattened ("G.B" names) and edge ports resolved (`export/ir/graph.py`). An
 acyclic graph is evaluated node by node in topological order over the whole sequence ``[T, B, ...]``: stateless
 nodes at once over T, neurons looping over T. A graph with a cycle runs step by step: in every cycle, the edges
 leaving a neuron carry a one-step delay (the consumer reads the neuron's output of step t-1, zeros at t = 0);
@@ -54,12 +54,12 @@ import nir
 import torch
 from torch import Tensor
 
-from export.errors import GraphValidationError, UnknownNodeTypeError
-from export.interp_extensions import EXTENSION_BUILDERS
-from export.interp_graph import NEURON_TYPES, FlatGraph, Schedule, flatten_graph, schedule
-from export.interp_neurons import CONVENTIONS, neuron_builder
-from export.interp_nodes import STANDARD_BUILDERS, Context, Op
-from export.nirfile import read_graph
+from export.interpreter.extensions import EXTENSION_BUILDERS
+from export.interpreter.neurons import CONVENTIONS, neuron_builder
+from export.interpreter.nodes import STANDARD_BUILDERS, Context, Op
+from export.ir.errors import GraphValidationError, UnknownNodeTypeError
+from export.ir.graph import NEURON_TYPES, FlatGraph, Schedule, flatten_graph, schedule
+from export.ir.nirfile import read_graph
 
 __all__ = ["Interpreter", "InterpreterResult", "run_graph", "CONVENTIONS"]
 

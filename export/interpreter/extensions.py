@@ -1,4 +1,4 @@
-"""Evaluators of snnav's extension nodes (`export/extensions.py`) for the reference interpreter.
+"""Evaluators of snnav's extension nodes (`export/ir/extensions.py`) for the reference interpreter.
 
 Each evaluator is vectorised over ``[T, B]``; ports arrive as ``[T, B, *port_shape]`` (fan-in already summed).
 Heads: channel ``c = g*d + i``, ``d = C / h``; a ``(C, N)`` tensor is viewed as ``(h, d, N)``. Products of binary
@@ -26,9 +26,9 @@ from typing import Any, Callable
 
 from torch import Tensor
 
-from export.errors import InvalidNodeError
-from export.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
-from export.interp_nodes import Context, Op, sum_terms
+from export.interpreter.nodes import Context, Op, sum_terms
+from export.ir.errors import InvalidNodeError
+from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
 
 __all__ = ["EXTENSION_BUILDERS"]
 
