@@ -15,7 +15,7 @@ the user to report it. The message of every error says what was found, what was 
     ├── UnsupportedGraphError a model or graph that a converter or backend cannot express
     └── BackendError          a backend that failed while running (Lava, a GPU, a worker process)
 
-Packages define their specific errors as subclasses of these (``export.errors.NIRFormatError`` is a
+Packages define their specific errors as subclasses of these (``export.ir.errors.NIRFormatError`` is a
 :class:`FileFormatError`, the Lava backend's ``LavaRunError`` a :class:`BackendError`). Some also subclass a
 builtin (``ValueError``, ``RuntimeError``) so that code written against the builtin keeps working; the CLI never
 catches the builtin.

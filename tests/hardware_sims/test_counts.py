@@ -14,7 +14,7 @@ import pytest
 from lava_graphs import DT, binary, conv_pool, lif, residual
 
 import hardware_sims  # noqa: F401  (lava compatibility fixes before any lava import)
-from export.extensions import ComplementaryFusion, SpikeAttention
+from export.ir.extensions import ComplementaryFusion, SpikeAttention
 from hardware_sims.counts import ActivityCounts, MissingRecordError, count_activity, merge_all, spike_raster
 from hardware_sims.counts.extensions import (
     apply_ops,

@@ -103,7 +103,7 @@ def test_profile_accounts_for_the_run(device):
 def test_the_emulator_path_imports_no_lava(tmp_path):
     """With every ``lava`` import refused, a graph with extension nodes is planned, quantized and emulated (numpy
     and torch), identically to this process's run."""
-    from export.nirfile import write_graph
+    from export.ir.nirfile import write_graph
 
     graph, inputs = small_model_case("scmrl")
     write_graph(tmp_path / "g.nir", graph)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
 from export.interpreter import Interpreter
 from hardware_sims.lava_procs import fixed as fx
 from hardware_sims.lava_procs import kernels as kn
@@ -319,8 +319,8 @@ CASES = {
 
 
 def test_builders_cover_every_extension_with_ports_shapes_latency_and_state_vars():
-    from export.errors import InvalidNodeError
-    from export.extensions import EXTENSIONS
+    from export.ir.errors import InvalidNodeError
+    from export.ir.extensions import EXTENSIONS
     from hardware_sims.lava_procs import EXTENSION_BUILDERS, SpikeAttentionProcess, build_extension
 
     assert set(EXTENSION_BUILDERS) == set(EXTENSIONS)

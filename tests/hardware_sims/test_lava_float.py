@@ -18,7 +18,7 @@ import pytest
 import torch
 from lava_graphs import DT, binary, conv_pool, lif_chain, recurrent, residual, two_inputs_readout, wiring
 
-from export.extensions import ComplementaryFusion
+from export.ir.extensions import ComplementaryFusion
 from export.interpreter import Interpreter
 from hardware_sims.lava_backend import InputBindingError, LavaRunError, Plan, build_plan, run_lava
 from hardware_sims.lava_backend import run as run_module
@@ -320,7 +320,7 @@ def test_third_party_exports_run():
 
 @pytest.mark.lava
 def test_runs_a_nir_file(tmp_path):
-    from export.nirfile import write_graph
+    from export.ir.nirfile import write_graph
 
     rng = np.random.default_rng(7)
     graph = conv_pool(rng)

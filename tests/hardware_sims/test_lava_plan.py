@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lava_graphs import DT, conv_pool, lif, lif_chain, recurrent, residual, wiring
 
-from export.errors import GraphValidationError
-from export.extensions import ComplementaryFusion
+from export.ir.errors import GraphValidationError
+from export.ir.extensions import ComplementaryFusion
 from hardware_sims.lava_backend import LatencyError, UnsupportedGraphError, build_plan, register_extension
 from hardware_sims.lava_backend.linear import apply_op, linear_op, scaled
 

@@ -52,7 +52,7 @@ def conv_chain(rng) -> nir.NIRGraph:
 def av_add():
     """A small exported av-add model with random batch-norm statistics (so that every layer fires)."""
     torch = pytest.importorskip("torch")
-    from export.exporter import ExportConfig, export_model
+    from export.from_torch.exporter import ExportConfig, export_model
     from snnav.models import create_model
 
     torch.manual_seed(0)
@@ -71,14 +71,14 @@ def av_add():
 
 
 def token_mlp(graph: nir.NIRGraph) -> nir.NIRGraph:
-    from export.interop_parts import subgraph
+    from export.interop.parts import subgraph
 
     keep = ["mlp_audio_mlp_fc1_conv", "mlp_audio_mlp_fc1_lif", "mlp_audio_mlp_fc2_conv", "mlp_audio_mlp_fc2_lif"]
     return subgraph(graph, keep, input_at="mlp_audio_mlp_fc1_conv")  # input: the fan-in x + rpe, one Input
 
 
 def audio_stem(graph: nir.NIRGraph) -> nir.NIRGraph:
-    from export.interop_parts import subgraph
+    from export.interop.parts import subgraph
 
     keep = [f"stem_audio_stages_{i}_{part}" for i in (0, 1) for part in ("conv", "lif", "pool", "pool_or")]
     return subgraph(graph, keep)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from export.equivalence import compare
+from export.from_torch.equivalence import compare
 from snnav.app.checkpoint_export import load_trained_model
-from export.nirfile import read_graph
+from export.ir.nirfile import read_graph
 from snnav.app import cli
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
 from snnav.training.build import open_datasets

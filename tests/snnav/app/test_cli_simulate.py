@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.nirfile import read_graph, write_graph
+from export.ir.nirfile import read_graph, write_graph
 from snnav.app import cli
 from snnav.app.simulate import open_test_split, simulate
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
