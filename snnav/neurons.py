@@ -1,4 +1,4 @@
-"""S-CMRL's spiking neuron (BrainCog ``MyNode``, scmrl.md §1.1): a pure step function and a multi-step module.
+"""S-CMRL's spiking neuron (BrainCog ``MyNode``, docs/scmrl.md §1.1): a pure step function and a multi-step module.
 
 Discrete-time update, for one step t with input current X_t and membrane V (V_{-1} = 0)::
 

@@ -1,6 +1,6 @@
 """Audio views of a waveform: S-CMRL's log spectrogram and an N-TIDIGITS-like cochlea spike view (numpy/scipy).
 
-* :func:`log_spectrogram` is S-CMRL's audio pipeline (``specs/scmrl.md`` §4.1) as one image: a natural-log,
+* :func:`log_spectrogram` is S-CMRL's audio pipeline (``docs/scmrl.md`` §4.1) as one image: a natural-log,
   linear-frequency STFT magnitude stretched to a fixed size. Real-dataset loaders call it too.
 * :func:`cochlea_spikes` imitates the N-TIDIGITS recordings (§4.3): 64 log-spaced band-pass channels, each
   rectified, smoothed and log-compressed, and turned into spikes by delta modulation, binned into ``T`` frames.
@@ -102,7 +102,7 @@ def stft_log_magnitude(wave: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def log_spectrogram(wave: np.ndarray, sample_rate: int, out_hw: tuple[int, int] = (64, 64)) -> np.ndarray:
-    """S-CMRL's audio image (``specs/scmrl.md`` §4.1): float32 ``(H, W)``, frequency along H (row 0 = 0 Hz).
+    """S-CMRL's audio image (``docs/scmrl.md`` §4.1): float32 ``(H, W)``, frequency along H (row 0 = 0 Hz).
 
     Steps: resample to 22050 Hz (``scipy.signal.resample_poly``; the reference uses torchaudio's windowed-sinc
     ``resample``, so resampled inputs differ slightly), clamp to [-1, 1], :func:`stft_log_magnitude`, then

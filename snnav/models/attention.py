@@ -1,8 +1,8 @@
 """Cross-modal spiking attention: spatial, temporal, their CCSSA combination, and SCA's relative-position variant.
 
 Every module is called ``f(x, y)``: ``x`` is the query modality, ``y`` supplies keys and values, both
-``(T, B, C, N)`` with the same T, B, C and N (scmrl.md §1.5). Q, K, V are binary spikes; there is no softmax and the
-scale is the reference's fixed 0.25.
+``(T, B, C, N)`` with the same T, B, C and N (docs/scmrl.md §1.5). Q, K, V are binary spikes; there is no softmax
+and the scale is the reference's fixed 0.25.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class SpatialCrossAttention(SSA):
 
 
 class TemporalCrossAttention(SSA):
-    """Temporal branch: attention over the T steps, independently per token and head (scmrl.md §1.5).
+    """Temporal branch: attention over the T steps, independently per token and head (docs/scmrl.md §1.5).
 
     Q, K, V become ``(N, B, h, T, d)``; ``out = 0.25 Q K^T V`` is ``(N, B, h, T, d)``. Going back to ``(T, B, C, N)``:
 
@@ -72,7 +72,7 @@ class TemporalCrossAttention(SSA):
 
 
 class CCSSA(nn.Module):
-    """Cross-modal complementary spatio-temporal spiking attention (scmrl.md §1.5).
+    """Cross-modal complementary spatio-temporal spiking attention (docs/scmrl.md §1.5).
 
     ``S`` = spatial branch, ``Tm`` = temporal branch (separate weights);
     ``out[t, b, c, n] = mean_n'(S)[t, b, c] * mean_t'(Tm)[b, c, n]``, real-valued in [0, 1].

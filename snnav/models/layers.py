@@ -3,7 +3,7 @@
 All blocks take ``neuron_layer``, a zero-argument callable returning a multi-step spiking module over
 ``[T, B, ...]`` (default :class:`snnav.neurons.MultiStepLIF`), so a new neuron needs no edit here.
 Convolutions and batch norm run on the merged ``(T*B)`` dimension, so BN statistics are shared over time and
-batch (scmrl.md §7); neurons run time-first. Token tensors use the layout ``(T, B, C, N)``.
+batch (docs/scmrl.md §7); neurons run time-first. Token tensors use the layout ``(T, B, C, N)``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = [
 NeuronLayer = Callable[[], nn.Module]
 
 ATTN_SCALE = 0.25
-"""Fixed attention scale of the reference, independent of the head size d (scmrl.md §1.3)."""
+"""Fixed attention scale of the reference, independent of the head size d (docs/scmrl.md §1.3)."""
 
 
 def check_choice(key: str, value: object, choices: tuple[str, ...]) -> None:
@@ -121,7 +121,10 @@ class PatchSplitting(nn.Module):
 
 
 class SPS(PatchSplitting):
-    """Spiking Patch Splitting (scmrl.md §1.2): in -> D/8 -> D/4 -> D/2 -> D, each pooled /2, then RPE; N = HW/256."""
+    """Spiking Patch Splitting (docs/scmrl.md §1.2): in -> D/8 -> D/4 -> D/2 -> D, each pooled /2, then RPE.
+
+    N = HW/256 tokens.
+    """
 
     def __init__(self, in_channels: int, embed_dim: int, neuron_layer: NeuronLayer = MultiStepLIF) -> None:
         if embed_dim % 8:
@@ -131,7 +134,7 @@ class SPS(PatchSplitting):
 
 
 class ShallowSPS(PatchSplitting):
-    """Two-stage stem used for MNISTDVS-NTIDIGITS (scmrl.md §1.2): in -> D/2 -> D, pooled /2 twice; N = HW/16."""
+    """Two-stage stem used for MNISTDVS-NTIDIGITS (docs/scmrl.md §1.2): in -> D/2 -> D, pooled /2 twice; N = HW/16."""
 
     def __init__(self, in_channels: int, embed_dim: int, neuron_layer: NeuronLayer = MultiStepLIF) -> None:
         if embed_dim % 2:
@@ -149,7 +152,7 @@ def make_stem(stem: str, in_channels: int, embed_dim: int, neuron_layer: NeuronL
 
 
 class MLP(nn.Module):
-    """Conv1d(C, rC, k1, bias) -> BN -> neuron -> Conv1d(rC, C, k1, bias) -> BN -> neuron (scmrl.md §1.4)."""
+    """Conv1d(C, rC, k1, bias) -> BN -> neuron -> Conv1d(rC, C, k1, bias) -> BN -> neuron (docs/scmrl.md §1.4)."""
 
     def __init__(self, dim: int, mlp_ratio: int = 4, neuron_layer: NeuronLayer = MultiStepLIF) -> None:
         super().__init__()
@@ -192,7 +195,7 @@ def multihead_spike_product(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 
 
 class SSA(nn.Module):
-    """Spiking (self- or cross-) attention over tokens, per time step (scmrl.md §1.3, §1.5 spatial branch).
+    """Spiking (self- or cross-) attention over tokens, per time step (docs/scmrl.md §1.3, §1.5 spatial branch).
 
     ``Q = LIF(BN(Wq x))``, ``K = LIF(BN(Wk y))``, ``V = LIF(BN(Wv y))`` (binary), split into h heads;
     ``out = LIF_proj(BN(Wp LIF_attn(0.25 * Q K^T V)))``, binary ``(T, B, C, N)``. ``y`` defaults to ``x``.

@@ -4,10 +4,11 @@
 :func:`model_defaults`) plus the neuron keys ``tau``, ``threshold``, ``surrogate_slope``, ``detach_mem`` and
 ``fused``, or instead a ``neuron_layer`` callable. A model may also register *choice defaults*: defaults that
 depend on the value of another key (``cmrl`` takes ``alpha = 1.0`` for ``attn_variant`` spatial or temporal, as the
-authors ran those rows); an explicitly given key always wins. Unknown keys are rejected with :class:`ConfigError` rather than
-ignored: the reference silently dropped ``--threshold``, ``--node-type`` and ``v_threshold`` (docs/scmrl.md §1.1), and a
-registry that drops keys would repeat that. The built model carries ``model.model_name`` and ``model.config``, the
-effective configuration that rebuilds it with ``create_model(model.model_name, **model.config)``.
+authors ran those rows); an explicitly given key always wins. Unknown keys are rejected with :class:`ConfigError`
+rather than ignored: the reference silently dropped ``--threshold``, ``--node-type`` and ``v_threshold``
+(docs/scmrl.md §1.1), and a registry that drops keys would repeat that. The built model carries
+``model.model_name`` and ``model.config``, the effective configuration that rebuilds it with
+``create_model(model.model_name, **model.config)``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Unimodal Spikformer baselines (scmrl.md §1.3): SPS stem, one SSA + MLP block, mean readout, linear head."""
+"""Unimodal Spikformer baselines (docs/scmrl.md §1.3): SPS stem, one SSA + MLP block, mean readout, linear head."""
 
 from __future__ import annotations
 

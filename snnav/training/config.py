@@ -1,9 +1,9 @@
 """Training configuration: frozen dataclasses, TOML loading at the edge, unknown keys rejected.
 
-The defaults reproduce S-CMRL's recipe (``specs/scmrl.md`` §3): AdamW (0.9, 0.999), weight decay 1e-4 without decay
+The defaults reproduce S-CMRL's recipe (``docs/scmrl.md`` §3): AdamW (0.9, 0.999), weight decay 1e-4 without decay
 on 1-D parameters and biases, ``lr = 5e-3 * batch / 1024`` (timm's linear scaling; 6.25e-4 at the reference batch of
 128), 5 warm-up epochs from 1e-6, cosine to 1e-5 over 100 epochs, label smoothing 0.1, semantic-alignment loss at
-tau = 0.07. IEMF (``specs/iemf.md`` §1, §5) is off unless ``[iemf] enabled = true``.
+tau = 0.07. IEMF (``docs/iemf.md`` §1, §5) is off unless ``[iemf] enabled = true``.
 
 ``batch_size`` is the **global** batch: under ``torchrun`` each of W processes takes ``batch_size / W`` samples of
 every global batch, so the same config gives the same training whatever the number of processes.
@@ -17,11 +17,12 @@ import dataclasses
 import difflib
 import json
 import logging
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
+
+import tomllib
 
 from snnav.errors import ConfigError
 
@@ -89,7 +90,7 @@ def _coerce(cls: type, data: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class IEMFConfig:
-    """Inverse-effectiveness driven multimodal fusion (``specs/iemf.md`` §1.2-§1.4, §5).
+    """Inverse-effectiveness driven multimodal fusion (``docs/iemf.md`` §1.2-§1.4, §5).
 
     Attributes:
         enabled: add the unimodal heads and their losses, and modulate the fusion parameters' update.
@@ -158,10 +159,10 @@ class TrainConfig:
         betas, eps: AdamW's.
         momentum, nesterov: SGD's.
         label_smoothing: epsilon of the training cross-entropies (validation uses plain CE).
-        align_loss: ``exact`` (spec §2), ``symmetric`` (L2-normalised, both directions, per positive) or ``off``;
-            used only by models that produce alignment features (S-CMRL).
+        align_loss: ``exact`` (docs/scmrl.md §2), ``symmetric`` (L2-normalised, both directions, per positive) or
+            ``off``; used only by models that produce alignment features (S-CMRL).
         align_tau, align_weight: the alignment loss's temperature and weight.
-        grad_clip_norm: clip the global gradient norm (0 = off), before IEMF's edit (iemf.md §5 pitfalls).
+        grad_clip_norm: clip the global gradient norm (0 = off), before IEMF's edit (docs/iemf.md §5 pitfalls).
         seed: seeds torch, numpy, python, the data order (per epoch) and IEMF's noise.
         device: ``auto`` (cuda when available), ``cpu`` or ``cuda``.
         dtype: ``float32``, or ``float64`` for exactness checks.

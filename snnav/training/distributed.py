@@ -9,7 +9,7 @@ Design (the goal is that W processes compute what one process computes on the sa
 * **Gradients** are averaged with one all-reduce of a flattened buffer after ``backward`` (what
   ``DistributedDataParallel`` does, without overlapping communication with the backward pass). Doing it
   explicitly tolerates parameters without gradient and makes IEMF's gradient edit happen after the average, on the
-  same values in every process (iemf.md §5 pitfalls).
+  same values in every process (docs/iemf.md §5 pitfalls).
 * **BatchNorm.** ``torch.nn.SyncBatchNorm`` refuses CPU tensors in torch 2.13 ("SyncBatchNorm expected input tensor
   to be on GPU"), so :class:`DistributedBatchNorm` (differentiable all-reduces of the per-channel sums, two passes)
   replaces every BatchNorm while training with W > 1, on any device and backend. Its statistics are those of the

@@ -1,4 +1,4 @@
-"""IEMF: inverse-effectiveness driven multimodal fusion (``specs/iemf.md`` §1.2-§1.4, §5).
+"""IEMF: inverse-effectiveness driven multimodal fusion (``docs/iemf.md`` §1.2-§1.4, §5).
 
 Per training step, on the current batch (B samples, labels y)::
 

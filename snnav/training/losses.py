@@ -1,4 +1,4 @@
-"""Training losses of S-CMRL (``specs/scmrl.md`` §2) and their composition with CMCI's and IEMF's auxiliary heads.
+"""Training losses of S-CMRL (``docs/scmrl.md`` §2) and their composition with CMCI's and IEMF's auxiliary heads.
 
 * :class:`LabelSmoothingCE` — timm's ``LabelSmoothingCrossEntropy``: ``(1 - eps) NLL + eps mean_c(-log p_c)``.
 * :func:`semantic_alignment_loss` — the class-level contrastive loss between the audio and visual residual features,
@@ -43,7 +43,7 @@ def _directional(anchor: Tensor, other: Tensor, same: Tensor, tau: float, per_po
 
 def semantic_alignment_loss(a: Tensor, v: Tensor, labels: Tensor, tau: float = 0.07, symmetric: bool = False,
                             normalize: bool = False, rows: slice | None = None) -> Tensor:
-    """S-CMRL's semantic-alignment loss (scmrl.md §2)::
+    """S-CMRL's semantic-alignment loss (docs/scmrl.md §2)::
 
         a = mean_T Fa ; v = mean_T Fv                    # (B, D)
         S = a v^T / tau ;  M_ij = [y_i == y_j]           # (B, B), diagonal included
@@ -85,7 +85,7 @@ def _no_gather(x: Tensor, dim: int) -> tuple[Tensor, slice, int]:
 
 
 class TrainingLoss:
-    """``L = LS-CE(logits) + sum_k LS-CE(aux_k) + w L_sao`` (scmrl.md §2, iemf.md §1.3 A).
+    """``L = LS-CE(logits) + sum_k LS-CE(aux_k) + w L_sao`` (docs/scmrl.md §2, docs/iemf.md §1.3 A).
 
     Auxiliary heads are CMCI's ``output.aux_logits`` and any ``extra_logits`` (IEMF's unimodal heads). The alignment
     term is added only when the model produces alignment features and ``align != "off"``.

@@ -1,4 +1,4 @@
-"""The optimisation recipe of S-CMRL (``specs/scmrl.md`` §3): lr as a pure function of the epoch, parameter groups,
+"""The optimisation recipe of S-CMRL (``docs/scmrl.md`` §3): lr as a pure function of the epoch, parameter groups,
 and the optimizer.
 
 The reference uses timm's ``CosineLRScheduler`` stepped once per epoch with ``warmup_t = 5``,
@@ -59,7 +59,7 @@ def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay:
                  fusion_params: Iterable[nn.Parameter] = ()) -> list[dict]:
     """Split trainable parameters into (fusion?, decay?) groups, each tagged ``fusion`` and ``name``.
 
-    The fusion parameters (IEMF's P_F) get groups of their own so their lr can be scaled by I (iemf.md §5 item 6).
+    The fusion parameters (IEMF's P_F) get groups of their own so their lr can be scaled by I (docs/iemf.md §5 item 6).
     Empty groups are left out; the order is fixed, so optimizer state dicts line up between runs.
     """
     fusion_ids = {id(p) for p in fusion_params}
@@ -95,7 +95,7 @@ def build_optimizer(config: TrainConfig, named_params: Iterable[tuple[str, nn.Pa
 def apply_lr(optimizer: torch.optim.Optimizer, lr: float, fusion_factor: float = 1.0) -> None:
     """Set every group's lr to ``lr``, and the fusion groups' to ``lr * fusion_factor``.
 
-    Called before every step, so a modulated fusion lr never outlives its step (the AV-CIL bug, iemf.md §1.5).
+    Called before every step, so a modulated fusion lr never outlives its step (the AV-CIL bug, docs/iemf.md §1.5).
     """
     for group in optimizer.param_groups:
         group["lr"] = lr * fusion_factor if group.get("fusion") else lr

@@ -1,4 +1,4 @@
-"""Loaders for the three real datasets of the S-CMRL paper (``specs/scmrl.md`` §4).
+"""Loaders for the three real datasets of the S-CMRL paper (``docs/scmrl.md`` §4).
 
 Each loader is a ``torch.utils.data.Dataset`` of ``(audio [T, C, H, W], visual [T, C, H, W], label)`` with a
 ``check_layout(root)`` that names exactly what is missing or malformed. The on-disk layouts and every deliberate

@@ -1,7 +1,7 @@
 """Shared pieces of the real-dataset loaders: file reading, image transforms, per-item RNG, error messages.
 
 The image transforms reimplement the torchvision ones the S-CMRL reference uses (``RandomResizedCrop``,
-``RandomHorizontalFlip``, ``Resize``, ``CenterCrop``, ``ToTensor``, ``Normalize``; see ``specs/scmrl.md`` §4.1)
+``RandomHorizontalFlip``, ``Resize``, ``CenterCrop``, ``ToTensor``, ``Normalize``; see ``docs/scmrl.md`` §4.1)
 with PIL, numpy and torch, because torchvision is not a dependency of snnav. The parameter sampling follows
 torchvision's documented algorithm, but the random numbers come from a numpy ``Generator`` seeded per item
 (:func:`item_rng`), so the same ``(seed, epoch, index)`` always gives the same crop, in any DataLoader worker.
@@ -19,12 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import h5py
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from scipy.io import wavfile
 from torch.utils.data import Dataset
 
+from snnav.data.audio_views import log_spectrogram
 from snnav.errors import ConfigError, DatasetError
+from snnav.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +87,11 @@ def read_wav(path: Path, dataset: str) -> tuple[np.ndarray, int]:
 
     Integer PCM is scaled by its full range (what ``torchaudio.load(normalize=True)`` does); scipy returns
     24-bit PCM left-justified in int32, so dividing by 2^31 is right for it too. Multi-channel audio is averaged
-    to mono (``specs/scmrl.md`` §4.2 note: the reference would crash on stereo).
+    to mono (``docs/scmrl.md`` §4.2 note: the reference would crash on stereo).
 
     Raises:
         DatasetError: the file cannot be read as a wav or holds no samples.
     """
-    from scipy.io import wavfile
 
     try:
         with warnings.catch_warnings():
@@ -119,7 +122,6 @@ def _pcm_to_float(data: np.ndarray) -> np.ndarray:
 
 def check_wav(path: Path, dataset: str) -> None:
     """Check that ``path`` parses as a wav with at least one sample (memory-mapped: reads the header only)."""
-    from scipy.io import wavfile
 
     try:
         with warnings.catch_warnings():
@@ -167,8 +169,7 @@ def list_files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
 
 def spectrogram_image(wave: np.ndarray, sample_rate: int, size: int) -> torch.Tensor:
     """The S-CMRL audio view, ``(1, size, size)`` float32: a natural-log linear STFT resized to a square
-    (``specs/scmrl.md`` §4.1), computed by :func:`snnav.data.audio_views.log_spectrogram`."""
-    from snnav.data.audio_views import log_spectrogram
+    (``docs/scmrl.md`` §4.1), computed by :func:`snnav.data.audio_views.log_spectrogram`."""
 
     spec = np.asarray(log_spectrogram(wave, sample_rate, out_hw=(size, size)), dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(spec)).reshape(1, size, size)
@@ -319,7 +320,6 @@ class FeatureCache:
             logger.info("%s: using the cache %s", name, path)
             return cls(path, digest, n_items)
         logger.info("%s: building the cache %s (%d items)", name, path, n_items)
-        from snnav.io import atomic_path
 
         with atomic_path(path) as tmp:
             cls._write(tmp, digest, config, n_items, compute)
@@ -327,7 +327,6 @@ class FeatureCache:
 
     @staticmethod
     def _is_valid(path: Path, digest: str, n_items: int) -> bool:
-        import h5py
 
         if not path.is_file():
             return False
@@ -345,7 +344,6 @@ class FeatureCache:
     @staticmethod
     def _write(tmp: Path, digest: str, config: Mapping[str, Any], n_items: int,
                compute: Callable[[int], Mapping[str, np.ndarray]]) -> None:
-        import h5py
 
         with h5py.File(tmp, "w") as f:
             f.attrs["config_hash"] = digest
@@ -363,7 +361,6 @@ class FeatureCache:
 
     def get(self, index: int) -> dict[str, np.ndarray]:
         """The arrays stored for item ``index``."""
-        import h5py
 
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r")

@@ -1,6 +1,6 @@
 """CREMA-D (6 emotions) for S-CMRL: one wav and one video frame per clip, OGM-GE train/test split.
 
-Two on-disk layouts are accepted (``specs/scmrl.md`` §4.1, ``README.md`` in this folder):
+Two on-disk layouts are accepted (``docs/scmrl.md`` §4.1, ``README.md`` in this folder):
 
 * ``processed`` — what S-CMRL's ``split_cremad.py`` writes:
   ``processed_dataset/{train,test}/{audio,visual}/<CLS>/<clip>.{wav,jpg}``;

@@ -1,6 +1,6 @@
 """MNISTDVS-NTIDIGITS for S-CMRL: an MNIST-DVS recording paired with a spoken N-TIDIGITS digit of the same class.
 
-Inputs (``specs/scmrl.md`` §4.3, ``README.md`` in this folder):
+Inputs (``docs/scmrl.md`` §4.3, ``README.md`` in this folder):
 
 * MNIST-DVS: ``<mnist_dvs_dir>/grabbed_data<d>/scale<s>/*.aedat`` (jAER ``#!AER-DAT2.0``, or ``1.0``), 128x128 DVS;
 * N-TIDIGITS: ``<ntidigits_file>`` = ``n-tidigits.hdf5`` with ``{train,test}_labels`` (byte strings such as
@@ -29,11 +29,13 @@ import random
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from snnav.data.audio_views import fold_cochlea
 from snnav.data.real.common import FeatureCache, file_manifest, item_rng, layout_error, require_dir, require_file
 from snnav.errors import ConfigError, DatasetError
 
@@ -231,7 +233,6 @@ def parse_digit_label(key: str) -> int | str:
 
 
 def _open_h5(path: Path) -> Any:
-    import h5py
 
     try:
         return h5py.File(path, "r")
@@ -301,7 +302,6 @@ def cochlea_frames(t: np.ndarray, ch: np.ndarray, steps: int) -> np.ndarray:
 def cochlea_image(frames: torch.Tensor, size: int = 28) -> torch.Tensor:
     """``(T, 1, 64)`` -> ``(T, 1, 8, 8)`` (channel c at row c // 8, column c % 8) -> bilinear ``(T, 1, size, size)``
     (``F.interpolate(align_corners=False)`` semantics), via :func:`snnav.data.audio_views.fold_cochlea`."""
-    from snnav.data.audio_views import fold_cochlea
 
     counts = frames.reshape(frames.shape[0], N_CHANNELS).numpy()  # (T, 64)
     return torch.from_numpy(fold_cochlea(counts, (size, size)))

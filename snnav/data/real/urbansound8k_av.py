@@ -1,6 +1,6 @@
 """UrbanSound8K-AV (10 urban-sound classes, each clip paired with one image) for S-CMRL.
 
-Layout (``specs/scmrl.md`` §4.2): ``<root>/Dataset_v3_vision/<class>/<name>.jpg`` with the audio at
+Layout (``docs/scmrl.md`` §4.2): ``<root>/Dataset_v3_vision/<class>/<name>.jpg`` with the audio at
 ``<root>/Dataset_v3_sound/<class>/<name>.wav``. Every image must have its wav; wavs without an image are
 ignored (the image list drives the dataset, as one image exists per clip).
 

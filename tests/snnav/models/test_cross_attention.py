@@ -24,7 +24,7 @@ def spikes(*shape: int, seed: int, p: float = 0.5) -> torch.Tensor:
 
 
 def temporal_reference(q, k, v, num_heads: int, faithful: bool) -> np.ndarray:
-    """Loop-level reference of scmrl.md §1.5: attention over time per token and head, then the output layout.
+    """Loop-level reference of docs/scmrl.md §1.5: attention over time per token and head, then the output layout.
 
     Faithful: output time t' = head // (h/T), channel (head mod h/T)·T·d + t·d + j.
     Clean: time t, channel head·d + j.

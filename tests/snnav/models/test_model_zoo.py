@@ -135,7 +135,7 @@ def test_sca_random_rpb_is_nondeterministic_only_when_asked():
 
 
 def test_alpha_zero_cmrl_has_dead_cross_attention():
-    # scmrl.md §2: without the projection, alpha = 0 cuts the attention off from every gradient.
+    # docs/scmrl.md §2: without the projection, alpha = 0 cuts the attention off from every gradient.
     model = build("cmrl", excite=True, alpha=0.0)
     total_loss(model(*inputs())).backward()
     assert all(p.grad is None or not p.grad.any() for p in model.block_audio.parameters())

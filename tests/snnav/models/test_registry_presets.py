@@ -1,4 +1,4 @@
-"""Registry errors, config round trip, dataset presets, and parameter counts against scmrl.md §1.9."""
+"""Registry errors, config round trip, dataset presets, and parameter counts against docs/scmrl.md §1.9."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_small_presets_run(dataset):
     assert model.stem_audio(torch.zeros(1, 1, p.in_channels_audio, s, s)).shape[-1] == p.num_tokens
 
 
-# scmrl.md §1.9, CREMA-D (D = 256, h = 16): per-component counts and the "on forward path" total 4.204 M.
+# docs/scmrl.md §1.9, CREMA-D (D = 256, h = 16): per-component counts and the "on forward path" total 4.204 M.
 CREMA_COMPONENTS = {
     "stem_visual": 979_232,
     "stem_audio": 978_656,

@@ -1,4 +1,4 @@
-"""IEMF: coefficient values from iemf.md §1.2, cue strengths, gradient/lr modulation, every audio-visual model."""
+"""IEMF: coefficient values from docs/iemf.md §1.2, cue strengths, gradient/lr modulation, every audio-visual model."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ AV_MODELS = [m for m in list_models() if not m.startswith("spikformer-")]
 @pytest.mark.parametrize("r, expected", [(0.25, 1.635), (0.5, 1.462), (0.75, 1.245), (1.0, 1.0), (1.5, 0.538),
                                          (2.0, 0.238), (3.0, 0.036)])
 def test_coefficient_sample_values(r, expected):
-    # s_a = s_v = r, s_av = 1 gives ratio r (iemf.md §1.2 item 5 lists these values)
+    # s_a = s_v = r, s_av = 1 gives ratio r (docs/iemf.md §1.2 item 5 lists these values)
     coef, ratio = inverse_effectiveness(r, r, 1.0)
     assert ratio == pytest.approx(r) and coef == pytest.approx(expected, abs=5e-4)
     assert inverse_effectiveness(r, r, 1.0, gain=2.0)[0] == pytest.approx(2 * coef)

@@ -20,7 +20,7 @@ def _log_softmax_row(row):
 
 
 def _reference_sao(a, v, labels, tau, symmetric=False, normalize=False):
-    """Loop implementation of scmrl.md §2 (and the normalised symmetric variant)."""
+    """Loop implementation of docs/scmrl.md §2 (and the normalised symmetric variant)."""
     a = np.asarray(a, dtype=np.float64).mean(axis=0)  # (B, D)
     v = np.asarray(v, dtype=np.float64).mean(axis=0)
     if normalize:

@@ -1,4 +1,4 @@
-"""The lr schedule (worked values of scmrl.md §3), parameter groups and the optimizer."""
+"""The lr schedule (worked values of docs/scmrl.md §3), parameter groups and the optimizer."""
 
 from __future__ import annotations
 
