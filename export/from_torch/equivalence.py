@@ -15,6 +15,9 @@ import nir
 import torch
 from torch import Tensor, nn
 
+from export.interpreter import Interpreter
+from snnav.neurons import MultiStepLIF
+
 __all__ = ["LayerDiff", "Comparison", "record_model", "compare"]
 
 
@@ -47,7 +50,6 @@ class Comparison:
 
 
 def _neuron_modules(model: nn.Module) -> dict[str, nn.Module]:
-    from snnav.neurons import MultiStepLIF
 
     return {name: m for name, m in model.named_modules() if isinstance(m, MultiStepLIF)}
 
@@ -82,7 +84,6 @@ def _graph_inputs(graph: nir.NIRGraph, audio: Tensor | None, visual: Tensor | No
 
 def compare(model: nn.Module, graph: nir.NIRGraph, audio: Tensor | None, visual: Tensor | None) -> Comparison:
     """Run both on ``audio``/``visual`` ``[T, B, C, H, W]`` and compare logits and every neuron layer's spikes."""
-    from export.interpreter import Interpreter
 
     logits, model_spikes = record_model(model, audio, visual)
     dtype = next(model.parameters()).dtype

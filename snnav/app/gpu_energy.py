@@ -23,7 +23,7 @@ the queue drains would charge their energy to the next window.
 
 Anything that exposes ``read_mj()`` is an :class:`EnergyCounter`; tests use a deterministic fake with a fake clock,
 since what they check is the arithmetic. Without a GPU, :func:`gpu_available` says why, and the energy report falls
-back to the 45 nm estimate (``hardware_sims/energy.py``), labelled as an estimate.
+back to the 45 nm estimate (``hardware_sims/cost/energy.py``), labelled as an estimate.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class EnergyCounter(Protocol):
 def _nvml():
     """``pynvml`` (nvidia-ml-py), imported on first use so snnav runs without it."""
     try:
-        import pynvml
+        import pynvml  # noqa: PLC0415  (nvidia-ml-py: optional, snnav[gpu])
     except ImportError as exc:
         raise GPUUnavailableError(f"NVML bindings are not installed: {_PIP_HINT}") from exc
     return pynvml

@@ -20,11 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import h5py
 import numpy as np
 
 from snnav._version import __version__
-from snnav.data.av_digits import (FORMAT_NAME, FORMAT_VERSION, SPLITS, AVDigitsConfig, SplitPlan, config_json,
-                                  view_shapes)
+from snnav.data.av_digits_config import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    SPLITS,
+    AVDigitsConfig,
+    SplitPlan,
+    config_json,
+    view_shapes,
+)
 from snnav.errors import DatasetError
 from snnav.io import atomic_path
 
@@ -38,7 +46,6 @@ _MAKE_HINT = "make one with: snnav data make av-digits --out PATH.h5"
 def write_av_digits(out: str | Path, config: AVDigitsConfig, plans: Mapping[str, SplitPlan],
                     voices: list[dict[str, Any]], samples: Mapping[str, Iterable[dict[str, np.ndarray]]]) -> Path:
     """Write a complete file to a temporary name and rename it to ``out``; ``samples[split]`` yields in order."""
-    import h5py
 
     shapes = view_shapes(config)
     with atomic_path(out) as tmp:
@@ -88,7 +95,6 @@ def read_av_digits_info(path: str | Path) -> AVDigitsInfo:
         DatasetError: missing file, not HDF5 (or corrupt/truncated), not an AV-Digits file, a newer format version,
             or missing/malformed arrays. The message names the path and what to do.
     """
-    import h5py
 
     p = Path(path)
     if not p.is_file():
@@ -135,7 +141,6 @@ def _check_split(f, path: Path, split: str, config: AVDigitsConfig) -> int:
 
 def load_split_arrays(path: str | Path, split: str, names: Iterable[str]) -> dict[str, np.ndarray]:
     """Load whole arrays of one split into memory (validated first)."""
-    import h5py
 
     if split not in SPLITS:
         raise DatasetError(f"unknown AV-Digits split {split!r}; choose one of {SPLITS}")

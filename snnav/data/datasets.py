@@ -14,7 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from snnav.data.audio_views import fold_cochlea
 from snnav.data.av_digits_file import AUDIO_VIEWS, VISUAL_VIEWS, load_split_arrays, read_av_digits_info
+from snnav.data.real import open_real_dataset
 from snnav.errors import DatasetError
 
 
@@ -88,7 +90,6 @@ class AVDigits(Dataset):
         if self.audio_view == "spectrogram":
             frame = torch.from_numpy(self._pooled(self._audio[i], "mean"))  # (H, W)
             return frame[None, None].expand(self.steps, 1, *frame.shape).clone()  # (T, 1, H, W)
-        from snnav.data.audio_views import fold_cochlea
 
         counts = self._rebin(self._audio[i].astype(np.float32))  # (T, 64)
         return torch.from_numpy(fold_cochlea(counts, (self.frame_size, self.frame_size)))  # (T, 1, H, W)
@@ -116,7 +117,6 @@ def open_dataset(name: str, path: str | Path, split: str, **options: Any) -> Dat
     if name == "av-digits":
         return AVDigits(path, split, **options)
     if name in DATASETS:
-        from snnav.data.real import open_real_dataset
 
         return open_real_dataset(name, path, split, **options)
     raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+from sklearn.datasets import load_digits
 
-from snnav.records import Record
 from snnav.errors import ConfigError, DatasetError
+from snnav.records import Record
 
 __all__ = ["AugmentConfig", "load_digit_images", "render_frame", "corrupt_frame", "OCCLUSION_FILLS"]
 
@@ -33,7 +34,6 @@ _RANGE_FIELDS = ("scale_range", "contrast_range", "gamma_range", "background_ran
 
 @functools.lru_cache(maxsize=1)
 def _digits_cached() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits  # imported lazily: sklearn is slow to import and only needed here
 
     bunch = load_digits()
     images = (np.asarray(bunch.images, dtype=np.float32) / 16.0).clip(0.0, 1.0)

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from snnav.records import Record
 from snnav.errors import ConfigError, DatasetError
+from snnav.records import Record
 
 __all__ = ["DVSConfig", "saccade_trajectory", "shift_frames", "video_events", "frame_events", "bin_events",
            "event_list", "dvs_view", "ON", "OFF"]

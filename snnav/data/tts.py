@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from snnav.records import Record
 from snnav.errors import ConfigError, DatasetError
+from snnav.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class _Engine:
 
     def __init__(self) -> None:
         try:
-            import espeakng_loader
+            import espeakng_loader  # noqa: PLC0415  (guarded: a missing package becomes a DatasetError with what to do)
         except ImportError as exc:
             raise DatasetError(f"the espeakng_loader package is missing; {_INSTALL_HINT}") from exc
         lib_path = Path(espeakng_loader.get_library_path())

@@ -20,23 +20,40 @@ import json
 import logging
 import math
 import os
+import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from snnav.errors import ConfigError, InputError, SnnavError
+from snnav.errors import ConfigError, InputError
+from snnav.io import atomic_path
 from snnav.models import create_model
 from snnav.training import checkpoint as ckpt_io
-from snnav.training.build import (batch_to, build_model, check_data_matches_model, evaluate_model, open_datasets,
-                                  resolve_input_size)
+from snnav.training.build import (
+    batch_to,
+    build_model,
+    check_data_matches_model,
+    evaluate_model,
+    open_datasets,
+    resolve_input_size,
+)
 from snnav.training.config import TrainConfig, config_diff
-from snnav.training.distributed import (DistContext, average_gradients, broadcast_module, convert_batchnorm,
-                                        global_batches, init_distributed, rank_batches)
+from snnav.training.distributed import (
+    DistContext,
+    average_gradients,
+    broadcast_module,
+    convert_batchnorm,
+    global_batches,
+    init_distributed,
+    rank_batches,
+)
 from snnav.training.iemf import IEMF
 from snnav.training.losses import TrainingLoss
 from snnav.training.schedule import apply_lr, build_optimizer, config_lr
@@ -327,9 +344,7 @@ class _Trainer:
 
 
 def _seed_everything(seed: int) -> None:
-    import random
 
-    import numpy as np
 
     random.seed(seed)
     np.random.seed(seed)
@@ -338,14 +353,12 @@ def _seed_everything(seed: int) -> None:
 
 def _link_or_copy(src: Path, dest: Path) -> None:
     """Make ``dest`` a complete copy of ``src`` atomically (a hard link when the filesystem allows)."""
-    from snnav.io import atomic_path
 
     with atomic_path(dest) as tmp:
         tmp.unlink()
         try:
             os.link(src, tmp)
         except OSError:
-            import shutil
 
             shutil.copyfile(src, tmp)
 

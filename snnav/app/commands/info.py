@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             state, status = f"IMPORT FAILED: {type(exc).__name__}: {exc}", 1
         print(f"  {name:<12} {_version_of(name):<14} {state}")
     if args.check_lava:
-        from hardware_sims.lava_check import run_lava_check
+        from hardware_sims.lava.check import run_lava_check  # noqa: PLC0415  (lava: heavy, only for --check-lava)
 
         result = run_lava_check()
         n = int(result.lava_spikes.sum())

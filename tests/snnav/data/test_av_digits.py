@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from snnav.data.av_digits import AVDigitsConfig, generate_av_digits, plan_splits
+from snnav.data.av_digits import generate_av_digits
+from snnav.data.av_digits_config import AVDigitsConfig, plan_splits
 from snnav.data.av_digits_file import read_av_digits_info
 from snnav.data.datasets import AVDigits, open_dataset, time_first
 from snnav.data.digits_visual import load_digit_images
