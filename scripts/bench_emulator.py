@@ -137,7 +137,7 @@ def main() -> None:
     import hardware_sims  # noqa: F401  (lava compatibility fixes, before any lava import)
     from export.ir.nirfile import read_graph
     from hardware_sims.emulator import emulate
-    from hardware_sims.lava_backend import build_plan
+    from hardware_sims.plan import build_plan
 
     device = None if args.device == "numpy" else args.device
     out = Report()
@@ -178,7 +178,7 @@ def main() -> None:
     # 1. Lava
     lava_rate = args.lava_rate
     if args.lava_samples > 0:
-        from hardware_sims.lava_backend import run_lava
+        from hardware_sims.lava.run import run_lava
 
         x = subset(inputs, args.lava_samples)
         k = next(iter(x.values())).shape[1]

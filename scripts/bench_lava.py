@@ -92,7 +92,7 @@ def bench_inputs(graph, data: Path | None, samples: int, seed: int):
 
 def measure(plan, inputs: dict, precision: str) -> dict:
     """One run of `plan` (a float plan, or a quantized one for fixed point) with its timings and the CPU others used."""
-    from hardware_sims.lava_backend import run_lava
+    from hardware_sims.lava.run import run_lava
 
     busy, own, wall = _cpu_busy_s(), _own_cpu_s(), time.monotonic()
     res = run_lava(plan, inputs, precision=precision, record=False)
@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import hardware_sims  # noqa: F401  (lava compatibility fixes before any lava import)
     from export.ir.nirfile import read_graph
-    from hardware_sims.lava_backend import build_plan
-    from hardware_sims.lava_backend.fixed import prepare_fixed
+    from hardware_sims.fixed_point.prepare import prepare_fixed
+    from hardware_sims.plan import build_plan
 
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     graph = read_graph(args.graph)

@@ -5,8 +5,8 @@ cost model (estimates), per node and in total.
                                    [--precision fixed|float] [--backend emulator|lava] [--json OUT.json]
 
 The samples run through the emulator (default; bit-exact with Lava in fixed point) or Lava itself with
-``record=True``; `hardware_sims.counts.count_activity` counts them (definitions: hardware_sims/COUNTS.md) and
-`hardware_sims.energy.estimate_energy` prices the counts with each available model.
+``record=True``; `hardware_sims.counts.count_activity` counts them (definitions: hardware_sims/counts/COUNTS.md) and
+`hardware_sims.cost.energy.estimate_energy` prices the counts with each available model.
 """
 
 from __future__ import annotations
@@ -70,10 +70,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the counts and estimates here")
     args = parser.parse_args()
 
+    from hardware_sims.cost.energy import available_cost_models, builtin_cost_model, estimate_energy
     from hardware_sims.counts import count_activity
     from hardware_sims.emulator import emulate
-    from hardware_sims.energy import available_cost_models, builtin_cost_model, estimate_energy
-    from hardware_sims.lava_backend import run_lava
+    from hardware_sims.lava.run import run_lava
 
     graph, inputs, labels = load(args.model, args.data, args.samples)
     runner = emulate if args.backend == "emulator" else run_lava

@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", nargs=3, action="append", required=True, metavar=("NAME", "RESULT", "GPU"))
     args = parser.parse_args(argv)
 
+    from hardware_sims.cost.energy import available_cost_models, builtin_cost_model, estimate_energy
     from hardware_sims.counts import ActivityCounts
-    from hardware_sims.energy import available_cost_models, builtin_cost_model, estimate_energy
     from snnav.app.report.compute import dense_equivalent
 
     names = [m["name"] for m in available_cost_models() if m.get("available")]

@@ -7,7 +7,7 @@ spaced over the test split) through
 
 * the torch NIR interpreter (``export.interpreter.Interpreter``, float64): the reference;
 * Lava floating point (``run_lava(..., precision="float")``), recording the spikes of every LIF node;
-* Lava fixed point (``precision="fixed"``: the plan quantized by ``hardware_sims.quantize``), logits only.
+* Lava fixed point (``precision="fixed"``: the plan quantized by ``hardware_sims.fixed_point.quantize``), logits only.
 
 A model without a checkpoint falls back to a small randomized export (the models of ``tests/export/conftest.py``,
 16x16 inputs, T = 4) fed uniform random inputs in [0, 3); its row says so and has no accuracy.
@@ -153,7 +153,8 @@ def compare(graph, inputs: dict, labels) -> dict:
     import torch
 
     from export.interpreter import Interpreter
-    from hardware_sims.lava_backend import build_plan, run_lava
+    from hardware_sims.lava.run import run_lava
+    from hardware_sims.plan import build_plan
 
     plan = build_plan(graph)
     lifs = [p.name for p in plan.of_kind("neuron") if p.params["nir_type"] == "LIF"]
@@ -301,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         + "\n* spike mismatches: Lava float vs the torch interpreter (float64), over every LIF node of the graph, "
           "all steps, samples and neurons (entries compared in total; LIF layers in brackets).\n"
           "* fixed = float prediction: share of samples where Lava fixed point and Lava float pick the same class.\n"
-          "* quantization: weights are 8-bit mantissas with a per-layer exponent (`hardware_sims.quantize`); "
+          "* quantization: weights are 8-bit mantissas with a per-layer exponent (`hardware_sims.fixed_point.quantize`); "
           "rounded = changed by rounding only, clipped = saturated; neuron params = du, dv, vth, bias per "
           "population (dv = 1, the memoryless max-pool Threshold, is not representable: 4095/4096).\n"
         "\nTiming (the machine is shared; Lava runs one OS process per Lava process):\n\n" + format_timing(rows)

@@ -109,8 +109,8 @@ def nir_target(interpreter, audio, visual, readout_step: int) -> tuple[Callable[
 
 def load_graph(path: Path, ckpt: dict, steps: int, device: str):
     """The NIR export and its interpreter (float32 on ``device``), checked against the checkpoint."""
-    from export.ir.errors import NIRFormatError
     from export.interpreter import Interpreter
+    from export.ir.errors import NIRFormatError
     from export.ir.nirfile import read_graph
 
     try:
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     ok, why = gpu_available(args.device)
     if not ok:
         print(f"no GPU measurement: {why}. Nothing was written; without a GPU the energy report uses the 45 nm "
-              "estimate (hardware_sims/energy.py).", file=sys.stderr)
+              "estimate (hardware_sims/cost/energy.py).", file=sys.stderr)
         return 2
     from snnav.io import atomic_path
 

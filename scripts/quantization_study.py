@@ -5,7 +5,7 @@ threshold scales.
         [--samples 0] [--weight-bits 8 6 4 3 2] [--v-headroom 4 8 16 32] [--batch-size 128]
         [--out results/quantization_study.md]
 
-The knobs are options of the shared quantizer (``hardware_sims.quantize.quantize_plan``), the one the Lava backend
+The knobs are options of the shared quantizer (``hardware_sims.fixed_point.plan_quantizer.quantize_plan``), the one the Lava backend
 and the emulator both use:
 
 * ``weight_bits``: Loihi's ``numWeightBits`` (Lava's ``num_weight_bits``): mantissas keep that many bits (sign
@@ -15,7 +15,7 @@ and the emulator both use:
   the weights' integer grid by ``2**k`` (coarser thresholds and inputs, a wider weight range). 16 is the default.
 
 For every setting the whole test split (or ``--samples``) runs through ``emulate(..., precision="fixed")`` -- bit
-for bit what ``run_lava`` computes (``tests/hardware_sims/test_emulator.py``) -- and is compared with the float
+for bit what ``run_lava`` computes (``tests/hardware_sims/emulator/test_emulator.py``) -- and is compared with the float
 references on the same samples: the torch NIR interpreter (float64) and the emulator in float (Lava's float
 formulas). Printed per setting: accuracy, its change from the interpreter's, the share of samples whose prediction
 equals the interpreter's / the float emulator's, and what the quantizer reports: weights clipped (outside the range
@@ -75,7 +75,7 @@ def interpreter_logits(graph, inputs: dict, chunk: int = 100) -> np.ndarray:
 
 def quant_figures(plan) -> dict:
     """What the quantizer reports for a fixed plan, summed over layers."""
-    from hardware_sims import loihi_formats as lf
+    from hardware_sims.fixed_point import formats as lf
 
     q = plan.quant
     layers = q.report.layers
@@ -116,8 +116,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from hardware_sims.emulator import emulate
-    from hardware_sims.lava_backend import build_plan
-    from hardware_sims.lava_backend.fixed import prepare_fixed
+    from hardware_sims.fixed_point.prepare import prepare_fixed
+    from hardware_sims.plan import build_plan
 
     t_start = time.perf_counter()
     load0 = os.getloadavg()[0]

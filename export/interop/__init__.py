@@ -6,7 +6,14 @@ single-input parts a library does import, and the report). Conventions and messa
 
 from export.interop.importers import Imported, ImportedRun, run_imported, to_norse, to_snntorch
 from export.interop.limits import (
-    LIBRARIES, SNNTORCH_DT_S, SPIKING_TYPES, InteropError, Limit, graph_dt, limits, rewrite_equivalent,
+    LIBRARIES,
+    SNNTORCH_DT_S,
+    SPIKING_TYPES,
+    InteropError,
+    Limit,
+    graph_dt,
+    limits,
+    rewrite_equivalent,
 )
 from export.interop.parts import Part, interop_report, loadable_parts, part_input, subgraph
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Iterable
 
 import nir
@@ -188,8 +189,6 @@ def _ancestors(graph: nir.NIRGraph, name: str, within: set[str]) -> set[str]:
 
 # ------------------------------------------------------------------------------------------------- report
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
-
     found = {}
     for pkg in ("snntorch", "norse", "nirtorch", "nir"):
         try:

@@ -34,12 +34,12 @@ from export.ir.errors import (
 from export.ir.extensions import EXTENSIONS, SPEC_PATH, extension_class, is_extension
 from export.ir.nirsummary import format_summary, graph_summary
 from export.ir.nirvalidate import (
+    all_nodes as _all_nodes,
+)
+from export.ir.nirvalidate import (
     edge_list,
     needs_dt,
     validate_graph,
-)
-from export.ir.nirvalidate import (
-    all_nodes as _all_nodes,
 )
 from export.ir.nirvalidate import (
     type_name as _type_name,

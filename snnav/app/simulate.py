@@ -18,7 +18,8 @@ import torch
 from export.interpreter import Interpreter
 from hardware_sims.counts import count_activity, spike_raster
 from hardware_sims.emulator import emulate
-from hardware_sims.lava_backend import build_plan, run_lava
+from hardware_sims.lava.run import run_lava
+from hardware_sims.plan import build_plan
 from snnav.data.datasets import open_dataset
 from snnav.errors import ConfigError
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from export_models import SIZE, T
 
 from export.from_torch.exporter import ExportConfig
-from export_models import SIZE, T
 
 
 @pytest.fixture

@@ -24,8 +24,17 @@ from export_models import SIZE, T, inputs, small_model
 
 from export.from_torch.exporter import ExportConfig, export_model
 from export.interop import (
-    InteropError, Part, interop_report, limits, loadable_parts, part_input, rewrite_equivalent, run_imported,
-    subgraph, to_norse, to_snntorch,
+    InteropError,
+    Part,
+    interop_report,
+    limits,
+    loadable_parts,
+    part_input,
+    rewrite_equivalent,
+    run_imported,
+    subgraph,
+    to_norse,
+    to_snntorch,
 )
 from export.interpreter import Interpreter
 

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from export.ir.errors import GraphValidationError, InvalidNodeError, UnknownNodeTypeError
 from export.interpreter import Interpreter, run_graph
+from export.ir.errors import GraphValidationError, InvalidNodeError, UnknownNodeTypeError
 
 DT = 1e-3
 

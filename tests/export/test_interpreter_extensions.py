@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from export.interpreter import Interpreter, run_graph
 from export.ir.errors import GraphValidationError, InvalidNodeError
 from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
-from export.interpreter import Interpreter, run_graph
 
 
 def port_graph(node, ports: dict[str, tuple], out_shape) -> nir.NIRGraph:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from export.ir.errors import InvalidNodeError
 from export.interpreter import Interpreter
+from export.ir.errors import InvalidNodeError
 
 snn = pytest.importorskip("snntorch")
 norse = pytest.importorskip("norse.torch")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from export.ir.errors import NIRFormatError
 from export.from_torch.exporter import ExportError, export_model
+from export.ir.errors import NIRFormatError
 from export.ir.nirfile import format_summary, graph_summary, write_graph
 from snnav.app.checkpoint_export import export_config_for, load_trained_model
 from snnav.errors import OutputError, SnnavError

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a simulation result (snnav simulate --out FILE) besides RUN_DIR/simulations/*.json; "
                              "repeatable")
     parser.add_argument("--cost-model", type=Path, action="append", default=[], metavar="FILE",
-                        help="a cost model JSON file (the form of hardware_sims/cost_models/loihi1.json) besides the "
+                        help="a cost model JSON file (the form of hardware_sims/cost/models/loihi1.json) besides the "
                              "built-in ones; repeatable")
     parser.add_argument("--gpu-measurement", type=Path, default=None, metavar="FILE",
                         help="a GPU measurement of scripts/measure_gpu.py (default: the 45 nm estimate, labelled)")

@@ -36,7 +36,6 @@ from export.ir.nirfile import format_summary, read_graph
 from snnav.app.checkpoint_export import load_trained_model
 from snnav.app.commands.data import describe, make_av_digits
 from snnav.app.commands.export import export_checkpoint
-from snnav.app.simulate import format_result, open_test_split, simulate
 from snnav.app.progress import TrainingBars
 from snnav.app.report import make_report
 from snnav.app.report.compute import result_label
@@ -48,6 +47,7 @@ from snnav.app.report.results import (
     simulate_command,
     write_simulation_result,
 )
+from snnav.app.simulate import format_result, open_test_split, simulate
 from snnav.data.av_digits import AVDigitsConfig
 from snnav.data.av_digits_file import read_av_digits_info
 from snnav.errors import ConfigError, DatasetError, SnnavError

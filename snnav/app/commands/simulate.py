@@ -7,7 +7,7 @@ test set.
 The test split of the dataset the model was trained on (recorded in the graph's ``metadata["data"]`` by
 ``snnav export``; ``--data`` gives the file) is run through Lava's ``Loihi2SimCfg``, samples back to back. Printed:
 accuracy, agreement with floating point — the NIR interpreter in float64, which Lava's floating-point run equals
-spike for spike (``tests/hardware_sims/test_lava_float.py``) — and spikes per neuron layer.
+spike for spike (``tests/hardware_sims/lava/test_lava_float.py``) — and spikes per neuron layer.
 
 ``--out FILE.json`` also counts the activity of every node (``hardware_sims.counts``, accumulated over the chunks:
 spikes, neuron updates, synaptic events, dense MACs, the operations inside extension nodes) and keeps a spike raster

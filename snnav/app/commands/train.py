@@ -34,7 +34,8 @@ _OVERRIDES = {"model": "model", "dataset": "dataset", "data": "data", "epochs": 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="TOML training config: a file, or the name of a shipped config (" + ", ".join(packaged_configs()) + "); default: built-in defaults, "
+    parser.add_argument("--config", type=Path, help="TOML training config: a file, or the name of a shipped config "
+                        f"({', '.join(packaged_configs())}); default: built-in defaults, "
                         "or the saved config of RUN_DIR with --resume")
     parser.add_argument("--out", required=True, type=Path, metavar="RUN_DIR",
                         help="run directory: checkpoints, metrics, effective config")

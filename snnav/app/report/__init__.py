@@ -1,7 +1,7 @@
 """Reports: from a training run and simulation results to JSON, CSV, Markdown and a self-contained HTML page.
 
 `make_report(run_dir, out_dir, cost_models=..., gpu_measurement=...)` collects the inputs (`inputs`), prices the
-counted activity with every cost model (`compute`, through ``hardware_sims.energy``) and writes the files
+counted activity with every cost model (`compute`, through ``hardware_sims.cost.energy``) and writes the files
 (`writer`): ``report.json``, ``summary.csv``, ``activity.csv``, ``energy_by_layer.csv``, ``report.md``,
 ``report.html``. `results` reads and writes the simulation-result files of ``snnav simulate --out``. Plots are
 drawn by `svg` (no plotting library, nothing fetched when the page is opened).

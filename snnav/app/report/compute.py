@@ -1,7 +1,7 @@
 """The report as plain data: accuracies, per-layer activity, energies per cost model, the GPU side, the raster.
 
 `build_report(inputs)` turns the files `snnav.app.report.inputs.collect_inputs` read into one JSON-ready dict. Energies
-are `hardware_sims.energy.estimate_energy` of a result's counts under a cost model; nothing here prices an
+are `hardware_sims.cost.energy.estimate_energy` of a result's counts under a cost model; nothing here prices an
 operation itself. Every number in the dict sits next to ``sources`` (ids of `inputs.Source`) and, for energies,
 the cost model's name, its citation and the word "estimate" or "measured".
 
@@ -18,8 +18,8 @@ import math
 from dataclasses import replace
 from typing import Any
 
+from hardware_sims.cost.energy import estimate_energy
 from hardware_sims.counts import COUNT_FIELDS, ActivityCounts
-from hardware_sims.energy import estimate_energy
 from snnav._version import __version__
 from snnav.app.report.inputs import ReportInputs
 from snnav.app.report.results import ResultFileError
@@ -249,7 +249,7 @@ def build_report(inputs: ReportInputs) -> dict[str, Any]:
                      "simulate MODEL.nir --backend emulator --precision float --samples 1000 --out "
                      "RUN_DIR/simulations/emulator-float.json")
     notes.append("Energies of simulated runs are estimates: the run's counted operations times a cost model's "
-                 "energy per operation (hardware_sims.energy); static power and memory traffic are not included.")
+                 "energy per operation (hardware_sims.cost.energy); static power and memory traffic are not included.")
     primary = _primary(sims)
     return {
         "format": FORMAT, "version": VERSION, "snnav_version": __version__,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from hardware_sims.energy import available_cost_models, builtin_cost_model, load_cost_model
+from hardware_sims.cost.energy import available_cost_models, builtin_cost_model, load_cost_model
 from snnav.app.report.results import ResultFileError, read_json, read_simulation_result, sha256_of, simulate_command
 
 __all__ = ["SIMULATIONS_DIR", "GPU_FORMAT", "Source", "ReportInputs", "collect_inputs", "find_training_run"]
@@ -32,7 +32,7 @@ class Source:
 
     id: str
     kind: str  # training-run | simulation-result | cost-model | gpu-measurement
-    path: str | None  # None for a cost model built into hardware_sims.energy
+    path: str | None  # None for a cost model built into hardware_sims.cost.energy
     sha256: str | None
     description: str
 
@@ -48,7 +48,7 @@ class ReportInputs:
     run_dir: Path
     training: dict[str, Any]  # {"dir", "metrics", "config"}
     results: list[tuple[Source, dict[str, Any]]]
-    cost_models: list[tuple[Source, Any]]  # (source, hardware_sims.energy.CostModel)
+    cost_models: list[tuple[Source, Any]]  # (source, hardware_sims.cost.energy.CostModel)
     gpu: tuple[Source, dict[str, Any]] | None
     sources: list[Source] = field(default_factory=list)
 
@@ -128,7 +128,7 @@ def _read_cost_models(files: Sequence[Path]) -> list[tuple[Source, Any]]:
         if model.name in seen:  # a file may redefine a built-in: the file wins, and the report says which
             out = [(s, m) for s, m in out if m.name != model.name]
         seen.add(model.name)
-        where = " (built into hardware_sims.energy)" if path is None else ""
+        where = " (built into hardware_sims.cost.energy)" if path is None else ""
         out.append((Source(f"cost:{model.name}", "cost-model", None if path is None else str(path.resolve()),
                            None if path is None else sha256_of(path), f"{model.name}: {model.source.text()}{where}"),
                     model))

@@ -27,8 +27,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from hardware_sims import loihi_formats as lf
-from hardware_sims.quantize import V_HEADROOM
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.quantize import V_HEADROOM
 from snnav._version import __version__
 from snnav.errors import FileFormatError
 from snnav.io import atomic_path

@@ -117,7 +117,7 @@ def simulations_table(report: dict[str, Any]) -> Table:
                  ["id", "run", "samples", "accuracy", "float reference", "same prediction", "spikes / inference",
                   "synaptic events / inference", "activation sparsity", "samples / s"], rows,
                  "Float reference: snnav's NIR interpreter in float64 on the same samples. Counts are means per "
-                 "inference (hardware_sims/COUNTS.md).")
+                 "inference (hardware_sims/counts/COUNTS.md).")
 
 
 def energy_table(report: dict[str, Any]) -> Table:

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from export.from_torch.equivalence import compare
-from snnav.app.checkpoint_export import load_trained_model
 from export.ir.nirfile import read_graph
 from snnav.app import cli
+from snnav.app.checkpoint_export import load_trained_model
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
 from snnav.training.build import open_datasets
 from snnav.training.config import TrainConfig

@@ -15,8 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snnav.app import gpu_energy
-from snnav.app.gpu_energy import (METHOD, POLL_S, GPUInfo, GPUMeasurement, GPUUnavailableError, IdlePower,
-                              gpu_available, measure_idle_power, measure_inference)
+from snnav.app.gpu_energy import (
+    METHOD,
+    POLL_S,
+    GPUInfo,
+    GPUMeasurement,
+    GPUUnavailableError,
+    IdlePower,
+    gpu_available,
+    measure_idle_power,
+    measure_inference,
+)
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "measure_gpu.py"
 

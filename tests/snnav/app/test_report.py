@@ -169,7 +169,7 @@ def test_gpu_measurement_is_used_and_labelled(run_dir, tmp_path):
 
 
 def test_user_cost_model_file_is_priced_and_cited(run_dir, tmp_path):
-    from hardware_sims.energy import builtin_cost_model
+    from hardware_sims.cost.energy import builtin_cost_model
 
     data = builtin_cost_model("loihi1").to_dict()
     data["name"] = "halfloihi"

@@ -9,8 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snnav.data.audio_views import (SPEC_EPS, add_noise_snr, cochlea_band_edges, cochlea_spikes, fold_cochlea,
-                                    log_spectrogram, stft_log_magnitude)
+from snnav.data.audio_views import (
+    SPEC_EPS,
+    add_noise_snr,
+    cochlea_band_edges,
+    cochlea_spikes,
+    fold_cochlea,
+    log_spectrogram,
+    stft_log_magnitude,
+)
 from snnav.errors import ConfigError, DatasetError
 
 SR = 22050

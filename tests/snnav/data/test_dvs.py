@@ -12,8 +12,18 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from snnav.data.digits_visual import load_digit_images, render_frame
-from snnav.data.dvs import (OFF, ON, DVSConfig, bin_events, dvs_view, event_list, frame_events, saccade_trajectory,
-                            shift_frames, video_events)
+from snnav.data.dvs import (
+    OFF,
+    ON,
+    DVSConfig,
+    bin_events,
+    dvs_view,
+    event_list,
+    frame_events,
+    saccade_trajectory,
+    shift_frames,
+    video_events,
+)
 from snnav.errors import ConfigError, DatasetError
 
 IDEAL = DVSConfig(threshold_mismatch_std=0.0, noise_rate=0.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from snnav.models.layers import SPS, SSA, MLPBlock, ShallowSPS, make_stem, multihead_spike_product, split_heads
 from snnav.errors import ConfigError
+from snnav.models.layers import SPS, SSA, MLPBlock, ShallowSPS, make_stem, multihead_spike_product, split_heads
 
 
 def spikes(*shape: int, p: float = 0.3, seed: int = 0) -> torch.Tensor:

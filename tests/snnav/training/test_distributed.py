@@ -14,8 +14,15 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from snnav.errors import ConfigError
-from snnav.training.distributed import (DistContext, DistributedBatchNorm, convert_batchnorm, epoch_permutation,
-                                        eval_indices, global_batches, rank_batches)
+from snnav.training.distributed import (
+    DistContext,
+    DistributedBatchNorm,
+    convert_batchnorm,
+    epoch_permutation,
+    eval_indices,
+    global_batches,
+    rank_batches,
+)
 from snnav.training.losses import semantic_alignment_loss
 
 

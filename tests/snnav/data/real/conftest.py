@@ -6,7 +6,6 @@ Tests that damage a layout build their own copy in ``tmp_path`` with the builder
 from __future__ import annotations
 
 import pytest
-
 import real_fixtures as rf
 
 

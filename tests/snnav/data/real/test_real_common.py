@@ -7,14 +7,12 @@ import pickle
 
 import numpy as np
 import pytest
+import real_fixtures as rf
 import torch
 from PIL import Image
 
-import real_fixtures as rf
-from snnav.data.real import REAL_DATASETS, CremaD, MnistDvsNTidigits, UrbanSound8KAV, open_real_dataset
-from snnav.data.real import common
+from snnav.data.real import REAL_DATASETS, CremaD, MnistDvsNTidigits, UrbanSound8KAV, common, open_real_dataset
 from snnav.errors import DatasetError
-
 
 # ----------------------------------------------------------------------------------------------------- reading
 

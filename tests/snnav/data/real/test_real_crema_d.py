@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import real_fixtures as rf
 import torch
 
-import real_fixtures as rf
 from snnav.data.real import crema_d
 from snnav.data.real.crema_d import CremaD, check_layout
 from snnav.errors import ConfigError, DatasetError

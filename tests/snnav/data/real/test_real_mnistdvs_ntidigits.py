@@ -8,9 +8,9 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+import real_fixtures as rf
 import torch
 
-import real_fixtures as rf
 from snnav.data.real import mnistdvs_ntidigits as m
 from snnav.data.real.mnistdvs_ntidigits import MnistDvsNTidigits, check_layout
 from snnav.errors import ConfigError, DatasetError

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import real_fixtures as rf
 import torch
 
-import real_fixtures as rf
 from snnav.data.real.urbansound8k_av import CLASSES, UrbanSound8KAV, check_layout, scan_all, split_samples
 from snnav.errors import DatasetError
 
