@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create the virtual environment .venv (or $SNNAV_VENV) with snnav and its whole stack, from scratch.
 #
-# The order matters (see ../shared/specs/install.md and the README):
+# The order matters (see docs/install.md and the README):
 #   1. torch==2.13.0 first: on these machines pip resolves that exact pin to a CPU wheel on disk, while any
 #      unpinned torch (or a package that drags one in) pulls a multi-GB CUDA build.
 #   2. the locked, normally-resolving packages (requirements/lock.txt);

@@ -17,7 +17,7 @@ on the H100 with driver 580 measured here), so a read between refreshes returns 
 read naively, each end of a 2 s window is off by up to 5 %. Both ends are therefore taken at a refresh, found by
 polling the counter every :data:`POLL_S` (a host-side read that adds no GPU work), and the idle tail between the end
 of the work and the closing refresh is charged at idle power. Windows are still at least :data:`MIN_WINDOW_S` long
-(deployment-reference.md §4.6), and every record carries the refresh interval seen and the timing uncertainty.
+(docs/deployment.md §4.6), and every record carries the refresh interval seen and the timing uncertainty.
 ``torch.cuda.synchronize`` runs before each reading: kernels are queued asynchronously, and a reading taken before
 the queue drains would charge their energy to the next window.
 
@@ -60,7 +60,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Shortest window: the NVML counter refreshes every ~20-100 ms (PETSc docs, deployment-reference.md §4.6).
+#: Shortest window: the NVML counter refreshes every ~20-100 ms (PETSc docs, docs/deployment.md §4.6).
 MIN_WINDOW_S = 1.0
 #: Polling period of the counter while waiting for a refresh (the timing resolution of a window's ends).
 POLL_S = 0.0005

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help="global batch size (split over torchrun processes)")
     g.add_argument("--lr", type=float, help="base lr before linear scaling by batch/1024")
     g.add_argument("--seed", type=int)
-    g.add_argument("--iemf", action="store_true", help="enable IEMF (iemf.md) with the config's [iemf] settings")
+    g.add_argument("--iemf", action="store_true", help="enable IEMF (docs/iemf.md) with the config's [iemf] settings")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"))
     g.add_argument("--workers", type=int, help="DataLoader worker processes")
     parser.add_argument("--resume", action="store_true",
