@@ -80,7 +80,7 @@ def bench_inputs(graph, data: Path | None, samples: int, seed: int):
         from snnav.data.datasets import AVDigits
 
         test = AVDigits(data, "test", audio_view=opts.get("audio_view", "spectrogram"),
-                        visual_view=opts.get("visual_view", "static"), steps=steps,
+                        visual_view=opts.get("visual_view", "static"), time_steps=steps,
                         size=int(opts.get("input_size") or next(iter(shapes.values()))[-1]))
         idx = np.linspace(0, len(test) - 1, samples).round().astype(int)
         items = [test[int(i)] for i in idx]

@@ -55,7 +55,7 @@ def open_test_split(graph, data: Path):
                           "it with snnav export from a training run")
     name = info.pop("dataset")
     size, steps = info.pop("input_size"), info.pop("time_steps")
-    options = {("steps" if name == "av-digits" else "T"): steps, **info}
+    options = {"time_steps": steps, **info}
     if name == "av-digits":
         options["size"] = size
     return open_dataset(name, data, "test", **options)

@@ -68,7 +68,7 @@ def _make_sample(task: _SampleTask) -> dict[str, np.ndarray]:
     frame = render_frame(task.image8, size, rng, cfg.augment_config())
     occluded = corrupt_frame(frame, rng, 0.0, cfg.occlusion_frac)
     static = corrupt_frame(occluded, rng, cfg.pixel_noise_std, 0.0)
-    events = dvs_view(occluded, cfg.n_steps, cfg.dvs_config(), rng)
+    events = dvs_view(occluded, cfg.time_steps, cfg.dvs_config(), rng)
 
     pad = rng.uniform(0.0, cfg.max_pad_s, size=2)
     pad_n = (pad * task.sample_rate).astype(int)
@@ -78,7 +78,7 @@ def _make_sample(task: _SampleTask) -> dict[str, np.ndarray]:
         "visual_static": np.round(static * 255.0).astype(np.uint8),
         "visual_events": events.astype(np.uint8),
         "audio_spectrogram": log_spectrogram(wave, task.sample_rate, out_hw=(size, size)).astype(np.float32),
-        "audio_cochlea": cochlea_spikes(wave, task.sample_rate, cfg.n_steps, n_channels=COCHLEA_CHANNELS),
+        "audio_cochlea": cochlea_spikes(wave, task.sample_rate, cfg.time_steps, n_channels=COCHLEA_CHANNELS),
     }
 
 

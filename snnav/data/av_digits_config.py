@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,7 +29,7 @@ class AVDigitsConfig(Record):
         seed: master seed of every random draw.
         n_train, n_test: number of audio-visual pairs per split (labels balanced over the 10 digits).
         frame_size: side H = W of every frame, for both modalities.
-        n_steps: T of the event views (DVS bins and cochlea bins).
+        time_steps: T of the event views (DVS bins and cochlea bins).
         n_voices: voice configurations drawn from eSpeak NG's English voices × variants × rates × pitches.
         test_voice_frac, test_image_frac: fractions of voice configurations and of images held out for test.
         audio_snr_db: white-noise SNR of the utterances in dB; ``None`` = clean.
@@ -40,11 +40,13 @@ class AVDigitsConfig(Record):
         dvs: event-camera emulation parameters (:class:`DVSConfig` fields).
     """
 
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"n_steps": "time_steps"}  # files written before 0.2 say n_steps
+
     seed: int = 0
     n_train: int = 5000
     n_test: int = 1000
     frame_size: int = 64
-    n_steps: int = 8
+    time_steps: int = 8
     n_voices: int = 100
     test_voice_frac: float = 0.2
     test_image_frac: float = 0.2
@@ -59,7 +61,7 @@ class AVDigitsConfig(Record):
         _require(self.n_train >= NUM_CLASSES and self.n_test >= NUM_CLASSES, "n_train and n_test", ">= 10",
                  (self.n_train, self.n_test))
         _require(self.frame_size >= 8, "frame_size", ">= 8 pixels", self.frame_size)
-        _require(self.n_steps >= 1, "n_steps", ">= 1", self.n_steps)
+        _require(self.time_steps >= 1, "time_steps", ">= 1", self.time_steps)
         _require(self.n_voices >= 2, "n_voices", ">= 2", self.n_voices)
         _require(0 < self.test_voice_frac < 1 and 0 < self.test_image_frac < 1, "test_voice_frac/test_image_frac",
                  "in (0, 1)", (self.test_voice_frac, self.test_image_frac))
@@ -133,7 +135,7 @@ def plan_splits(config: AVDigitsConfig, image_labels: np.ndarray) -> dict[str, S
 
 def view_shapes(config: AVDigitsConfig) -> dict[str, tuple[tuple[int, ...], Any]]:
     """Per-sample shape and dtype of every stored view."""
-    s, t = config.frame_size, config.n_steps
+    s, t = config.frame_size, config.time_steps
     return {
         "visual_static": ((s, s), np.uint8),
         "visual_events": ((t, 2, s, s), np.uint8),

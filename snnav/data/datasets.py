@@ -30,7 +30,7 @@ class AVDigits(Dataset):
             folded to 8×8 and upsampled to the frame size as S-CMRL does for N-TIDIGITS, 1 channel).
         visual_view: ``"static"`` (repeated over T, 1 channel, intensities in [0, 1]) or ``"events"`` (T bins of
             ON/OFF counts, 2 channels).
-        steps: T. Static views are repeated T times; event views need T to divide the stored number of bins (bins are
+        time_steps: T. Static views are repeated T times; event views need T to divide the stored number of bins (bins are
             summed in groups). ``None`` = the stored number of bins.
         size: frame side H = W given to the model; must divide the stored frame size. Frames are pooled in
             ``k × k`` blocks: averaged for intensities and spectrograms, summed for event counts (so no event is
@@ -40,17 +40,17 @@ class AVDigits(Dataset):
     """
 
     def __init__(self, path: str | Path, split: str = "train", audio_view: str = "spectrogram",
-                 visual_view: str = "static", steps: int | None = None, size: int | None = None) -> None:
+                 visual_view: str = "static", time_steps: int | None = None, size: int | None = None) -> None:
         if audio_view not in AUDIO_VIEWS:
             raise DatasetError(f"unknown AV-Digits audio view {audio_view!r}; choose one of {AUDIO_VIEWS}")
         if visual_view not in VISUAL_VIEWS:
             raise DatasetError(f"unknown AV-Digits visual view {visual_view!r}; choose one of {VISUAL_VIEWS}")
         self.info = read_av_digits_info(path)
-        stored = self.info.config.n_steps
-        self.steps = stored if steps is None else int(steps)
+        stored = self.info.config.time_steps
+        self.time_steps = stored if time_steps is None else int(time_steps)
         uses_bins = audio_view == "cochlea" or visual_view == "events"
-        if self.steps < 1 or (uses_bins and stored % self.steps != 0):
-            raise DatasetError(f"steps={steps} must divide the file's {stored} event bins for the "
+        if self.time_steps < 1 or (uses_bins and stored % self.time_steps != 0):
+            raise DatasetError(f"time_steps={time_steps} must divide the file's {stored} event bins for the "
                                f"{audio_view}/{visual_view} views; use one of "
                                f"{[d for d in range(1, stored + 1) if stored % d == 0]}")
         self.split, self.audio_view, self.visual_view = split, audio_view, visual_view
@@ -75,7 +75,7 @@ class AVDigits(Dataset):
 
     def _rebin(self, x: np.ndarray) -> np.ndarray:
         stored = x.shape[0]
-        return x.reshape(self.steps, stored // self.steps, *x.shape[1:]).sum(axis=1)  # (T, ...)
+        return x.reshape(self.time_steps, stored // self.time_steps, *x.shape[1:]).sum(axis=1)  # (T, ...)
 
     def _pooled(self, x: np.ndarray, reduce: str) -> np.ndarray:
         """Pool the last two axes in ``k × k`` blocks (k = stored size // size)."""
@@ -89,7 +89,7 @@ class AVDigits(Dataset):
     def _audio_item(self, i: int) -> torch.Tensor:
         if self.audio_view == "spectrogram":
             frame = torch.from_numpy(self._pooled(self._audio[i], "mean"))  # (H, W)
-            return frame[None, None].expand(self.steps, 1, *frame.shape).clone()  # (T, 1, H, W)
+            return frame[None, None].expand(self.time_steps, 1, *frame.shape).clone()  # (T, 1, H, W)
 
         counts = self._rebin(self._audio[i].astype(np.float32))  # (T, 64)
         return torch.from_numpy(fold_cochlea(counts, (self.frame_size, self.frame_size)))  # (T, 1, H, W)
@@ -97,7 +97,7 @@ class AVDigits(Dataset):
     def _visual_item(self, i: int) -> torch.Tensor:
         if self.visual_view == "static":
             frame = torch.from_numpy(self._pooled(self._visual[i].astype(np.float32) / 255.0, "mean"))  # (H, W)
-            return frame[None, None].expand(self.steps, 1, *frame.shape).clone()  # (T, 1, H, W)
+            return frame[None, None].expand(self.time_steps, 1, *frame.shape).clone()  # (T, 1, H, W)
         return torch.from_numpy(self._pooled(self._rebin(self._visual[i].astype(np.float32)), "sum"))  # (T, 2, H, W)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -60,7 +60,7 @@ def open_datasets(config: TrainConfig, splits: tuple[str, ...] = ("train", "test
         raise ConfigError(f"no data path for dataset {config.dataset!r}; pass --data PATH (the AV-Digits .h5 file "
                           "or the dataset's root folder) or set data in the config.")
     steps = config.time_steps or model_preset(preset_name(config)).time_steps
-    options = {("steps" if config.dataset == "av-digits" else "T"): steps, **config.data_options}
+    options = {"time_steps": steps, **config.data_options}
     try:
         return [open_dataset(config.dataset, config.data, split, **options) for split in splits]
     except TypeError as exc:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from snnav._version import __version__
-from snnav.errors import FileFormatError, SnnavError
+from snnav.errors import FileFormatError
 from snnav.io import atomic_path
 
 __all__ = [

@@ -14,7 +14,6 @@ Epochs are indexed from 0 everywhere (schedule, IEMF window, metrics), as in the
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any, Mapping
 import tomllib
 
 from snnav.errors import ConfigError
+from snnav.records import check_keys, coerce_types
 
 logger = logging.getLogger(__name__)
 
@@ -51,41 +51,6 @@ def _positive(name: str, value: Any, allow_zero: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name} must be a number {bound}; got {value!r}.")
-
-
-def _check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
-    valid = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(valid))
-    if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"unknown {where} key(s) {', '.join(hints)}; valid keys: {', '.join(valid)}. "
-                          "Fix or remove them in the config file.")
-
-
-def _coerce(cls: type, data: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Check each value's type against the field's default (ints accepted for floats)."""
-    out = dict(data)
-    for f in dataclasses.fields(cls):
-        if f.name not in out:
-            continue
-        value, default = out[f.name], (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-        if default is None or value is None or dataclasses.is_dataclass(default):
-            continue
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{where}.{f.name} must be true or false; got {value!r}.")
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            out[f.name] = float(value)
-        elif isinstance(default, tuple) and isinstance(value, list):
-            out[f.name] = tuple(value)
-        elif isinstance(default, Mapping) and not isinstance(value, Mapping):
-            raise ConfigError(f"{where}.{f.name} must be a table of key = value; got {value!r}.")
-        elif not isinstance(default, (Mapping, tuple)) and type(default) is not type(out[f.name]):
-            if not (isinstance(default, float) and isinstance(out[f.name], float)):
-                raise ConfigError(f"{where}.{f.name} must be of type {type(default).__name__}; got {value!r}.")
-    return out
 
 
 @dataclass(frozen=True)
@@ -129,8 +94,8 @@ class IEMFConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "IEMFConfig":
-        _check_keys(cls, data, "[iemf]")
-        return cls(**_coerce(cls, data, "iemf"))
+        check_keys(cls, data, "[iemf]")
+        return cls(**coerce_types(cls, data, "iemf"))
 
 
 @dataclass(frozen=True)
@@ -253,8 +218,8 @@ class TrainConfig:
         """Build from a dict (a parsed TOML/JSON file); unknown keys raise :class:`ConfigError`."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"a training config must be a table of key = value; got {type(data).__name__}.")
-        _check_keys(cls, data, "training config")
-        values = _coerce(cls, data, "config")
+        check_keys(cls, data, "training config")
+        values = coerce_types(cls, data, "config")
         if "iemf" in values:
             if not isinstance(values["iemf"], Mapping):
                 raise ConfigError(f"iemf must be a table ([iemf] in TOML); got {values['iemf']!r}.")

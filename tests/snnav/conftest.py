@@ -28,7 +28,7 @@ def one_thread():
 def avd_file(tmp_path_factory):
     """40 train / 20 test pairs, 32x32 frames, 4 event bins."""
     path = tmp_path_factory.mktemp("avd") / "avd_tiny.h5"
-    generate_av_digits(path, AVDigitsConfig(n_train=40, n_test=20, frame_size=32, n_steps=4, n_voices=6), workers=1)
+    generate_av_digits(path, AVDigitsConfig(n_train=40, n_test=20, frame_size=32, time_steps=4, n_voices=6), workers=1)
     return path
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from snnav.app.flags import deprecated_alias
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
 from snnav.data.av_digits_file import read_av_digits_info
 from snnav.errors import ConfigError, OutputError
@@ -30,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--n-train", type=int, default=d.n_train, help="training pairs (default %(default)s)")
     g.add_argument("--n-test", type=int, default=d.n_test, help="test pairs (default %(default)s)")
     g.add_argument("--frame-size", type=int, default=d.frame_size, help="frame side H = W (default %(default)s)")
-    g.add_argument("--steps", type=int, default=d.n_steps, help="time bins of the event views (default %(default)s)")
+    g.add_argument("--time-steps", type=int, default=d.time_steps, help="time bins of the event views (default %(default)s)")
+    deprecated_alias(g, "--steps", "--time-steps", type=int)
     g.add_argument("--voices", type=int, default=d.n_voices, help="voice configurations (default %(default)s)")
     g.add_argument("--audio-snr-db", type=float, default=d.audio_snr_db,
                    help="white-noise SNR of the utterances in dB (default %(default)s; 'inf' = clean)")
@@ -74,7 +76,7 @@ def describe(path: Path) -> None:
     print(f"{info.path}: AV-Digits (snnav {info.snnav_version})")
     print(f"  pairs: {info.counts['train']} train, {info.counts['test']} test; 10 classes; "
           f"{len(info.voices)} voice configurations")
-    print(f"  frames {c.frame_size}x{c.frame_size}; event views T={c.n_steps}")
+    print(f"  frames {c.frame_size}x{c.frame_size}; event views time_steps={c.time_steps}")
     print(f"  views: audio spectrogram (1x{c.frame_size}x{c.frame_size}), audio cochlea (T x 64 -> 1x{c.frame_size}x"
           f"{c.frame_size}), visual static (1x{c.frame_size}x{c.frame_size}), visual events (T x 2x{c.frame_size}x"
           f"{c.frame_size})")
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     snr = None if args.audio_snr_db is None or args.audio_snr_db == float("inf") else args.audio_snr_db
     config = AVDigitsConfig(seed=args.seed, n_train=args.n_train, n_test=args.n_test, frame_size=args.frame_size,
-                            n_steps=args.steps, n_voices=args.voices, audio_snr_db=snr,
+                            time_steps=args.time_steps, n_voices=args.voices, audio_snr_db=snr,
                             pixel_noise_std=args.pixel_noise, occlusion_frac=args.occlusion)
     make_av_digits(args.out, config, args.workers, args.force)
     return 0

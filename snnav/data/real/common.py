@@ -388,7 +388,7 @@ def check_split_args(dataset: str, split: str, steps: int, size: int) -> None:
     if split not in ("train", "test"):
         raise ConfigError(f"{dataset}: split must be 'train' or 'test', got {split!r}")
     if int(steps) < 1 or int(size) < 1:
-        raise ConfigError(f"{dataset}: T and size must be positive integers, got T={steps!r}, size={size!r}")
+        raise ConfigError(f"{dataset}: T and size must be positive integers, got time_steps={steps!r}, size={size!r}")
 
 
 class StaticAVDataset(Dataset):
@@ -403,12 +403,12 @@ class StaticAVDataset(Dataset):
     DATASET = "dataset"
     CLASSES: tuple[str, ...] = ()
 
-    def __init__(self, root: Path, samples: Sequence[AVSample], split: str, T: int, size: int, seed: int,
+    def __init__(self, root: Path, samples: Sequence[AVSample], split: str, time_steps: int, size: int, seed: int,
                  cache: str | os.PathLike | None, config: Mapping[str, Any]):
         self.root = Path(root)
         self.samples = list(samples)
         self.split = split
-        self.T = int(T)
+        self.time_steps = int(time_steps)
         self.size = int(size)
         self.seed = int(seed)
         self.epoch = 0
@@ -460,4 +460,4 @@ class StaticAVDataset(Dataset):
         else:
             img = load_rgb(self.samples[index].visual, self.DATASET)
             visual = train_visual(img, self.size, item_rng(self.seed, self.epoch, index))
-        return repeat_time(audio, self.T), repeat_time(visual, self.T), self.samples[index].label
+        return repeat_time(audio, self.time_steps), repeat_time(visual, self.time_steps), self.samples[index].label

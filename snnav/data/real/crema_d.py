@@ -192,7 +192,7 @@ class CremaD(StaticAVDataset):
     Args:
         root: folder holding ``processed_dataset/`` or ``train.csv``/``test.csv``/``AudioWAV``/``<frames_dir>``.
         split: ``"train"`` (RandomResizedCrop + flip) or ``"test"`` (Resize(2*size) + CenterCrop).
-        T: time steps the static views are repeated over (4 in the paper).
+        time_steps: T, the time steps the static views are repeated over (4 in the paper).
         size: side of the square spectrogram and image (128 in the paper).
         seed: seeds the train augmentation and, in the csv layout, the frame chosen per clip.
         cache: HDF5 file (or folder) for the precomputed deterministic tensors; ``None`` computes on access.
@@ -207,14 +207,14 @@ class CremaD(StaticAVDataset):
     DATASET = NAME
     CLASSES = CLASSES
 
-    def __init__(self, root: str | os.PathLike, split: str = "train", T: int = 4, size: int = 128, seed: int = 0,
+    def __init__(self, root: str | os.PathLike, split: str = "train", time_steps: int = 4, size: int = 128, seed: int = 0,
                  cache: str | os.PathLike | None = None, layout: str = "auto",
                  frames_dir: str = DEFAULT_FRAMES_DIR):
-        check_split_args(NAME, split, T, size)
+        check_split_args(NAME, split, time_steps, size)
         kind = detect_layout(root, layout)
         samples = scan(root, split, kind, frames_dir, seed)
         _log_counts(samples, split)
         self.layout = kind
-        super().__init__(Path(root), samples, split, T, size, seed, cache, {"layout": kind})
+        super().__init__(Path(root), samples, split, time_steps, size, seed, cache, {"layout": kind})
 
     check_layout = staticmethod(check_layout)

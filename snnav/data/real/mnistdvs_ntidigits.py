@@ -348,7 +348,7 @@ class MnistDvsNTidigits(Dataset):
     Args:
         root: folder holding ``grabbed_data0..9/`` and ``n-tidigits.hdf5`` (override either below).
         split: ``"train"`` (visual RandomCrop(size, padding=4)) or ``"test"``.
-        T: number of time bins (16 in the paper's table; the reference script uses 64).
+        time_steps: T, the number of time bins (16 in the paper's table; the reference script uses 64).
         seed: seeds the per-digit shuffle of the MNIST-DVS recordings and the train crops.
         cache: HDF5 file (or folder) for the binned frames before augmentation; ``None`` bins on access.
         scale: MNIST-DVS recording scale, 4, 8 or 16 (the reference does not say which).
@@ -365,12 +365,12 @@ class MnistDvsNTidigits(Dataset):
     DATASET = NAME
     CLASSES = CLASSES
 
-    def __init__(self, root: str | os.PathLike, split: str = "train", T: int = 16, seed: int = 42,
+    def __init__(self, root: str | os.PathLike, split: str = "train", time_steps: int = 16, seed: int = 42,
                  cache: str | os.PathLike | None = None, scale: int = 4, n_per_split: int = 500,
                  sensor_crop: int = SENSOR_PX, size: int = 28, mnist_dvs_dir: str | os.PathLike | None = None,
                  ntidigits_file: str | os.PathLike | None = None):
-        self._check_args(split, T, scale, n_per_split, sensor_crop, size)
-        self.root, self.split, self.T, self.seed = Path(root), split, int(T), int(seed)
+        self._check_args(split, time_steps, scale, n_per_split, sensor_crop, size)
+        self.root, self.split, self.time_steps, self.seed = Path(root), split, int(time_steps), int(seed)
         self.scale, self.n_per_split, self.sensor_crop, self.size = scale, int(n_per_split), int(sensor_crop), int(size)
         self.epoch = 0
         dvs_dir, self.ntidigits_file = _paths(root, mnist_dvs_dir, ntidigits_file)
@@ -380,7 +380,7 @@ class MnistDvsNTidigits(Dataset):
         self._h5_pid: int | None = None
         self._cache: FeatureCache | None = None
         if cache is not None:
-            config = {"dataset": NAME, "split": split, "T": self.T, "size": self.size, "crop": self.sensor_crop,
+            config = {"dataset": NAME, "split": split, "time_steps": self.time_steps, "size": self.size, "crop": self.sensor_crop,
                       "n_per_split": self.n_per_split,
                       "visual": file_manifest(dvs_dir, [p for g in self.visual_files for p in g]),
                       "audio": self.audio_keys, "ntidigits_bytes": self.ntidigits_file.stat().st_size}
@@ -395,7 +395,7 @@ class MnistDvsNTidigits(Dataset):
             raise ConfigError(f"{NAME}: scale must be one of {SCALES}, got {scale!r}")
         if int(steps) < 1 or int(n_per_split) < 1 or int(size) < 1 or not 1 <= int(crop) <= SENSOR_PX:
             raise ConfigError(f"{NAME}: T, n_per_split and size must be positive and sensor_crop in 1..128, got "
-                              f"T={steps!r}, n_per_split={n_per_split!r}, size={size!r}, sensor_crop={crop!r}")
+                              f"time_steps={steps!r}, n_per_split={n_per_split!r}, size={size!r}, sensor_crop={crop!r}")
 
     check_layout = staticmethod(check_layout)
 
@@ -431,8 +431,8 @@ class MnistDvsNTidigits(Dataset):
     def _frames(self, index: int) -> dict[str, np.ndarray]:
         dvs_path, key, _ = self.pair(index)
         t, x, y, p = read_aedat(dvs_path)
-        visual = dvs_frames(t, x, y, p, self.T, self.size, self.sensor_crop)
-        audio = cochlea_frames(*read_ntidigits(self._file(), self.split, key, self.ntidigits_file), self.T)
+        visual = dvs_frames(t, x, y, p, self.time_steps, self.size, self.sensor_crop)
+        audio = cochlea_frames(*read_ntidigits(self._file(), self.split, key, self.ntidigits_file), self.time_steps)
         return {"visual": visual, "audio": audio}
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:

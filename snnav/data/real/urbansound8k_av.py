@@ -95,7 +95,7 @@ class UrbanSound8KAV(StaticAVDataset):
     Args:
         root: the folder holding ``Dataset_v3_vision/`` and ``Dataset_v3_sound/``.
         split: ``"train"`` or ``"test"`` (70/30 per class of the name-sorted list).
-        T: time steps the static views are repeated over (4 in the paper).
+        time_steps: T, the time steps the static views are repeated over (4 in the paper).
         size: side of the square spectrogram and image (128 in the paper).
         seed: seeds the train augmentation.
         cache: HDF5 file (or folder) for the precomputed deterministic tensors; ``None`` computes on access.
@@ -107,13 +107,13 @@ class UrbanSound8KAV(StaticAVDataset):
     DATASET = NAME
     CLASSES = CLASSES
 
-    def __init__(self, root: str | os.PathLike, split: str = "train", T: int = 4, size: int = 128, seed: int = 0,
+    def __init__(self, root: str | os.PathLike, split: str = "train", time_steps: int = 4, size: int = 128, seed: int = 0,
                  cache: str | os.PathLike | None = None):
-        check_split_args(NAME, split, T, size)
+        check_split_args(NAME, split, time_steps, size)
         samples = split_samples(scan_all(root), split)
         if not samples:
             raise layout_error(NAME, f"the {split} split of {root} is empty (a class needs at least 2 images to "
                                      f"put one in train and 1 to put one in test)")
-        super().__init__(Path(root), samples, split, T, size, seed, cache, {"train_portion": TRAIN_PORTION})
+        super().__init__(Path(root), samples, split, time_steps, size, seed, cache, {"train_portion": TRAIN_PORTION})
 
     check_layout = staticmethod(check_layout)

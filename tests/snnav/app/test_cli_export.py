@@ -20,7 +20,7 @@ def trained_run(tmp_path_factory):
     """A 1-epoch S-CMRL run on 40 AV-Digits pairs (32x32 frames, shallow stem, D = 16)."""
     root = tmp_path_factory.mktemp("export_cli")
     data = root / "avd.h5"
-    generate_av_digits(data, AVDigitsConfig(n_train=40, n_test=16, frame_size=32, n_steps=4, n_voices=6), workers=1)
+    generate_av_digits(data, AVDigitsConfig(n_train=40, n_test=16, frame_size=32, time_steps=4, n_voices=6), workers=1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

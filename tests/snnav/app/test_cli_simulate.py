@@ -20,7 +20,7 @@ def exported(tmp_path_factory):
     """A 1-epoch S-CMRL (D = 16, 32x32 frames, shallow stem) trained on 40 pairs and exported with dt = 1 ms."""
     root = tmp_path_factory.mktemp("simulate_cli")
     data = root / "avd.h5"
-    generate_av_digits(data, AVDigitsConfig(n_train=40, n_test=10, frame_size=32, n_steps=4, n_voices=6), workers=1)
+    generate_av_digits(data, AVDigitsConfig(n_train=40, n_test=10, frame_size=32, time_steps=4, n_voices=6), workers=1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

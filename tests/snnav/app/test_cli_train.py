@@ -56,7 +56,7 @@ def test_cli_trains_resumes_and_prints(avd_file, tmp_path, capsys):
 @pytest.mark.parametrize("argv, extra, message", [
     (["--model", "nope"], "", "unknown model 'nope'"),
     (["--dataset", "nope"], "", "unknown dataset 'nope'"),
-    ([], "epoch = 3", "unknown training config key(s) 'epoch' (did you mean 'epochs'?)"),
+    ([], "epoch = 3", "unknown training config keys 'epoch' (did you mean 'epochs'?)"),
     ([], 'model_config = { embed_dim = 16, num_heads = 4, in_channels_audio = 3 }', "in_channels_audio = 1"),
 ])
 def test_cli_errors_are_one_line(avd_file, tmp_path, capsys, argv, extra, message):

@@ -21,7 +21,7 @@ from snnav.data.datasets import AVDigits, open_dataset, time_first
 from snnav.data.digits_visual import load_digit_images
 from snnav.errors import ConfigError, DatasetError, OutputError
 
-SMALL = AVDigitsConfig(seed=7, n_train=40, n_test=20, frame_size=32, n_steps=4, n_voices=6)
+SMALL = AVDigitsConfig(seed=7, n_train=40, n_test=20, frame_size=32, time_steps=4, n_voices=6)
 
 
 def _sha(path: Path) -> str:
@@ -112,15 +112,15 @@ def test_dataset_items_are_time_first(small_file, audio_view, visual_view, ca, c
 
 
 def test_static_views_repeat_and_event_views_rebin(small_file):
-    static = AVDigits(small_file, "train", steps=6)
+    static = AVDigits(small_file, "train", time_steps=6)
     a, v, _ = static[0]
     assert a.shape[0] == 6 and torch.equal(a[0], a[5]) and torch.equal(v[0], v[5])
     assert 0.0 <= float(v.min()) and float(v.max()) <= 1.0
     full = AVDigits(small_file, "train", audio_view="cochlea", visual_view="events")
-    half = AVDigits(small_file, "train", audio_view="cochlea", visual_view="events", steps=2)
+    half = AVDigits(small_file, "train", audio_view="cochlea", visual_view="events", time_steps=2)
     assert torch.equal(half[0][1], full[0][1][0::2] + full[0][1][1::2])  # bins summed in pairs
     with pytest.raises(DatasetError, match="divide"):
-        AVDigits(small_file, "train", visual_view="events", steps=3)
+        AVDigits(small_file, "train", visual_view="events", time_steps=3)
 
 
 def test_open_dataset_knows_av_digits_and_rejects_unknown_names(small_file):
@@ -220,11 +220,26 @@ def test_destination_that_is_a_folder_is_reported(tmp_path):
 def test_cli_makes_and_describes_a_file(tmp_path):
     out = tmp_path / "cli.h5"
     r = _cli("data", "make", "av-digits", "--out", str(out), "--n-train", "20", "--n-test", "10", "--frame-size", "16",
-             "--steps", "2", "--voices", "4", "--workers", "1", cwd=tmp_path)
+             "--time-steps", "2", "--voices", "4", "--workers", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "made" in r.stdout and "20 train / 10 test" in r.stdout and " s (" in r.stdout
     r = _cli("data", "info", str(out), cwd=tmp_path)
-    assert r.returncode == 0 and "AV-Digits" in r.stdout and "16x16" in r.stdout
+    assert r.returncode == 0 and "AV-Digits" in r.stdout and "16x16" in r.stdout and "time_steps=2" in r.stdout
+
+
+def test_the_renamed_steps_flag_still_works_with_one_deprecation_line(tmp_path):
+    out = tmp_path / "old.h5"
+    r = _cli("data", "make", "av-digits", "--out", str(out), "--n-train", "10", "--n-test", "10", "--frame-size", "16",
+             "--steps", "2", "--voices", "4", "--workers", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("--steps is deprecated") == 1 and "use --time-steps" in r.stderr
+    assert read_av_digits_info(out).config.time_steps == 2
+
+
+def test_files_written_with_the_old_n_steps_key_still_read():
+    old = {**SMALL.to_dict(), "n_steps": 4}
+    del old["time_steps"]
+    assert AVDigitsConfig.from_dict(old) == SMALL
 
 
 def test_destination_under_a_file_is_reported(tmp_path):

@@ -198,5 +198,5 @@ def test_registry_names_and_unknown_name(tmp_path):
 
 
 def test_registry_opens_the_right_class(crema_processed_root):
-    ds = open_real_dataset("crema-d", crema_processed_root, "test", T=2, size=32)
-    assert isinstance(ds, CremaD) and ds.T == 2 and ds.split == "test"
+    ds = open_real_dataset("crema-d", crema_processed_root, "test", time_steps=2, size=32)
+    assert isinstance(ds, CremaD) and ds.time_steps == 2 and ds.split == "test"

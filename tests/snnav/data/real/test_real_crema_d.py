@@ -14,7 +14,7 @@ from snnav.errors import ConfigError, DatasetError
 
 
 def test_processed_items_shapes_labels_and_time_repetition(crema_processed_root):
-    ds = CremaD(crema_processed_root, "test", T=3, size=32)
+    ds = CremaD(crema_processed_root, "test", time_steps=3, size=32)
     assert len(ds) == 6 and ds.layout == "processed" and ds.num_classes == 6
     assert ds.labels == [0, 1, 2, 3, 4, 5]
     audio, visual, label = ds[4]
@@ -37,16 +37,16 @@ def test_train_split_sizes_and_labels(crema_processed_root):
 
 
 def test_test_split_is_deterministic_and_train_is_seeded_per_epoch(crema_processed_root):
-    test = CremaD(crema_processed_root, "test", T=1, size=32)
+    test = CremaD(crema_processed_root, "test", time_steps=1, size=32)
     torch.testing.assert_close(test[2][1], test[2][1])
-    a = CremaD(crema_processed_root, "train", T=1, size=32, seed=5)
-    b = CremaD(crema_processed_root, "train", T=1, size=32, seed=5)
+    a = CremaD(crema_processed_root, "train", time_steps=1, size=32, seed=5)
+    b = CremaD(crema_processed_root, "train", time_steps=1, size=32, seed=5)
     audio, first, _ = a[3]
     torch.testing.assert_close(first, b[3][1])  # same seed, same epoch
     a.set_epoch(1)
     audio_1, second, _ = a[3]
     assert not torch.allclose(first, second)  # a fresh draw each epoch
-    c = CremaD(crema_processed_root, "train", T=1, size=32, seed=6)
+    c = CremaD(crema_processed_root, "train", time_steps=1, size=32, seed=6)
     audio_c, third, _ = c[3]
     assert not torch.allclose(first, third)
     # audio has no augmentation: identical in every epoch and seed
@@ -55,10 +55,10 @@ def test_test_split_is_deterministic_and_train_is_seeded_per_epoch(crema_process
 
 
 def test_csv_layout_reads_the_split_and_chooses_a_seeded_frame(crema_csv_root):
-    ds = CremaD(crema_csv_root, "train", T=2, size=32, seed=0)
+    ds = CremaD(crema_csv_root, "train", time_steps=2, size=32, seed=0)
     assert ds.layout == "csv" and len(ds) == 12
     assert ds.labels == [c for c in range(6) for _ in range(2)]
-    again = CremaD(crema_csv_root, "train", T=2, size=32, seed=0)
+    again = CremaD(crema_csv_root, "train", time_steps=2, size=32, seed=0)
     assert [s.visual for s in ds.samples] == [s.visual for s in again.samples]
     choices = {tuple(s.visual.name for s in CremaD(crema_csv_root, "train", size=32, seed=k).samples)
                for k in range(4)}
@@ -186,8 +186,8 @@ def test_corrupt_frame_in_csv_layout(raw):
 
 
 def test_cache_round_trip(crema_processed_root, tmp_path):
-    plain = CremaD(crema_processed_root, "test", T=2, size=32)
-    cached = CremaD(crema_processed_root, "test", T=2, size=32, cache=tmp_path / "crema_test.h5")
+    plain = CremaD(crema_processed_root, "test", time_steps=2, size=32)
+    cached = CremaD(crema_processed_root, "test", time_steps=2, size=32, cache=tmp_path / "crema_test.h5")
     assert (tmp_path / "crema_test.h5").is_file()
     plain_items = [plain[i] for i in range(len(plain))]
     for (a_audio, a_visual, a_label), (b_audio, b_visual, b_label) in zip(plain_items, cached):
@@ -195,7 +195,7 @@ def test_cache_round_trip(crema_processed_root, tmp_path):
         torch.testing.assert_close(a_visual, b_visual)
         assert a_label == b_label
     stamp = (tmp_path / "crema_test.h5").stat().st_mtime_ns
-    reopened = CremaD(crema_processed_root, "test", T=4, size=32, cache=tmp_path / "crema_test.h5")
+    reopened = CremaD(crema_processed_root, "test", time_steps=4, size=32, cache=tmp_path / "crema_test.h5")
     assert (tmp_path / "crema_test.h5").stat().st_mtime_ns == stamp  # T is applied after the cache: reused
     torch.testing.assert_close(reopened[1][1][3], plain_items[1][1][0])
     CremaD(crema_processed_root, "test", size=24, cache=tmp_path / "crema_test.h5")
@@ -203,8 +203,8 @@ def test_cache_round_trip(crema_processed_root, tmp_path):
 
 
 def test_train_cache_holds_audio_and_keeps_augmenting(crema_processed_root, tmp_path):
-    plain = CremaD(crema_processed_root, "train", T=1, size=32, seed=2)
-    cached = CremaD(crema_processed_root, "train", T=1, size=32, seed=2, cache=tmp_path)
+    plain = CremaD(crema_processed_root, "train", time_steps=1, size=32, seed=2)
+    cached = CremaD(crema_processed_root, "train", time_steps=1, size=32, seed=2, cache=tmp_path)
     for i in (0, 7):
         torch.testing.assert_close(plain[i][0], cached[i][0])
         torch.testing.assert_close(plain[i][1], cached[i][1])
@@ -216,7 +216,7 @@ def test_train_cache_holds_audio_and_keeps_augmenting(crema_processed_root, tmp_
 def test_cached_dataset_pickles_for_dataloader_workers(crema_processed_root, tmp_path):
     import pickle
 
-    ds = CremaD(crema_processed_root, "test", T=1, size=16, cache=tmp_path)
+    ds = CremaD(crema_processed_root, "test", time_steps=1, size=16, cache=tmp_path)
     first = ds[2]
     clone = pickle.loads(pickle.dumps(ds))
     torch.testing.assert_close(clone[2][1], first[1])

@@ -137,7 +137,7 @@ def test_parse_digit_label_rejects_garbage():
 
 
 def test_items_shapes_labels_and_pairing(mnist_root):
-    ds = MnistDvsNTidigits(mnist_root, "train", T=8, n_per_split=2)
+    ds = MnistDvsNTidigits(mnist_root, "train", time_steps=8, n_per_split=2)
     assert len(ds) == 20 and ds.labels == [c for c in range(10) for _ in range(2)]
     assert ds.skipped == {"oh": 1, "multi_digit": 2}
     for i in (0, 7, 19):
@@ -155,7 +155,7 @@ def test_items_shapes_labels_and_pairing(mnist_root):
 
 
 def test_test_split_is_unaugmented_and_normalised(mnist_root):
-    ds = MnistDvsNTidigits(mnist_root, "test", T=4, n_per_split=2)
+    ds = MnistDvsNTidigits(mnist_root, "test", time_steps=4, n_per_split=2)
     _, visual, label = ds[6]
     counts = visual * m.MNIST_STD + m.MNIST_MEAN
     cols = torch.nonzero(counts.sum(dim=(0, 1, 2)) > 0.5).flatten().tolist()
@@ -182,15 +182,15 @@ def test_split_is_seeded_disjoint_and_audio_is_tiled(mnist_root):
 def test_audio_tiles_when_short(tmp_path):
     rf.build_mnist_dvs(tmp_path, per_digit=6, n_events=8)
     rf.build_ntidigits(tmp_path / "n-tidigits.hdf5", {"train": 2, "test": 1})
-    ds = MnistDvsNTidigits(tmp_path, "test", T=2, n_per_split=3)
+    ds = MnistDvsNTidigits(tmp_path, "test", time_steps=2, n_per_split=3)
     assert [ds.pair(i)[1] for i in range(3)] == [ds.audio_keys[0][0]] * 3
-    train = MnistDvsNTidigits(tmp_path, "train", T=2, n_per_split=3)
+    train = MnistDvsNTidigits(tmp_path, "train", time_steps=2, n_per_split=3)
     keys = train.audio_keys[4]
     assert [train.pair(12 + j)[1] for j in range(3)] == [keys[0], keys[1], keys[0]]
 
 
 def test_train_crop_is_seeded_per_epoch(mnist_root):
-    ds = MnistDvsNTidigits(mnist_root, "train", T=4, n_per_split=2, seed=1)
+    ds = MnistDvsNTidigits(mnist_root, "train", time_steps=4, n_per_split=2, seed=1)
     draws = []
     for epoch in range(6):
         ds.set_epoch(epoch)
@@ -278,8 +278,8 @@ def test_class_without_audio_and_bad_channels(tmp_path):
 
 
 def test_cache_round_trip(mnist_root, tmp_path):
-    plain = MnistDvsNTidigits(mnist_root, "train", T=4, n_per_split=2, seed=3)
-    cached = MnistDvsNTidigits(mnist_root, "train", T=4, n_per_split=2, seed=3, cache=tmp_path / "m.h5")
+    plain = MnistDvsNTidigits(mnist_root, "train", time_steps=4, n_per_split=2, seed=3)
+    cached = MnistDvsNTidigits(mnist_root, "train", time_steps=4, n_per_split=2, seed=3, cache=tmp_path / "m.h5")
     for i in (0, 11, 19):
         for a, b in zip(plain[i], cached[i]):
             if isinstance(a, torch.Tensor):
@@ -287,9 +287,9 @@ def test_cache_round_trip(mnist_root, tmp_path):
             else:
                 assert a == b
     stamp = (tmp_path / "m.h5").stat().st_mtime_ns
-    MnistDvsNTidigits(mnist_root, "train", T=4, n_per_split=2, seed=3, cache=tmp_path / "m.h5")
+    MnistDvsNTidigits(mnist_root, "train", time_steps=4, n_per_split=2, seed=3, cache=tmp_path / "m.h5")
     assert (tmp_path / "m.h5").stat().st_mtime_ns == stamp
-    MnistDvsNTidigits(mnist_root, "train", T=5, n_per_split=2, seed=3, cache=tmp_path / "m.h5")
+    MnistDvsNTidigits(mnist_root, "train", time_steps=5, n_per_split=2, seed=3, cache=tmp_path / "m.h5")
     assert (tmp_path / "m.h5").stat().st_mtime_ns != stamp  # T changes the binning: rebuilt
 
 
@@ -297,7 +297,7 @@ def test_pickles_for_dataloader_workers(mnist_root, tmp_path):
     import pickle
 
     for cache in (None, tmp_path / "w.h5"):
-        ds = MnistDvsNTidigits(mnist_root, "test", T=4, n_per_split=2, cache=cache)
+        ds = MnistDvsNTidigits(mnist_root, "test", time_steps=4, n_per_split=2, cache=cache)
         first = ds[3]  # opens the HDF5 handles
         clone = pickle.loads(pickle.dumps(ds))
         for a, b in zip(first[:2], clone[3][:2]):
@@ -307,7 +307,7 @@ def test_pickles_for_dataloader_workers(mnist_root, tmp_path):
 def test_dataloader_workers_reopen_their_handles(mnist_root):
     from torch.utils.data import DataLoader
 
-    ds = MnistDvsNTidigits(mnist_root, "test", T=4, n_per_split=2)
+    ds = MnistDvsNTidigits(mnist_root, "test", time_steps=4, n_per_split=2)
     expected = ds[5][0]  # the parent process opened the N-TIDIGITS file before the workers start
     batches = list(DataLoader(ds, batch_size=4, num_workers=2))
     audio = torch.cat([b[0] for b in batches])

@@ -36,12 +36,12 @@ def test_split_counts_for_larger_classes():
 
 
 def test_items(us8k_root):
-    ds = UrbanSound8KAV(us8k_root, "test", T=2, size=32)
+    ds = UrbanSound8KAV(us8k_root, "test", time_steps=2, size=32)
     audio, visual, label = ds[1]
     assert audio.shape == (2, 1, 32, 32) and visual.shape == (2, 3, 32, 32) and label == 1
     assert audio.dtype == visual.dtype == torch.float32 and torch.isfinite(audio).all()
     # class 1's first clip is the stereo int32 wav: read and downmixed without error
-    train = UrbanSound8KAV(us8k_root, "train", T=1, size=32, seed=1)
+    train = UrbanSound8KAV(us8k_root, "train", time_steps=1, size=32, seed=1)
     stereo = [i for i, s in enumerate(train.samples) if s.label == 1 and s.audio.stem.endswith("-0")]
     assert stereo and torch.isfinite(train[stereo[0]][0]).all()
 
@@ -92,8 +92,8 @@ def test_empty_class_and_corrupt_files(small):
 
 
 def test_cache_round_trip(us8k_root, tmp_path):
-    plain = UrbanSound8KAV(us8k_root, "test", T=1, size=32)
-    cached = UrbanSound8KAV(us8k_root, "test", T=1, size=32, cache=tmp_path / "us8k.h5")
+    plain = UrbanSound8KAV(us8k_root, "test", time_steps=1, size=32)
+    cached = UrbanSound8KAV(us8k_root, "test", time_steps=1, size=32, cache=tmp_path / "us8k.h5")
     for i in (0, 9):
         a, b = plain[i], cached[i]
         torch.testing.assert_close(a[0], b[0])
