@@ -1,4 +1,4 @@
-"""Atomic writes: outputs appear whole or not at all.
+"""Atomic writes and snnav's JSON format: outputs appear whole or not at all.
 
 An output is written to a temporary name in the destination's folder and renamed over the destination only
 when the writer finishes without error. An existing file at the destination survives any failure untouched.
@@ -7,10 +7,11 @@ when the writer finishes without error. An existing file at the destination surv
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from snnav.errors import OutputError
 
@@ -58,3 +59,24 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def json_text(data: Any) -> str:
+    """snnav's one JSON format for the files it writes: indented by one space, keys in the order given, a final
+    newline, and no NaN or infinity (they are not JSON; a non-finite value is a bug or a failed run, not a number).
+
+    Raises:
+        OutputError: ``data`` holds a non-finite number or something JSON cannot store.
+    """
+    try:
+        return json.dumps(data, indent=1, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise OutputError(f"cannot write JSON: {exc}") from exc
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as JSON (:func:`json_text`) atomically (a temporary file renamed over ``path``); return it."""
+    text = json_text(data)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)

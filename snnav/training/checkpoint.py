@@ -18,7 +18,6 @@ states of torch/numpy/python, the metrics history, the best accuracy and the snn
 from __future__ import annotations
 
 import csv
-import json
 import os
 import random
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 
 from snnav._version import __version__
 from snnav.errors import FileFormatError
-from snnav.io import atomic_path
+from snnav.io import atomic_path, write_json
 
 __all__ = [
     "CheckpointError",
@@ -134,11 +133,6 @@ def check_model_matches(ckpt: Mapping[str, Any], model_name: str, model_config: 
         raise CheckpointError(f"{where} holds a {model_name!r} built differently ({detail}; saved vs asked); "
                               "use the config it was trained with, or a new --out directory.")
 
-
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Atomically write ``data`` as indented JSON."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _flatten(row: Mapping[str, Any]) -> dict[str, Any]:

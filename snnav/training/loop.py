@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from snnav.errors import ConfigError, InputError
-from snnav.io import atomic_path
+from snnav.io import atomic_path, write_json
 from snnav.models import create_model
 from snnav.training import checkpoint as ckpt_io
 from snnav.training.build import (
@@ -332,7 +332,7 @@ class _Trainer:
             logger.warning("warmup_epochs (%d) >= epochs (%d): the lr never leaves the warm-up ramp",
                            self.config.warmup_epochs, self.config.epochs)
         if self.ctx.is_main:
-            ckpt_io.write_json(self.run_dir / "config.json", self.config.to_dict())
+            write_json(self.run_dir / "config.json", self.config.to_dict())
         while self.epoch < end:
             self.run_epoch(self.epoch)
         self.ctx.barrier()

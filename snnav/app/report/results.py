@@ -31,7 +31,7 @@ from hardware_sims.fixed_point import formats as lf
 from hardware_sims.fixed_point.quantize import V_HEADROOM
 from snnav._version import __version__
 from snnav.errors import FileFormatError
-from snnav.io import atomic_path
+from snnav.io import write_json
 
 __all__ = ["FORMAT", "VERSION", "ResultFileError", "sha256_of", "write_json", "write_simulation_result",
            "read_json", "read_simulation_result", "simulate_command"]
@@ -53,12 +53,6 @@ def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
-def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
-    """Write ``data`` as indented JSON, atomically (a temporary file renamed over ``path``)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    return Path(path)
 
 
 def simulate_command(model: str | Path, backend: str, precision: str, samples: int, data: str | Path,

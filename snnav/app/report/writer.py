@@ -7,7 +7,6 @@ atomically (a temporary file renamed over the old one), so an existing report is
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,7 +15,7 @@ from snnav.app.report.html import render_html
 from snnav.app.report.inputs import collect_inputs
 from snnav.app.report.markdown import render_markdown
 from snnav.app.report.tables import activity_rows, csv_text, energy_rows, summary_rows
-from snnav.io import atomic_path
+from snnav.io import atomic_path, json_text
 
 __all__ = ["REPORT_FILES", "render_files", "write_report", "make_report"]
 
@@ -26,7 +25,7 @@ REPORT_FILES = ("report.json", "summary.csv", "activity.csv", "energy_by_layer.c
 def render_files(report: dict[str, Any]) -> dict[str, str]:
     """File name -> text, for every file of `REPORT_FILES`."""
     return {
-        "report.json": json.dumps(report, indent=1, allow_nan=False) + "\n",
+        "report.json": json_text(report),
         "summary.csv": csv_text(summary_rows(report)),
         "activity.csv": csv_text(activity_rows(report)),
         "energy_by_layer.csv": csv_text(energy_rows(report)),
