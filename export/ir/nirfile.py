@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from export.ir.nirvalidate import (
 from export.ir.nirvalidate import (
     type_name as _type_name,
 )
+from snnav.io import atomic_path
 
 __all__ = ["make_graph", "validate_graph", "write_graph", "read_graph", "graph_summary", "format_summary"]
 
@@ -107,15 +107,10 @@ def write_graph(path: str | os.PathLike, graph: nir.NIRGraph, *, nir_type_check:
         raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
     validate_graph(graph, require_dt=needs_dt(graph.metadata))
     _check_storable(graph, "")
-    tmp = _reserve_temp(path)
-    try:
+    with atomic_path(path) as tmp:
         _write_hdf5(tmp, graph)
         if nir_type_check and not any(is_extension(n) for n in _all_nodes(graph)):
             _check_nir_reads(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _write_hdf5(path: Path, graph: nir.NIRGraph) -> None:
@@ -298,14 +293,4 @@ def _metadata_from_hdf5(group: h5py.Group) -> dict[str, Any]:
         out[key] = value
     return out
 
-
-def _reserve_temp(path: Path) -> Path:
-    """Create an empty, uniquely named file beside `path` (permissions follow the umask, like nir.write)."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
 
