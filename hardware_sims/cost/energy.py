@@ -16,7 +16,7 @@ mac                   one multiply-accumulate of two graded values
 ac                    one accumulate (an addition)
 ====================  ===================================================================================
 
-Built-in models (``hardware_sims/cost_models/*.json``): ``loihi1`` (Davies et al. 2018, Table 2) and
+Built-in models (``hardware_sims/cost/models/*.json``): ``loihi1`` (Davies et al. 2018, Table 2) and
 ``horowitz45nm`` (Horowitz, ISSCC 2014). Loihi 2 has no public per-operation energy table: it is listed by
 `available_cost_models` as unavailable, with the reason, and asking for it raises `CostModelUnavailableError`.
 A user model is a JSON file of the same form (`load_cost_model`, `CostModel.from_dict`).
@@ -222,7 +222,7 @@ class CostModel:
 
 
 def load_cost_model(path: str | os.PathLike) -> CostModel:
-    """Read a cost model JSON file (the form of ``hardware_sims/cost_models/loihi1.json``).
+    """Read a cost model JSON file (the form of ``hardware_sims/cost/models/loihi1.json``).
 
     Raises:
         FileNotFoundError: no such file. CostModelError: not JSON, or not a valid model (`CostModel.from_dict`).
@@ -263,7 +263,7 @@ def builtin_cost_model(name: str) -> CostModel:
     if name not in BUILTIN_MODELS:
         raise CostModelError(f"no built-in cost model {name!r}; built-in models are {list(BUILTIN_MODELS)} "
                              f"({', '.join(UNAVAILABLE_MODELS)} unavailable); or pass a JSON file")
-    text = resources.files("hardware_sims").joinpath("cost_models", f"{name}.json").read_text(encoding="utf-8")
+    text = resources.files("hardware_sims.cost").joinpath("models", f"{name}.json").read_text(encoding="utf-8")
     return CostModel.from_dict(json.loads(text))
 
 

@@ -1,8 +1,8 @@
 """`count_activity`: the facts of a run (spikes, synaptic events, MACs, neuron updates, extension operations) per
-node and sample, from a `LavaResult` of ``run_lava`` or ``emulate``; `spike_raster` for plots.
+node and sample, from a `RunResult` of ``run_lava`` or ``emulate``; `spike_raster` for plots.
 
 Counts are functions of the run's records and plan only, so a Lava run and an emulator run of the same graph,
-inputs and precision give identical counts. Definitions: ``hardware_sims/COUNTS.md``.
+inputs and precision give identical counts. Definitions: ``hardware_sims/counts/COUNTS.md``.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Any
 import nir
 import numpy as np
 
+from export.ir.nirfile import read_graph
 from hardware_sims.counts.extensions import extension_ops
 from hardware_sims.counts.neurobench import NEUROBENCH_LAYERS, POOL_LAYERS, NirValues, dense_synapses, layer_ops
-from hardware_sims.counts.record import (COUNT_FIELDS, NODE_FIELDS, ActivityCounts, NeuroBenchCounts, NodeCounts,
-                                         RunInfo)
+from hardware_sims.counts.record import COUNT_FIELDS, NODE_FIELDS, ActivityCounts, NeuroBenchCounts, NodeCounts, RunInfo
 from hardware_sims.counts.signals import SIGNAL_KINDS, PlanSignals, binary_matrix
-from hardware_sims.lava_backend.linear import ConvGeometry, LinearOp, op_matrix
-from hardware_sims.lava_backend.plan import SYNAPSE_KINDS, Plan, ProcessSpec
+from hardware_sims.plan.linear import ConvGeometry, LinearOp, op_matrix
+from hardware_sims.plan.plan import SYNAPSE_KINDS, Plan, ProcessSpec
 from snnav.errors import InputError
 
 __all__ = ["count_activity", "spike_raster", "MissingRecordError", "COUNTED_SYNAPSE_ROLES"]
@@ -47,7 +47,6 @@ def _backend_of(result: Any) -> str:
 def _load_graph(graph: nir.NIRGraph | str | os.PathLike | None) -> nir.NIRGraph | None:
     if graph is None or isinstance(graph, nir.NIRGraph):
         return graph
-    from export.ir.nirfile import read_graph  # noqa: PLC0415 - h5py only for paths
 
     return read_graph(graph)
 
@@ -256,10 +255,10 @@ class _Counter:
 
 def count_activity(result: Any, graph: nir.NIRGraph | str | os.PathLike | None = None, *,
                    backend: str | None = None) -> ActivityCounts:
-    """Count what a run did, per node and per sample (definitions: ``hardware_sims/COUNTS.md``).
+    """Count what a run did, per node and per sample (definitions: ``hardware_sims/counts/COUNTS.md``).
 
     Args:
-        result: a `LavaResult` of ``run_lava`` or ``emulate``, run with ``record=True`` (every signal node's
+        result: a `RunResult` of ``run_lava`` or ``emulate``, run with ``record=True`` (every signal node's
             record is needed).
         graph: the NIR graph (or ``.nir`` path) the result ran. Recommended: it gives the nodes' NIR types, the
             Scale factors in NeuroBench's input test and the dense synapse counts with zero weights included.
@@ -286,7 +285,7 @@ def spike_raster(result: Any, sample: int = 0, nodes: Iterable[str] | None = Non
     """The spikes of one sample as ``(step, neuron index)`` pairs per node, for a raster plot.
 
     Args:
-        result: a `LavaResult` with the nodes' records.
+        result: a `RunResult` with the nodes' records.
         sample: which sample of the batch.
         nodes: node names (default: every spiking neuron node of the plan, in plan order).
         max_neurons: keep neurons with flat (C-order) index below this.

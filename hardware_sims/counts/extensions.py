@@ -1,6 +1,6 @@
 """Operations inside snnav's extension nodes (``export/EXTENSIONS.md``), counted from the values at their ports.
 
-The rules (``hardware_sims/COUNTS.md`` §5 has the reasoning and the formulas):
+The rules (``hardware_sims/counts/COUNTS.md`` §5 has the reasoning and the formulas):
 
 * A **product** ``a * b`` is counted when both operands are nonzero (event-driven: a zero operand costs nothing).
   It is an **AC** when both operands are spikes (+-1), a **MAC** as soon as one is graded (neither 0 nor +-1), as

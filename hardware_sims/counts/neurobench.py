@@ -25,9 +25,9 @@ import scipy.sparse as sp
 
 from export.ir.graph import flatten_graph, schedule
 from hardware_sims.counts.signals import binary_matrix, shifted
-from hardware_sims.lava_backend import exprs as ex
-from hardware_sims.lava_backend.linear import linear_op, node_bias, op_matrix
-from hardware_sims.lava_backend.registry import role_of
+from hardware_sims.plan import exprs as ex
+from hardware_sims.plan.linear import linear_op, node_bias, op_matrix
+from hardware_sims.plan.registry import role_of
 
 __all__ = ["NirValues", "NEUROBENCH_LAYERS", "POOL_LAYERS", "layer_ops", "dense_synapses"]
 

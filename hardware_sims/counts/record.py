@@ -3,7 +3,7 @@
 Every per-node figure is a mean per sample; ``per_sample`` holds the totals over all nodes, one entry per sample;
 ``totals`` (derived) the means of those. Counts from chunks of samples of one graph combine with `merge` (means
 weighted by samples, per-sample lists concatenated), so a test set simulated in batches gives the counts of the
-whole set. The definitions are in ``hardware_sims/COUNTS.md``.
+whole set. The definitions are in ``hardware_sims/counts/COUNTS.md``.
 """
 
 from __future__ import annotations

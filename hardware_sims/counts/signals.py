@@ -1,6 +1,6 @@
 """What every process of a `Plan` sent during a run, rebuilt from the run's records, in NIR steps.
 
-A `LavaResult` (from ``run_lava`` or ``emulate``) records the signal nodes (Inputs, neurons, extensions) aligned to
+A `RunResult` (from ``run_lava`` or ``emulate``) records the signal nodes (Inputs, neurons, extensions) aligned to
 NIR steps. Everything a synapse or an extension port received follows from those records and the plan:
 
 * a **signal process** sends its record: its output at NIR step u is ``record[u]`` (zeros outside ``[0, T)``: what
@@ -22,8 +22,8 @@ from collections.abc import Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from hardware_sims.lava_backend.linear import ConvGeometry, LinearOp, op_matrix
-from hardware_sims.lava_backend.plan import SYNAPSE_KINDS, Connection, Plan, ProcessSpec
+from hardware_sims.plan.linear import ConvGeometry, LinearOp, op_matrix
+from hardware_sims.plan.plan import SYNAPSE_KINDS, Connection, Plan, ProcessSpec
 
 __all__ = ["PlanSignals", "weights_of", "binary_matrix", "reaches", "shifted", "SIGNAL_KINDS"]
 

@@ -1,9 +1,9 @@
 """A batched emulator of the Lava backend's compiled semantics (fixed and floating point), without Lava's runtime.
 
 `emulate(graph_or_plan, inputs, precision="fixed" | "float", record=...)` runs the same `Plan`
-(`hardware_sims.lava_backend.build_plan`), quantized by the same call (`hardware_sims.lava_backend.fixed.
+(`hardware_sims.plan.build_plan`), quantized by the same call (`hardware_sims.fixed_point.prepare.
 prepare_fixed`), with the same latency alignment and the same extension processes' code, and returns a
-`hardware_sims.lava_backend.LavaResult` aligned like `run_lava`'s -- for all samples of a batch at once, in
+`hardware_sims.runs.RunResult` aligned like `run_lava`'s -- for all samples of a batch at once, in
 vectorised numpy. Fixed point reproduces Lava's bit-accurate models bit for bit (`arith`: int32 channels, 24-bit
 ``u`` wrap, ``v`` saturation, decays rounding toward zero, the Conv's 24-bit wrap); float reproduces Lava's float
 models' operations (sums may associate differently: last-bit differences).

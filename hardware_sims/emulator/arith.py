@@ -15,7 +15,7 @@ would wrap in Lava (lava-nc 0.10.0 sources in brackets, paths relative to the ``
 * LIF (``proc/lif/models.py`` ``AbstractPyLifModelFixed.subthr_dynamics``, ``PyLifResetModelBitAcc``): `lif_fixed`,
   and the float model `lif_float`.
 
-``hardware_sims.loihi_reference`` is the same arithmetic one sample at a time in plain int64 (valid while nothing
+``hardware_sims.fixed_point.reference`` is the same arithmetic one sample at a time in plain int64 (valid while nothing
 exceeds int32); the tests compare the two, and compare `lif_fixed` with Lava's own model code in the int32 corners.
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hardware_sims import loihi_formats as lf
+from hardware_sims.fixed_point import formats as lf
 
 __all__ = ["wrap32", "wrap_bits", "port_sum", "synapse_shift", "conv_wrap", "effective_bias", "lif_fixed",
            "lif_float", "exact_dtype"]

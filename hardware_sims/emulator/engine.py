@@ -1,6 +1,6 @@
 """`emulate`: a plan's processes stepped through Lava's time steps, every sample of a batch at once.
 
-The timing is the Lava backend's (``hardware_sims/lava_backend/SEMANTICS.md``): a synapse sends at step s what it
+The timing is the Lava backend's (``hardware_sims/plan/SEMANTICS.md``): a synapse sends at step s what it
 accumulated at s - 1, neurons, delays, inputs and per-step extensions send at the step they receive, a WINDOW
 extension W steps later. Lava runs samples back to back and every stateful process zeroes its state at its live
 step; what a process does before its live step is discarded by its consumers' resets, and nothing after its
@@ -23,11 +23,10 @@ import numpy as np
 from hardware_sims.emulator import arith
 from hardware_sims.emulator.extensions import ExtensionEmu
 from hardware_sims.emulator.procs import DelayEmu, InputEmu, NeuronEmu, SynapseEmu
-from hardware_sims.lava_backend.errors import LavaBackendError
-from hardware_sims.lava_backend.fixed import prepare_fixed
-from hardware_sims.lava_backend.plan import SYNAPSE_KINDS, Plan, Readout, with_state_readouts
-from hardware_sims.lava_backend.run import (LavaResult, _bind, _chosen_readouts, _load_plan, _with_state,
-                                           assemble_readout)
+from hardware_sims.fixed_point.prepare import prepare_fixed
+from hardware_sims.plan.errors import LavaBackendError
+from hardware_sims.plan.plan import SYNAPSE_KINDS, Plan, Readout, with_state_readouts
+from hardware_sims.runs import RunResult, assemble_readout, bind_inputs, chosen_readouts, load_plan, with_state
 
 __all__ = ["emulate", "Network", "DEFAULT_BATCH", "with_membrane_readouts", "profile_key"]
 
@@ -41,7 +40,7 @@ def _numpy_models() -> dict[str, Any]:
 
 
 def _torch_models(device: Any) -> dict[str, Any]:
-    from hardware_sims.emulator import torch_procs as tp  # noqa: PLC0415 - torch only for a device
+    from hardware_sims.emulator import torch_procs as tp  # noqa: PLC0415  (torch: optional, heavy; only for a device)
 
     tp.check_exact_matmul()
     return {"input": lambda s, f, a: tp.TorchInputEmu(s, f, device),
@@ -73,7 +72,7 @@ class Network:
         self.fixed = plan.precision == "fixed"
         self.device = device
         if device is not None:
-            import torch  # noqa: PLC0415
+            import torch  # noqa: PLC0415  (torch: optional, heavy; only for a device)
 
             self.device = torch.device(device)
         models = _numpy_models() if device is None else _torch_models(self.device)
@@ -109,14 +108,14 @@ class Network:
     def _zeros(self, shape: tuple[int, ...]) -> Any:
         if self.device is None:
             return np.zeros(shape, dtype=np.int32 if self.fixed else np.float64)
-        import torch  # noqa: PLC0415
+        import torch  # noqa: PLC0415  (torch: optional, heavy; only for a device)
 
         return torch.zeros(shape, dtype=torch.int32 if self.fixed else torch.float64, device=self.device)
 
     def _sync(self) -> None:
         """Wait for the device (profiling a CUDA run times kernels, not their launches)."""
         if self.device is not None and self.device.type == "cuda":
-            import torch  # noqa: PLC0415
+            import torch  # noqa: PLC0415  (torch: optional, heavy; only for a device)
 
             torch.cuda.synchronize(self.device)
 
@@ -261,7 +260,7 @@ class Network:
 
 def with_membrane_readouts(plan: Plan, neurons: Iterable[str] | None = None) -> Plan:
     """`plan` plus a readout ``"<node>#v"`` of the membrane of each named neuron node (default: every spiking
-    one), aligned like its spikes (``lava_backend.plan.with_state_readouts`` with ``v`` only; ``record_state`` of
+    one), aligned like its spikes (``plan.plan.with_state_readouts`` with ``v`` only; ``record_state`` of
     `emulate`/`run_lava` records ``v`` and ``u``). Both `run_lava` (a ``MemmapVarReader`` on ``v``) and `emulate`
     record it."""
     return with_state_readouts(plan, neurons, ("v",))
@@ -277,10 +276,10 @@ def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str,
             precision: str = "fixed", record: bool | str | Iterable[str] = True, dt: float | None = None,
             quant_options: Mapping[str, Any] | None = None, batch_size: int = DEFAULT_BATCH,
             record_state: str | Iterable[str] | None = None, device: Any = None,
-            profile: bool = False) -> LavaResult:
+            profile: bool = False) -> RunResult:
     """Run a NIR graph (or a `Plan`) the way `run_lava` does, all samples of a batch at once, without Lava.
 
-    Arguments and result are `hardware_sims.lava_backend.run_lava`'s: the plan, its quantization
+    Arguments and result are `hardware_sims.lava.run.run_lava`'s: the plan, its quantization
     (`prepare_fixed`, the same call), the inputs' binding, the records and their NIR-step alignment are the same, so
     ``emulate(g, x, precision=p).records`` equals ``run_lava(g, x, precision=p).records`` -- bit for bit in fixed
     point; in float the sums may associate differently (last-bit differences, spikes equal but at exact ties).
@@ -291,7 +290,7 @@ def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str,
         precision: "fixed" (Lava's ``fixed_pt`` models) or "float" (``floating_pt``).
         record: True (every readable node), False (Outputs only) or node names, as for `run_lava`.
         dt: seconds per step; default the graph's ``metadata["dt"]``.
-        quant_options: keyword arguments of ``hardware_sims.quantize.quantize_plan`` (fixed point, float plan).
+        quant_options: keyword arguments of ``hardware_sims.fixed_point.plan_quantizer.quantize_plan`` (fixed point, float plan).
         batch_size: samples emulated together.
         record_state: neuron node names whose membrane and current to record (``records["<node>#v"]``,
             ``records["<node>#u"]``), as for `run_lava`.
@@ -301,18 +300,18 @@ def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str,
             ``neuron``, ``extension:<type>``, ...) and ``profile:record``; off by default (then nothing is timed).
 
     Returns:
-        A `LavaResult` (``timing``: ``quantize_s`` (fixed point), ``build_s`` (the emulated processes),
+        A `RunResult` (``timing``: ``quantize_s`` (fixed point), ``build_s`` (the emulated processes),
         ``run_s``, ``samples_per_s``; ``cleanup`` empty).
     """
     if precision not in ("float", "fixed"):
         raise ValueError(f"precision must be 'float' or 'fixed', found {precision!r}")
-    plan = _load_plan(graph, dt, record)
+    plan = load_plan(graph, dt, record)
     if plan.precision == "fixed" and precision != "fixed":
         raise ValueError("this plan is quantized (precision='fixed'); emulate it with precision='fixed' or pass the "
                          "float plan")
-    plan, state = _with_state(plan, record_state)
-    xs, steps, batch = _bind(plan, inputs)
-    readouts = _chosen_readouts(plan, record, state)
+    plan, state = with_state(plan, record_state)
+    xs, steps, batch = bind_inputs(plan, inputs)
+    readouts = chosen_readouts(plan, record, state)
     fixed_args = None
     t0 = time.perf_counter()
     if precision == "fixed":
@@ -334,5 +333,5 @@ def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str,
     timing.update({f"profile:{k}": v for k, v in sorted((prof or {}).items())})
     outputs = {n: results[n] for n in plan.outputs}
     step = plan.metadata.get("readout_step")
-    return LavaResult(outputs, results, dict(plan.node_latency), plan.steps_per_sample(steps), plan, timing,
-                      None if step is None else int(step), {})
+    return RunResult(outputs, results, dict(plan.node_latency), plan.steps_per_sample(steps), plan, timing,
+                     None if step is None else int(step), {}, backend="emulator")

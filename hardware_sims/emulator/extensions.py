@@ -1,13 +1,13 @@
 """Extension processes on a batch, through the very code Lava runs, without Lava.
 
 snnav's extension types: `ExtensionEmu` takes the process's `ExtensionSemantics`
-(``hardware_sims.lava_procs.semantics``, the description the Lava process and its models are built from) with the
-arguments `hardware_sims.lava_backend.build` gives the builder (the fixed-point ``in_formats``/``out_exp``), and
+(``hardware_sims.extensions.semantics``, the description the Lava process and its models are built from) with the
+arguments `hardware_sims.lava.build` gives the builder (the fixed-point ``in_formats``/``out_exp``), and
 calls its float or fixed ``evaluate`` -- the functions the Lava models' ``evaluate`` call -- on the same parameters.
 This path imports no Lava. A type registered with ``register_extension`` (a third-party process) is built with its
 builder and run through its Lava model's ``evaluate`` (found like Lava finds it: ``@implements(proc=...)`` and the
 ``floating_pt`` / ``fixed_pt`` tag) with a stand-in for ``self``; that path needs Lava. The window streaming is
-`hardware_sims.lava_procs.kernels.window_step` itself, on buffers of Lava's dtypes (int32 in fixed point, so a
+`hardware_sims.extensions.kernels.window_step` itself, on buffers of Lava's dtypes (int32 in fixed point, so a
 stored message wraps as it does in the Lava Var).
 
 A batch reaches ``evaluate`` in one call where the kernel's math allows folding the batch into an axis it treats
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from hardware_sims.lava_backend.plan import ProcessSpec
-from hardware_sims.lava_backend.registry import extension_builder, extension_semantics
-from hardware_sims.lava_procs.kernels import window_step
+from hardware_sims.extensions.kernels import window_step
+from hardware_sims.plan.plan import ProcessSpec
+from hardware_sims.plan.registry import extension_semantics, registered_builder
 
 __all__ = ["ExtensionEmu", "model_class", "BATCH_FOLDS"]
 
@@ -93,7 +93,7 @@ class ExtensionEmu:
             evaluate = sem.evaluate(fixed)
             self._call = lambda params, *xs: evaluate(params, *xs)
         else:
-            built = extension_builder(node)(node, f"emulator:{spec.name}",
+            built = registered_builder(node)(node, f"emulator:{spec.name}",
                                             **({"bias": bias} if bias else {}), **fixed_args)
             proc = built.process
             self.ports = tuple(built.in_ports)

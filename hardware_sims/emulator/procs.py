@@ -1,7 +1,7 @@
 """One emulated process per plan process kind, vectorised over a batch (``[B, size]`` arrays, NIR C-order).
 
-Each class mirrors the Lava process `hardware_sims.lava_backend.build` makes for the kind, with the arguments
-`hardware_sims.lava_backend.fixed.fixed_arguments` gives it in fixed point (or the plan's float parameters):
+Each class mirrors the Lava process `hardware_sims.lava.build` makes for the kind, with the arguments
+`hardware_sims.fixed_point.prepare.fixed_arguments` gives it in fixed point (or the plan's float parameters):
 
 ==========  ==========================================================================================
 kind        emulated as
@@ -26,10 +26,10 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.lib.stride_tricks import sliding_window_view
 
-from hardware_sims import loihi_formats as lf
 from hardware_sims.emulator import arith
-from hardware_sims.lava_backend.plan import ProcessSpec
-from hardware_sims.loihi_reference import lava_clip_truncate
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.reference import lava_clip_truncate
+from hardware_sims.plan.plan import ProcessSpec
 
 __all__ = ["InputEmu", "SynapseEmu", "ConvOp", "NeuronEmu", "DelayEmu"]
 

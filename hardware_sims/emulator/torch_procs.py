@@ -10,7 +10,7 @@ float is exact (int64), the product runs in numpy on the host. Convolutions are 
 cuDNN's algorithms (Winograd or FFT would round). Extensions run through their numpy code on the host
 (`HostExtension`).
 
-Fixed point is therefore identical to the numpy path, bit for bit (``tests/hardware_sims/test_emulator_torch.py``
+Fixed point is therefore identical to the numpy path, bit for bit (``tests/hardware_sims/emulator/test_emulator_torch.py``
 compares them, and the numpy path equals Lava); float agrees up to the last bits of a sum (products summed in
 another order), as the numpy path does with Lava.
 """
@@ -25,11 +25,12 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from hardware_sims import loihi_formats as lf
 from hardware_sims.emulator import arith
 from hardware_sims.emulator.extensions import ExtensionEmu
-from hardware_sims.lava_backend.plan import ProcessSpec
-from hardware_sims.loihi_reference import lava_clip_truncate
+from hardware_sims.emulator.procs import ConvOp
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.reference import lava_clip_truncate
+from hardware_sims.plan.plan import ProcessSpec
 
 __all__ = ["TorchInputEmu", "TorchSynapseEmu", "TorchNeuronEmu", "TorchDelayEmu", "HostExtension", "wrap32",
            "check_exact_matmul", "to_numpy"]
@@ -169,7 +170,6 @@ class TorchSynapseEmu:
         """The exact int64 product on the host (sums beyond float64's integers)."""
         xh = to_numpy(x).astype(np.int64)
         if self.conv is not None:
-            from hardware_sims.emulator.procs import ConvOp  # noqa: PLC0415
 
             c = self.conv
             acc = ConvOp(c.weight_np, c.in_shape, c.out_shape, c.stride, c.padding, c.dilation, c.groups)(xh, np.int64)

@@ -5,7 +5,7 @@ a ``(C, N)`` tensor is viewed as ``(h, d, N)``; a window of ``W`` steps is an ar
 
 Float kernels (float64) follow the spec's order: the sums of products, then ``scale`` last (then the optional output
 ``gain``). Integer kernels compute the same sums of products exactly in int64 and return the *accumulator*; the
-fixed-point models turn it into the output format with :meth:`FixedPlan.requantize` (``fixed.py``).
+fixed-point models turn it into the output format with :meth:`FixedPlan.requantize` (``hardware_sims.extensions.ports``).
 
 =====================  ==================================================================================
 attention_tokens       ``O[g*d+j, n] = scale * sum_m (sum_i Q[g*d+i, n] K[g*d+i, m]) V[g*d+j, m]``

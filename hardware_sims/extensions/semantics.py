@@ -17,12 +17,12 @@ constructor                node                              window     accumula
 `gate`                     ``snnav.Gate``                    0          ``X G`` / ``gain``
 =========================  ================================  =========  ==============================================
 
-Arithmetic: `hardware_sims.lava_procs.kernels`; formats and requantization: `hardware_sims.lava_procs.fixed`.
+Arithmetic: `hardware_sims.extensions.kernels`; formats and requantization: `hardware_sims.extensions.ports`.
 Port biases are not part of the semantics (the process adds them to what a port receives, see ``base.py``).
 """
 
-# No `from __future__ import annotations`: Lava's model search re-executes the modules of this folder outside
-# sys.modules, where a dataclass cannot resolve string annotations (see fixed.py).
+# No `from __future__ import annotations`: the Lava process modules that import this one are re-executed outside
+# sys.modules by Lava's model search, where a dataclass cannot resolve string annotations.
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
-from hardware_sims.lava_procs import kernels as K
-from hardware_sims.lava_procs.fixed import OUT_BITS, FixedPlan, PortFormat, graded, make_plan
+from hardware_sims.extensions import kernels as K
+from hardware_sims.extensions.ports import OUT_BITS, FixedPlan, PortFormat, graded, make_plan
 
 __all__ = ["ExtensionSemantics", "spike_attention", "attention_scores", "attention_apply", "complementary_fusion",
            "gate", "SEMANTICS", "semantics_of", "spike_attention_float", "spike_attention_fixed", "scores_float",

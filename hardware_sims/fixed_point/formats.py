@@ -13,7 +13,7 @@ Sources (paths relative to the installed ``lava`` package, lava-nc 0.10.0):
 * ``[B2L]`` brian2_loihi ``loihi_synapses.py`` (Michaelis et al., Front. Neuroinform. 2022, a Loihi 1 emulator matched
   against the chip): "w_exp: Weight exponent which scales the weights by 2^(6 + w_exp). The weight exponent can be
   between -8 and 7."
-* ``[PROBE]`` measured here on lava-nc 0.10.0 (see ``tests/hardware_sims/test_quantize_lava.py``).
+* ``[PROBE]`` measured here on lava-nc 0.10.0 (see ``tests/hardware_sims/lava/test_quantize_lava.py``).
 
 Real <-> integer convention used by snnav (deployment-reference §3.4): a neuron population has a *state exponent*
 ``state_exp``; one real unit of ``u``/``v`` is ``2**(STATE_FRAC_BITS + state_exp)`` integer units. ``state_exp = 0``

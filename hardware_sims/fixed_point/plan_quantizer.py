@@ -1,15 +1,15 @@
-"""Quantize a whole Lava `Plan` (``hardware_sims.lava_backend.plan``): one state scale per fan-in group, then every
+"""Quantize a whole Lava `Plan` (``hardware_sims.plan.plan``): one state scale per fan-in group, then every
 synapse and neuron in Loihi's formats (pure numpy; reads the plan's plain data, imports no Lava).
 
-Rules (conventions in :mod:`hardware_sims.quantize`):
+Rules (conventions in :mod:`hardware_sims.fixed_point.quantize`):
 
 * **Groups.** A synapse's integer output means ``a_out * 2**-(6 + state_exp)``, so every process it feeds (through
   alignment delays) must use the same ``state_exp``. Neuron populations and extension input ports that share a
   synapse form one group (union-find); the group takes the smallest ``state_exp`` its members prefer (the widest
-  range): a neuron prefers :func:`~hardware_sims.quantize.choose_state_exp` (threshold, ``v_headroom``, bias; readouts
+  range): a neuron prefers :func:`~hardware_sims.fixed_point.quantize.choose_state_exp` (threshold, ``v_headroom``, bias; readouts
   ``readout_v_max``), an extension port or a read-only synapse ``port_state_exp``.
 * **Messages.** Spikes have exponent 0; a graded Input ``input_exp`` (its data go through
-  :func:`~hardware_sims.quantize.quantize_messages`); a delay passes its source's; an extension's output exponent is
+  :func:`~hardware_sims.fixed_point.quantize.quantize_messages`); a delay passes its source's; an extension's output exponent is
   what ``source_exps`` says (a mapping, or a callable ``(name, port_formats) -> out_exp`` that builds the extension's
   fixed-point plan from the formats of its inputs). A synapse's ``input_exp`` is its source's exponent.
 * **Direct inputs.** A message sent straight into a LIF (no synapse: spikes, a delay, an extension's output)
@@ -30,9 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from hardware_sims import loihi_formats as lf
-from hardware_sims.quantize import (V_HEADROOM, QuantLIF, QuantReport, QuantWeights, choose_state_exp, quantize_lif,
-                                     quantize_weights)
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.quantize import (
+    V_HEADROOM,
+    QuantLIF,
+    QuantReport,
+    QuantWeights,
+    choose_state_exp,
+    quantize_lif,
+    quantize_weights,
+)
 
 __all__ = ["PlanQuant", "quantize_plan", "DEFAULT_INPUT_EXP", "DEFAULT_PORT_STATE_EXP"]
 
@@ -53,7 +60,7 @@ class PlanQuant:
         neurons: neuron process -> its LIF parameters (``bias_mant`` shaped like ``params["bias"]``).
         state_exps: neuron and synapse process -> ``state_exp`` (real state = integer / 2**(12 + state_exp)).
         message_exps: process -> fractional bits of the messages it sends (``s_out``, or ``a_out`` of a synapse).
-        port_formats: ``(extension process, port)`` -> ``(exp, max_abs)`` for ``lava_procs.fixed.PortFormat``.
+        port_formats: ``(extension process, port)`` -> ``(exp, max_abs)`` for ``extensions.ports.PortFormat``.
         report: every clip and rounding.
     """
 
@@ -290,7 +297,7 @@ def quantize_plan(plan, *, state_exp: int | None = None,
             by ``2**k`` lowers ``state_exp`` by k (while the 17-bit threshold and the bias allow it), i.e. scales the
             thresholds and the weights' integer grid down by ``2**k``: coarser thresholds and inputs, more headroom.
         weight_bits: Loihi's ``numWeightBits`` for every synapse (1..8, default 8 = Lava's default; see
-            `hardware_sims.quantize.quantize_weights`). Lava's Dense/Sparse get it as ``num_weight_bits``.
+            `hardware_sims.fixed_point.quantize.quantize_weights`). Lava's Dense/Sparse get it as ``num_weight_bits``.
 
     Returns:
         ``(fixed_plan, report)``: the plan with ``precision="fixed"`` and ``quant`` a :class:`PlanQuant`.

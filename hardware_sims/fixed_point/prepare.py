@@ -1,17 +1,17 @@
-"""Fixed-point runs: a quantized plan (`hardware_sims.quantize.quantize_plan`) as Lava's bit-accurate arguments.
+"""Fixed-point runs: a quantized plan (`hardware_sims.fixed_point.plan_quantizer.quantize_plan`) as Lava's bit-accurate arguments.
 
 ``run_lava(..., precision="fixed")`` calls `prepare_fixed`: the float plan is quantized (unless it already is), and
 every process gets the integer arguments of its ``fixed_pt`` model (``Loihi2SimCfg(select_tag="fixed_pt")``):
 
 =========  =====================================================================================================
-kind       Lava arguments from ``plan.quant`` (`hardware_sims.plan_quantizer.PlanQuant`)
+kind       Lava arguments from ``plan.quant`` (`hardware_sims.fixed_point.plan_quantizer.PlanQuant`)
 =========  =====================================================================================================
-dense      ``weights = mant``, ``weight_exp``, ``sign_mode`` (``loihi_formats.SignMode``; `build` converts it to
+dense      ``weights = mant``, ``weight_exp``, ``sign_mode`` (``fixed_point.formats.SignMode``; `build` converts it to
            Lava's), ``num_weight_bits`` (8 unless quantized with fewer ``weight_bits``) (``PyDenseModelBitAcc``)
 sparse     the same as CSR (``PySparseModelBitAcc``)
 conv       ``weight = mant << exp`` (Lava's fixed ``Conv`` ignores ``weight_exp``), converted by `layout`
 neuron     ``du``, ``dv``, ``vth = vth_mant``, ``bias_mant``, ``bias_exp`` (``PyLifResetModelBitAcc``)
-extension  ``in_formats`` (``lava_procs.fixed.PortFormat`` per port) and ``out_exp`` when the quantizer set one;
+extension  ``in_formats`` (``extensions.ports.PortFormat`` per port) and ``out_exp`` when the quantizer set one;
            a port bias (``params["bias"]``) as mantissas ``rint(b * 2**exp)`` in the port's exponent, its
            ``max_abs`` raised by ``max |mantissa|`` (`port_bias_fixed`; reported as kind "bias")
 input      data ``rint(x * 2**exp)`` with the input's message exponent (spikes: exp 0)
@@ -22,13 +22,20 @@ Records are integers; `record_scale` gives the factor back to real units (``2**-
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from hardware_sims.lava_backend.plan import Plan
+from hardware_sims.extensions.ports import PortFormat
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.plan_quantizer import quantize_plan
+from hardware_sims.fixed_point.quantize import LayerReport, QuantReport
+from hardware_sims.fixed_point.reference import sign_mode_of
+from hardware_sims.plan.plan import Plan
+from hardware_sims.plan.registry import extension_semantics, registered_builder
 
 __all__ = ["prepare_fixed", "record_scale", "fixed_arguments", "port_bias_fixed"]
 
@@ -41,8 +48,6 @@ def _extension_exps(plan: Plan, caps: dict[str, int] | None = None):
     process's default, lossless for a dyadic factor), at most ``caps[name]`` (see `_exp_caps`)."""
 
     def out_exp(name: str, port_formats: dict) -> int:
-        from hardware_sims.lava_backend.registry import extension_builder, extension_semantics  # noqa: PLC0415
-        from hardware_sims.lava_procs.fixed import PortFormat  # noqa: PLC0415
 
         node = plan.processes[name].params["node"]
         formats = {port: PortFormat(*fmt) for port, fmt in port_formats.items()}
@@ -50,7 +55,7 @@ def _extension_exps(plan: Plan, caps: dict[str, int] | None = None):
         if sem is not None:
             exp = int(sem.plan.out_exp)
         else:  # a registered third-party process: ask it
-            exp = int(extension_builder(node)(node, f"probe:{name}", in_formats=formats).process.out_exp)
+            exp = int(registered_builder(node)(node, f"probe:{name}", in_formats=formats).process.out_exp)
         return min(exp, caps[name]) if caps and name in caps else exp
 
     return out_exp
@@ -81,8 +86,6 @@ def _exp_caps(float_plan: Plan, quant: Any) -> dict[str, int]:
     round small ones to 0 (the readout ``Affine`` of a trained WeightAttention lost most of its weights that way).
     The message then carries fewer fractional bits, never fewer than the weights can use.
     """
-    from hardware_sims import loihi_formats as lf  # noqa: PLC0415
-    from hardware_sims.loihi_reference import sign_mode_of  # noqa: PLC0415
 
     caps: dict[str, int] = {}
     for ext in float_plan.of_kind("extension"):
@@ -111,7 +114,6 @@ def port_bias_fixed(plan: Plan) -> dict[tuple[str, str], tuple[np.ndarray, int, 
     Returns:
         ``(extension process, port) -> (mantissas over the port's shape (int64), raised max_abs, LayerReport)``.
     """
-    from hardware_sims.quantize import LayerReport  # noqa: PLC0415
 
     out = {}
     for spec in plan.of_kind("extension"):
@@ -152,7 +154,6 @@ def fixed_arguments(plan: Plan) -> dict[str, dict[str, Any]]:
             args[name] = {"du": int(n.du), "dv": int(n.dv), "vth": int(n.vth_mant),
                           "bias_mant": np.broadcast_to(n.bias_mant, spec.shape).copy(), "bias_exp": int(n.bias_exp)}
         elif spec.kind == "extension":
-            from hardware_sims.lava_procs.fixed import PortFormat  # noqa: PLC0415
 
             formats = {port: PortFormat(*fmt) for (ext, port), fmt in q.port_formats.items() if ext == name}
             bias = {port: mant for (ext, port), (mant, _, _) in biases.items() if ext == name}
@@ -176,7 +177,6 @@ def prepare_fixed(plan: Plan, xs: dict[str, np.ndarray], **options: Any):
         ``(fixed_plan, arguments per process, integer inputs)``.
     """
     if plan.precision == "float":
-        from hardware_sims.quantize import quantize_plan  # noqa: PLC0415
 
         if plan.of_kind("extension") and "source_exps" not in options:
             first, _ = quantize_plan(plan, **options, source_exps=_extension_exps(plan))
@@ -189,9 +189,7 @@ def prepare_fixed(plan: Plan, xs: dict[str, np.ndarray], **options: Any):
             plan, _ = quantize_plan(plan, **options)
         bias_reports = [r for _, _, r in port_bias_fixed(plan).values()]
         if bias_reports:  # the quantizer does not see port biases: add their rounding to the plan's report
-            import dataclasses  # noqa: PLC0415
 
-            from hardware_sims.quantize import QuantReport  # noqa: PLC0415
 
             report = QuantReport((*plan.quant.report.layers, *bias_reports))
             plan = dataclasses.replace(plan, quant=dataclasses.replace(plan.quant, report=report))

@@ -1,6 +1,6 @@
 """Float -> Loihi fixed point: weights, LIF parameters and a report of every clip and rounding (pure numpy).
 
-Conventions (constants and their sources in :mod:`hardware_sims.loihi_formats`; Lava lines in brackets):
+Conventions (constants and their sources in :mod:`hardware_sims.fixed_point.formats`; Lava lines in brackets):
 
 * A neuron population has one ``state_exp``; real ``u``/``v`` times ``S = 2**(12 + state_exp)`` is the integer state.
   ``state_exp = 0`` is Lava/slayer's convention (``vth_mant = theta * 64``, ``w_mant = w * 64``).
@@ -10,7 +10,7 @@ Conventions (constants and their sources in :mod:`hardware_sims.loihi_formats`; 
   ``2**(exp - 6 - state_exp + input_exp)`` real, and every synapse into a population is quantized against that
   population's ``state_exp`` -- the one scale that keeps all fan-in consistent. The synapse's integer output
   ``a_out`` stands for ``a_out * 2**-(6 + state_exp)`` real (:attr:`QuantWeights.a_out_exp`), so a synapse into a
-  graded extension port whose messages carry ``E`` fractional bits (``lava_procs.fixed.PortFormat.exp``) is
+  graded extension port whose messages carry ``E`` fractional bits (``extensions.ports.PortFormat.exp``) is
   quantized with ``state_exp = E - 6``.
 * Decays: ``dv_fx = rint(dv * 4096)``, ``du_fx = rint(du * 4096) - 1`` (``ds_offset = 1``: ``du = 1`` -> 4095);
   threshold ``vth_mant = rint(vth * S / 2**6)`` (spike iff ``v > vth_mant << 6``); bias
@@ -18,7 +18,7 @@ Conventions (constants and their sources in :mod:`hardware_sims.loihi_formats`; 
 * Exponent rules: the weight exponent is the smallest in range whose rounded mantissas need no clipping (finest
   step); if none, the largest (least clipping), and the clipped weights are counted. With ``weight_bits < 8``
   (Loihi's numWeightBits) the mantissas lie on the coarser grid Lava's ``truncate_weights`` keeps
-  (:func:`hardware_sims.loihi_formats.weight_mant_grid`), the rules otherwise unchanged. The bias exponent likewise in
+  (:func:`hardware_sims.fixed_point.formats.weight_mant_grid`), the rules otherwise unchanged. The bias exponent likewise in
   0..7. Rounding is to nearest (``np.rint``, ties to even) on the grid of representable mantissas.
 """
 
@@ -30,14 +30,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hardware_sims import loihi_formats as lf
-from hardware_sims.loihi_formats import SignMode
-from hardware_sims.loihi_reference import dense_fixed, lava_clip_truncate, lif_fixed_step, sign_mode_of
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.formats import SignMode
+from hardware_sims.fixed_point.reference import sign_mode_of
 
 __all__ = [
     "QuantWeights", "QuantLIF", "LayerReport", "QuantReport", "quantize_weights", "quantize_lif",
-    "choose_state_exp", "quantize_messages", "quantize_plan", "format_report", "lava_clip_truncate", "dense_fixed",
-    "lif_fixed_step",
+    "choose_state_exp", "quantize_messages", "format_report",
 ]
 
 STATE_EXP_MIN, STATE_EXP_MAX = -lf.STATE_FRAC_BITS, lf.STATE_BITS - 1 - lf.STATE_FRAC_BITS  # 1 real unit fits in v
@@ -221,7 +220,7 @@ def quantize_weights(w, *, state_exp: int = 0, input_exp: int = 0, scale_hint: f
         signed_input: messages may be negative (graded); the bound then uses ``sum |w|`` per row.
         weight_bits: Loihi's ``numWeightBits`` (Lava's ``num_weight_bits``, 1..8): the mantissas keep this many bits
             (sign included for mixed-sign weights), i.e. they are multiples of ``2**(8 - weight_bits + mixed)`` in the
-            same 8-bit range (`loihi_formats.weight_mant_grid`), as Lava's ``truncate_weights`` leaves them. 8 (the
+            same 8-bit range (`fixed_point.formats.weight_mant_grid`), as Lava's ``truncate_weights`` leaves them. 8 (the
             default) is Lava's default and gives the same result as before the option existed; fewer bits trade
             weight resolution for synaptic memory (the quantization study, ``scripts/quantization_study.py``).
 
@@ -377,13 +376,3 @@ def format_report(report: QuantReport) -> str:
     lines += [f"note [{r.name}]: {n}" for r in report.layers for n in r.notes]
     return "\n".join(lines)
 
-
-def quantize_plan(plan, **options):
-    """Quantize a whole Lava plan; see :func:`hardware_sims.plan_quantizer.quantize_plan` (same arguments).
-
-    Returns:
-        ``(fixed_plan, report)``.
-    """
-    from hardware_sims.plan_quantizer import quantize_plan as _quantize_plan  # noqa: PLC0415 (it imports this module)
-
-    return _quantize_plan(plan, **options)

@@ -10,7 +10,7 @@ Mirrors, operation for operation:
 * ``AbstractPyLifModelFixed.scale_bias`` / ``subthr_dynamics`` and ``PyLifModelBitAcc.spiking_activation`` /
   ``reset_voltage`` (:func:`lif_fixed_step`).
 
-``tests/hardware_sims/test_quantize_lava.py`` runs the real Lava models beside these functions and compares ``u``,
+``tests/hardware_sims/lava/test_quantize_lava.py`` runs the real Lava models beside these functions and compares ``u``,
 ``v`` and spikes bit for bit.
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hardware_sims import loihi_formats as lf
-from hardware_sims.loihi_formats import SignMode
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.formats import SignMode
 
 __all__ = ["sign_mode_of", "lava_clip_truncate", "dense_fixed", "lif_fixed_step", "wrap_signed"]
 

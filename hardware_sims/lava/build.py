@@ -11,7 +11,7 @@ sparse     ``lava.proc.sparse.process.Sparse`` (CSR weights), same message bits
 conv       ``lava.proc.conv.process.Conv`` (kernel and pairs converted in `layout`)
 neuron     ``lava.proc.lif.process.LIFReset(reset_interval = steps per sample, reset_offset = live step + 1)``:
            Lava's LIF that zeroes u and v at the sample's live step (its ``time_step`` counts from 1)
-delay      `hardware_sims.lava_procs.delay.Delay`
+delay      `hardware_sims.lava.procs.delay.Delay`
 extension  the registered builder's process (`registry`)
 =========  ===========================================================================================
 
@@ -21,18 +21,19 @@ Records: `MemmapSink` on an OutPort ("s_out", "a_out") or `MemmapVarReader` on a
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 import hardware_sims  # noqa: F401  (lava compatibility fixes first)
-from hardware_sims.lava_backend import layout
-from hardware_sims.lava_backend.errors import LavaBackendError
-from hardware_sims.lava_backend.plan import Plan, ProcessSpec
-from hardware_sims.lava_backend.registry import extension_builder
+from hardware_sims.lava import layout
+from hardware_sims.plan.errors import LavaBackendError
+from hardware_sims.plan.plan import Plan, ProcessSpec
+from hardware_sims.plan.registry import registered_builder
 
-__all__ = ["LavaNetwork", "build_network", "MESSAGE_BITS"]
+__all__ = ["LavaNetwork", "build_network", "extension_builder", "MESSAGE_BITS"]
 
 MESSAGE_BITS = 24
 """``num_message_bits`` of a synapse fed graded values (Lava's graded-spike width)."""
@@ -60,23 +61,34 @@ class LavaNetwork:
         return next(iter(self.processes.values()))
 
 
+def extension_builder(node: Any) -> Callable[..., Any] | None:
+    """The Lava builder of an extension node: the one registered with ``register_extension``, else snnav's own
+    (``hardware_sims.lava.procs.builders.EXTENSION_BUILDERS``), else None."""
+    registered = registered_builder(node)
+    if registered is not None:
+        return registered
+    from hardware_sims.lava.procs.builders import EXTENSION_BUILDERS  # noqa: PLC0415  (lava: optional, heavy)
+
+    return EXTENSION_BUILDERS.get(getattr(node, "type_name", None))
+
+
 def _bits(spec: ProcessSpec) -> int:
     return MESSAGE_BITS if spec.graded_in else 0
 
 
 def _make(spec: ProcessSpec, period: int, fixed: dict | None) -> tuple[Any, Any]:
     """The Lava process of one spec, and the ExtensionBuild for extensions (else None)."""
-    from lava.proc.conv.process import Conv  # noqa: PLC0415
-    from lava.proc.dense.process import Dense  # noqa: PLC0415
-    from lava.proc.lif.process import LIFReset  # noqa: PLC0415
-    from lava.proc.sparse.process import Sparse  # noqa: PLC0415
+    from lava.proc.conv.process import Conv  # noqa: PLC0415  (lava: optional, heavy)
+    from lava.proc.dense.process import Dense  # noqa: PLC0415  (lava: optional, heavy)
+    from lava.proc.lif.process import LIFReset  # noqa: PLC0415  (lava: optional, heavy)
+    from lava.proc.sparse.process import Sparse  # noqa: PLC0415  (lava: optional, heavy)
 
-    from hardware_sims.lava_procs.delay import Delay  # noqa: PLC0415
+    from hardware_sims.lava.procs.delay import Delay  # noqa: PLC0415  (lava: optional, heavy)
 
     p, q = spec.params, dict(fixed or {})  # q: fixed-point arguments, which override the float ones
     if spec.kind in ("dense", "sparse"):
-        if q.get("sign_mode") is not None:  # loihi_formats.SignMode (same values) -> Lava's enum
-            from lava.utils.weightutils import SignMode  # noqa: PLC0415
+        if q.get("sign_mode") is not None:  # fixed_point.formats.SignMode (same values) -> Lava's enum
+            from lava.utils.weightutils import SignMode  # noqa: PLC0415  (lava: optional, heavy)
 
             q["sign_mode"] = SignMode(int(q["sign_mode"]))
         cls = Dense if spec.kind == "dense" else Sparse
@@ -166,7 +178,7 @@ def build_network(plan: Plan, *, period: int, n_rows: int, workdir: str, record:
     Returns:
         The `LavaNetwork`.
     """
-    from hardware_sims.lava_backend.procs.memmap_io import MemmapSink, MemmapSource, MemmapVarReader  # noqa
+    from hardware_sims.lava.procs.memmap_io import MemmapSink, MemmapSource, MemmapVarReader  # noqa: PLC0415  (lava)
 
     _check_connected(plan)
     fixed = fixed or {}

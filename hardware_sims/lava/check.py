@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hardware_sims import lava_compat
+from hardware_sims.lava import compat as lava_compat
 
 lava_compat.apply()
 
@@ -53,12 +53,12 @@ def reference_lif(inputs: np.ndarray, weights: np.ndarray, du: float, dv: float,
 
 def run_lava_check(steps: int = 20, seed: int = 0) -> LavaCheckResult:
     """Run RingBuffer source -> Dense -> LIF -> RingBuffer sink on Loihi2SimCfg and the NumPy reference."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.dense.process import Dense
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
-    from lava.proc.lif.process import LIF
+    from lava.magma.core.run_conditions import RunSteps  # noqa: PLC0415  (lava: optional, heavy)
+    from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: PLC0415  (lava: optional, heavy)
+    from lava.proc.dense.process import Dense  # noqa: PLC0415  (lava: optional, heavy)
+    from lava.proc.io.sink import RingBuffer as Sink  # noqa: PLC0415  (lava: optional, heavy)
+    from lava.proc.io.source import RingBuffer as Source  # noqa: PLC0415  (lava: optional, heavy)
+    from lava.proc.lif.process import LIF  # noqa: PLC0415  (lava: optional, heavy)
 
     rng = np.random.default_rng(seed)
     n_in, n_out = 6, 4

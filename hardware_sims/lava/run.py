@@ -22,20 +22,19 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import nir
 import numpy as np
 
 import hardware_sims  # noqa: F401  (lava compatibility fixes first)
-from hardware_sims.lava_backend.build import LavaNetwork, build_network
-from hardware_sims.lava_backend.errors import InputBindingError, LavaRunError
-from hardware_sims.lava_backend.fixed import prepare_fixed, record_scale
-from hardware_sims.lava_backend.plan import (STATE_VARS, Plan, Readout, build_plan, state_readout_name,
-                                             with_state_readouts)
+from hardware_sims.fixed_point.prepare import prepare_fixed
+from hardware_sims.lava.build import LavaNetwork, build_network
+from hardware_sims.plan.errors import LavaRunError
+from hardware_sims.plan.plan import Plan, Readout
+from hardware_sims.runs import RunResult, assemble_readout, bind_inputs, chosen_readouts, load_plan, with_state
 
-__all__ = ["LavaResult", "run_lava", "FILE_BUDGET_BYTES"]
+__all__ = ["run_lava", "FILE_BUDGET_BYTES"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,115 +43,6 @@ FILE_BUDGET_BYTES = 256 * 2**20
 
 STOP_TIMEOUT_S = 20.0
 """How long a graceful ``Runtime.stop()`` may take before Lava's processes are killed."""
-
-
-@dataclass(frozen=True)
-class LavaResult:
-    """What a Lava run produced, aligned back to NIR steps.
-
-    Attributes:
-        outputs: graph Output name -> ``[T, B, *shape]``.
-        records: NIR node -> ``[T, B, *shape]`` (spikes of spiking nodes, ``v`` of LI/I readouts, messages of
-            extension nodes, values of wiring nodes; see `run_lava`'s ``record``); ``"<node>#v"`` and
-            ``"<node>#u"``: membrane and current of the neurons named in ``record_state``.
-        node_latency: NIR signal node -> Lava step (within a sample) of its NIR step 0.
-        steps_per_sample: Lava steps each sample ran for.
-        plan: the plan that ran.
-        timing: seconds: ``build_s`` (processes), ``compile_s`` (compile and start Lava), ``run_s``; ``lava_steps``;
-            ``ms_per_step`` = run_s / lava_steps.
-        readout_step: ``graph.metadata["readout_step"]`` when present (the step at which snnav reads logits).
-        cleanup: what was started and released (``pids``, ``shm_names``, ``workdir``), for checks.
-    """
-
-    outputs: dict[str, np.ndarray]
-    records: dict[str, np.ndarray]
-    node_latency: dict[str, int]
-    steps_per_sample: int
-    plan: Plan
-    timing: dict[str, float] = field(default_factory=dict)
-    readout_step: int | None = None
-    cleanup: dict[str, Any] = field(default_factory=dict)
-
-    def readout(self, name: str | None = None) -> np.ndarray:
-        """Output `name` (default: the only one) at ``readout_step`` (default: the last step): ``[B, *shape]``."""
-        if name is None:
-            if len(self.outputs) != 1:
-                raise ValueError(f"the graph has outputs {sorted(self.outputs)}; name one")
-            name = next(iter(self.outputs))
-        out = self.outputs[name]
-        return out[self.readout_step if self.readout_step is not None else out.shape[0] - 1]
-
-
-# ------------------------------------------------------------------------------------------------- inputs
-
-
-def _load_plan(graph: Any, dt: float | None, record: Any) -> Plan:
-    if isinstance(graph, Plan):
-        return graph
-    if not isinstance(graph, nir.NIRGraph):
-        from export.ir.nirfile import read_graph  # noqa: PLC0415 - h5py only for paths
-
-        graph = read_graph(graph)
-    extra = () if record in (True, False, None) else tuple({record} if isinstance(record, str) else record)
-    probe = build_plan(graph, dt=dt)
-    return build_plan(graph, dt=dt, extra_readouts=[n for n in extra if n not in probe.readouts]) if extra else probe
-
-
-def _bind(plan: Plan, inputs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int, int]:
-    if not isinstance(inputs, Mapping):
-        if len(plan.inputs) != 1:
-            raise InputBindingError(f"the graph has inputs {sorted(plan.inputs)}; pass a dict name -> [T, B, ...]")
-        inputs = {next(iter(plan.inputs)): inputs}
-    missing, extra = sorted(set(plan.inputs) - set(inputs)), sorted(set(inputs) - set(plan.inputs))
-    if missing or extra:
-        raise InputBindingError(
-            f"inputs do not match the graph: unbound Input node(s) {missing}, unknown name(s) {extra}; the graph's "
-            f"inputs are {sorted(plan.inputs)} with shapes {dict(plan.input_shapes)}. Pass one [T, B, *shape] "
-            "array per Input node"
-        )
-    xs, lead = {}, None
-    for name in plan.inputs:
-        x = np.asarray(inputs[name], dtype=np.float64)
-        shape = tuple(plan.input_shapes[name])
-        if x.ndim != len(shape) + 2 or tuple(x.shape[2:]) != shape:
-            raise InputBindingError(f"input {name!r}: expected an array [T, B, *{shape}], found shape {x.shape}")
-        if lead is not None and x.shape[:2] != lead:
-            raise InputBindingError(f"inputs disagree on [T, B]: {lead} and {x.shape[:2]} ({name!r})")
-        lead = x.shape[:2]
-        xs[name] = x
-    if lead[0] < 1 or lead[1] < 1:
-        raise InputBindingError(f"inputs must have T >= 1 and B >= 1, found [T, B] = {list(lead)}")
-    for proc, window in plan.windows.items():
-        if window > lead[0] or lead[0] % window:
-            raise InputBindingError(
-                f"extension process {proc!r} works on windows of {window} steps, but the run has T = {lead[0]} "
-                f"steps; T must be a multiple of the window (snnav exports window = time_steps). Pass T = k * {window}"
-            )
-    return xs, int(lead[0]), int(lead[1])
-
-
-def _with_state(plan: Plan, record_state: str | Iterable[str] | None) -> tuple[Plan, list[str]]:
-    """`plan` with the state readouts of the neurons in `record_state`, and their names (``"<node>#v"``, ``#u``)."""
-    if not record_state:
-        return plan, []
-    names = [record_state] if isinstance(record_state, str) else list(dict.fromkeys(record_state))
-    plan = with_state_readouts(plan, names, STATE_VARS)
-    return plan, [state_readout_name(n, var) for n in names for var in STATE_VARS]
-
-
-def _chosen_readouts(plan: Plan, record: Any, state: Iterable[str] = ()) -> dict[str, Readout]:
-    if record is True:
-        names = set(plan.readouts)
-    elif record in (False, None):
-        names = set(plan.outputs)
-    else:
-        names = set({record} if isinstance(record, str) else record) | set(plan.outputs)
-        unknown = sorted(names - set(plan.readouts))
-        if unknown:
-            raise ValueError(f"cannot record {unknown}: not readable in this plan; readable nodes are "
-                             f"{sorted(plan.readouts)}")
-    names |= set(state)
-    return {n: plan.readouts[n] for n in plan.readouts if n in names}
 
 
 # -------------------------------------------------------------------------------------------------- Lava
@@ -213,7 +103,7 @@ def _shutdown(runtime: Any, interrupted: bool) -> None:
 
 
 def _run_steps(net: LavaNetwork, steps: int, cfg: Any) -> None:
-    from lava.magma.core.run_conditions import RunSteps  # noqa: PLC0415
+    from lava.magma.core.run_conditions import RunSteps  # noqa: PLC0415  (lava: optional, heavy)
 
     if steps > 0:
         net.any_process().run(condition=RunSteps(num_steps=int(steps)), run_cfg=cfg)
@@ -243,33 +133,6 @@ def _fill_inputs(net: LavaNetwork, xs: dict[str, np.ndarray], b0: int, b1: int, 
         rows.flush()
 
 
-def assemble_readout(readout: Readout, plan: Plan, steps: int, batch: int, aligned) -> np.ndarray:
-    """``[T, B, *shape]`` of one readout. ``aligned(term)`` gives the term's raw record as ``[T, B, size]`` whose
-    row t is NIR step t of the term's process (its latency already removed); shared by Lava and the emulator."""
-    out = np.zeros((steps, batch, *readout.shape))
-    t = np.arange(steps)
-    for term in readout.terms:
-        raw = aligned(term)  # [T, B, size]
-        shift = np.asarray(term.shift)
-        if shift.ndim == 0:
-            seg = np.zeros_like(raw)
-            s = int(shift)
-            if s < steps:
-                seg[s:] = raw[: steps - s]
-        else:  # per element
-            rows = t[:, None] - shift.reshape(1, -1)  # (T, size)
-            seg = raw[np.clip(rows, 0, None), :, np.arange(raw.shape[2])[None, :]]  # (T, size, B)
-            seg = np.where((rows >= 0)[:, :, None], seg, 0.0).transpose(0, 2, 1)
-        seg = seg.reshape(steps, batch, *readout.shape)
-        scale = record_scale(plan, term.proc, term.var)
-        if scale != 1.0:
-            seg = seg * scale
-        out += seg if term.factor is None else seg * term.factor
-    if readout.bias is not None:
-        out += readout.bias
-    return out
-
-
 def _assemble(readout: Readout, recs: dict, plan: Plan, n: int, period: int, steps: int) -> np.ndarray:
     """``[T, n, *shape]`` of one readout from the chunk's raw records ``[n * period, *proc_shape]`` (real units)."""
 
@@ -285,7 +148,7 @@ def _assemble(readout: Readout, recs: dict, plan: Plan, n: int, period: int, ste
 def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str, Any] | Any, *,
              precision: str = "float", record: bool | str | Iterable[str] = True, dt: float | None = None,
              file_budget_bytes: int = FILE_BUDGET_BYTES, quant_options: Mapping[str, Any] | None = None,
-             record_state: str | Iterable[str] | None = None) -> LavaResult:
+             record_state: str | Iterable[str] | None = None) -> RunResult:
     """Run a NIR graph (or a `Plan`) on Lava's ``Loihi2SimCfg``, samples back to back with state reset.
 
     Args:
@@ -296,13 +159,13 @@ def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str
             False: Outputs only; names: those nodes and the Outputs (a linear layer's output adds its synapses).
         dt: seconds per step; default the graph's ``metadata["dt"]``.
         file_budget_bytes: the largest input+record file size of one chunk of samples.
-        quant_options: keyword arguments of ``hardware_sims.quantize.quantize_plan`` (fixed point, float plan).
+        quant_options: keyword arguments of ``hardware_sims.fixed_point.plan_quantizer.quantize_plan`` (fixed point, float plan).
         record_state: neuron node names whose state to record as well: ``records["<node>#v"]`` (membrane) and
             ``records["<node>#u"]`` (current), ``[T, B, *shape]`` aligned to NIR steps like the spikes (the value
             at the end of each step; real units, in fixed point exact multiples of ``2**-(12 + state_exp)``).
 
     Returns:
-        A `LavaResult`.
+        A `RunResult`.
 
     Raises:
         InputBindingError: an unbound or unknown input, wrong shapes, T not a multiple of a window.
@@ -311,15 +174,15 @@ def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str
     """
     if precision not in ("float", "fixed"):
         raise ValueError(f"precision must be 'float' or 'fixed', found {precision!r}")
-    from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: PLC0415
+    from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: PLC0415  (lava: optional, heavy)
 
-    plan = _load_plan(graph, dt, record)
+    plan = load_plan(graph, dt, record)
     if plan.precision == "fixed" and precision != "fixed":
         raise ValueError("this plan is quantized (precision='fixed'); run it with precision='fixed' or pass the float "
                          "plan")
-    plan, state = _with_state(plan, record_state)
-    xs, steps, batch = _bind(plan, inputs)
-    readouts = _chosen_readouts(plan, record, state)
+    plan, state = with_state(plan, record_state)
+    xs, steps, batch = bind_inputs(plan, inputs)
+    readouts = chosen_readouts(plan, record, state)
     fixed = None
     if precision == "fixed":
         plan, fixed, xs = prepare_fixed(plan, xs, **(quant_options or {}))
@@ -380,8 +243,8 @@ def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str
     timing["ms_per_step"] = 1e3 * timing["run_s"] / max(1, timing["lava_steps"])
     outputs = {n: results[n] for n in plan.outputs}
     step = plan.metadata.get("readout_step")
-    return LavaResult(outputs, results, dict(plan.node_latency), period, plan, timing,
-                      None if step is None else int(step), {**info, "workdir": workdir})
+    return RunResult(outputs, results, dict(plan.node_latency), period, plan, timing,
+                     None if step is None else int(step), {**info, "workdir": workdir}, backend="lava")
 
 
 def _close(rows: np.ndarray) -> None:

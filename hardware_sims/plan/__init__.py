@@ -1,30 +1,30 @@
-"""NIR graph -> Lava processes on ``Loihi2SimCfg``: the snnav Lava backend.
+"""NIR graph -> `Plan`, without Lava: the compiler IR every backend (Lava, the emulator), the quantizer, the counts
+and the netx writer read.
 
-* `build_plan` (`plan`, no Lava): lower a graph into a `Plan` -- processes, folded weights, latencies, inserted
-  delays, readouts -- plain numpy data shared with the quantizer and the emulator.
-* `run_lava` (`run`): build the plan's processes, run samples back to back, return a `LavaResult` aligned to NIR
-  steps.
-* `register_extension` (`registry`): the ``type name -> builder`` table for extension node processes.
+* `build_plan` (`lowering`, with `exprs` and `materialize`): lower a graph into a `Plan` -- processes, folded
+  weights, latencies, inserted delays, readouts -- plain numpy data (`plan`).
+* node types: standard NIR nodes map through `linear` (synapses) and `neurons` (neuron parameters); `registry`
+  says each node type's role and holds the ``type name -> builder`` table of snnav's extension nodes
+  (`register_extension`).
+* `errors`: what lowering and running a plan raise.
 
 The timing model, the node mapping and where Lava differs from NIR are in ``SEMANTICS.md`` in this folder. This
-package imports only nir, numpy, scipy, Lava and ``export``'s torch-free modules; `run` and `build` import Lava,
-`plan` does not.
+package imports nir, numpy, scipy and ``export``'s torch-free IR, never Lava.
 """
 
-from hardware_sims.lava_backend.errors import (
+from hardware_sims.plan.errors import (
     InputBindingError,
     LatencyError,
     LavaBackendError,
     LavaRunError,
     UnsupportedGraphError,
 )
-from hardware_sims.lava_backend.plan import Connection, Plan, ProcessSpec, Readout, ReadTerm, build_plan
-from hardware_sims.lava_backend.registry import SUPPORTED, register_extension
+from hardware_sims.plan.lowering import build_plan
+from hardware_sims.plan.plan import Connection, Plan, ProcessSpec, Readout, ReadTerm
+from hardware_sims.plan.registry import SUPPORTED, register_extension
 
 __all__ = [
     "build_plan",
-    "run_lava",
-    "LavaResult",
     "Plan",
     "ProcessSpec",
     "Connection",
@@ -38,11 +38,3 @@ __all__ = [
     "InputBindingError",
     "LavaRunError",
 ]
-
-
-def __getattr__(name: str):
-    if name in ("run_lava", "LavaResult"):  # imports Lava: only on use
-        from hardware_sims.lava_backend import run  # noqa: PLC0415
-
-        return getattr(run, name)
-    raise AttributeError(name)

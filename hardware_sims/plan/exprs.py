@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from hardware_sims.lava_backend.errors import UnsupportedGraphError
-from hardware_sims.lava_backend.linear import LinearOp, apply_op
+from hardware_sims.plan.errors import UnsupportedGraphError
+from hardware_sims.plan.linear import LinearOp, apply_op
 
 __all__ = ["OpStep", "Term", "Expr", "leaf", "add", "flatten", "scale", "delay", "through_linear", "flatten_shape"]
 

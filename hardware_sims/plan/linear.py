@@ -13,7 +13,7 @@ layout (C-order flattening of the NIR shape):
   symmetric (``padding="same"`` with an even kernel) falls back to a matrix.
 
 The node's own bias is not part of the operator: Lava synapses have no bias, so the lowering carries it as a constant
-to the consuming neuron (`hardware_sims.lava_backend.lowering`). `scaled` folds factors into the weights: a row
+to the consuming neuron (`hardware_sims.plan.lowering`). `scaled` folds factors into the weights: a row
 factor (per output element: the consumer's input gain, a Scale after the layer) and a column factor (per input
 element: a Scale before it). A conv keeps its kernel form only if both factors are constant per channel.
 """
@@ -28,7 +28,7 @@ import nir
 import numpy as np
 import scipy.sparse as sp
 
-from hardware_sims.lava_backend.errors import UnsupportedGraphError
+from hardware_sims.plan.errors import UnsupportedGraphError
 
 __all__ = ["SPARSE_MIN_ZEROS", "ConvGeometry", "LinearOp", "linear_op", "op_matrix", "apply_op", "scaled"]
 

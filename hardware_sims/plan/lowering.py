@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,15 +30,15 @@ import numpy as np
 
 from export.ir.errors import GraphValidationError
 from export.ir.graph import flatten_graph, schedule
-from hardware_sims.lava_backend import exprs as ex
-from hardware_sims.lava_backend.errors import LatencyError, UnsupportedGraphError
-from hardware_sims.lava_backend.linear import linear_op, node_bias
-from hardware_sims.lava_backend.materialize import Materializer, Path
-from hardware_sims.lava_backend.neurons import NeuronParams, needs_dt, neuron_params
-from hardware_sims.lava_backend.plan import Plan, Readout
-from hardware_sims.lava_backend.registry import SUPPORTED, known_extensions, role_of
+from hardware_sims.plan import exprs as ex
+from hardware_sims.plan.errors import LatencyError, UnsupportedGraphError
+from hardware_sims.plan.linear import linear_op, node_bias
+from hardware_sims.plan.materialize import Materializer, Path
+from hardware_sims.plan.neurons import NeuronParams, needs_dt, neuron_params
+from hardware_sims.plan.plan import Plan, Readout
+from hardware_sims.plan.registry import SUPPORTED, known_extensions, role_of
 
-__all__ = ["lower"]
+__all__ = ["build_plan"]
 
 SIGNAL_ROLES = ("input", "neuron", "extension")
 
@@ -63,7 +64,7 @@ def _analyse(graph: nir.NIRGraph) -> _Graph:
         raise UnsupportedGraphError(
             f"the Lava backend does not map node(s) {', '.join(bad)}; it maps NIR {', '.join(SUPPORTED)} and the "
             f"extension nodes {exts or '(none registered)'}. Replace those nodes or register a builder with "
-            "hardware_sims.lava_backend.register_extension"
+            "hardware_sims.plan.register_extension"
         )
     return _Graph(flat, sched, roles)
 
@@ -254,6 +255,21 @@ class _Lowering:
         return readouts
 
 
-def lower(graph: nir.NIRGraph, *, dt: float | None = None, extra_readouts: tuple[str, ...] = ()) -> Plan:
-    """See `hardware_sims.lava_backend.plan.build_plan`."""
-    return _Lowering(graph, dt).lower(extra_readouts)
+def build_plan(graph: nir.NIRGraph, *, dt: float | None = None, extra_readouts: Iterable[str] = ()) -> Plan:
+    """Lower a NIR graph into a float `Plan` (no Lava involved).
+
+    Args:
+        graph: the graph (nested subgraphs and snnav extension nodes allowed).
+        dt: seconds per step; default ``graph.metadata["dt"]`` (required when a neuron or Delay node needs it).
+        extra_readouts: further NIR node names to make readable (e.g. a linear layer's output; each costs the
+            synapse processes that compute it for the readout).
+
+    Returns:
+        The plan.
+
+    Raises:
+        UnsupportedGraphError: every node the backend cannot map, listed by name with what is supported.
+        LatencyError: a recurrent loop that cannot be aligned.
+        GraphValidationError: bad edges, missing dt.
+    """
+    return _Lowering(graph, dt).lower(tuple(extra_readouts))

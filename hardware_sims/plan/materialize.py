@@ -1,4 +1,4 @@
-"""Turn source paths into process specs and connections (pass 3 and 4 of `hardware_sims.lava_backend.lowering`).
+"""Turn source paths into process specs and connections (pass 3 and 4 of `hardware_sims.plan.lowering`).
 
 A `Path` is one term of a consumer's input. Its processes, in order from the source:
 
@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
-from hardware_sims.lava_backend.exprs import Expr, OpStep, Term
-from hardware_sims.lava_backend.errors import UnsupportedGraphError
-from hardware_sims.lava_backend.linear import SPARSE_MIN_ZEROS, LinearOp, scaled
-from hardware_sims.lava_backend.neurons import NeuronParams
-from hardware_sims.lava_backend.plan import Connection, ProcessSpec, ReadTerm
+from hardware_sims.plan.errors import UnsupportedGraphError
+from hardware_sims.plan.exprs import Expr, OpStep, Term
+from hardware_sims.plan.linear import SPARSE_MIN_ZEROS, LinearOp, scaled
+from hardware_sims.plan.neurons import NeuronParams
+from hardware_sims.plan.plan import Connection, ProcessSpec, ReadTerm
 
 __all__ = ["Path", "Materializer"]
 
@@ -149,7 +150,6 @@ class Materializer:
         key = ("gain", in_proc, _key(row))
         if key in self._cache:
             return self._cache[key]
-        import scipy.sparse as sp  # noqa: PLC0415
 
         src = self.processes[in_proc]
         weights = sp.diags(np.broadcast_to(row, shape).reshape(-1)).tocsr()

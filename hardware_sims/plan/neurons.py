@@ -46,7 +46,7 @@ from typing import Any, Callable
 import nir
 import numpy as np
 
-from hardware_sims.lava_backend.errors import UnsupportedGraphError
+from hardware_sims.plan.errors import UnsupportedGraphError
 
 __all__ = ["NeuronParams", "NEURON_TYPES", "neuron_params", "needs_dt"]
 

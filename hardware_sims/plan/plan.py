@@ -1,10 +1,10 @@
 """The Lava plan of a NIR graph: processes, weights, connections, latencies and readouts, as plain numpy data.
 
-`build_plan` lowers a graph (`hardware_sims.lava_backend.lowering`) into a `Plan` without importing or running Lava.
-`hardware_sims.lava_backend.build` turns a plan into Lava processes; the quantizer (`hardware_sims.quantize`) and the
+`hardware_sims.plan.lowering.build_plan` lowers a graph into a `Plan` without importing or running Lava.
+`hardware_sims.lava.build` turns a plan into Lava processes; the quantizer (`hardware_sims.fixed_point.quantize`) and the
 batched emulator read the same structure. Everything is in NIR layout (C-order flattening of the NIR shape, conv
 weights in torch's ``(C_out, C_in/groups, kh, kw)`` cross-correlation form); the only conversion to Lava's
-``(X, Y, C)`` layout is in `hardware_sims.lava_backend.layout`.
+``(X, Y, C)`` layout is in `hardware_sims.lava.layout`.
 
 Timing (SEMANTICS.md): a process's ``latency`` is the Lava step, counted from the start of a sample, at which its
 output carries NIR step 0; ``live_step`` is the step at which its input carries NIR step 0 (its state is reset to
@@ -39,10 +39,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import nir
 import numpy as np
 
-__all__ = ["ProcessSpec", "Connection", "ReadTerm", "Readout", "Plan", "build_plan", "PROCESS_KINDS", "STATE_VARS",
+__all__ = ["ProcessSpec", "Connection", "ReadTerm", "Readout", "Plan", "PROCESS_KINDS", "STATE_VARS",
            "with_state_readouts", "state_readout_name"]
 
 PROCESS_KINDS: tuple[str, ...] = ("input", "dense", "sparse", "conv", "neuron", "delay", "extension")
@@ -188,28 +187,6 @@ class Plan:
         for p in self.processes.values():
             lines.append(f"  {p.name:<32} {p.kind:<9} {p.role:<8} {str(p.shape):<16} L {p.live_step}->{p.latency}")
         return "\n".join(lines)
-
-
-def build_plan(graph: nir.NIRGraph, *, dt: float | None = None, extra_readouts: Iterable[str] = ()) -> Plan:
-    """Lower a NIR graph into a float `Plan` (no Lava involved).
-
-    Args:
-        graph: the graph (nested subgraphs and snnav extension nodes allowed).
-        dt: seconds per step; default ``graph.metadata["dt"]`` (required when a neuron or Delay node needs it).
-        extra_readouts: further NIR node names to make readable (e.g. a linear layer's output; each costs the
-            synapse processes that compute it for the readout).
-
-    Returns:
-        The plan.
-
-    Raises:
-        UnsupportedGraphError: every node the backend cannot map, listed by name with what is supported.
-        LatencyError: a recurrent loop that cannot be aligned.
-        GraphValidationError: bad edges, missing dt.
-    """
-    from hardware_sims.lava_backend.lowering import lower  # noqa: PLC0415 - lowering imports this module
-
-    return lower(graph, dt=dt, extra_readouts=tuple(extra_readouts))
 
 
 def state_readout_name(node: str, var: str) -> str:

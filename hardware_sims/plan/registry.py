@@ -1,6 +1,6 @@
 """The mapping table ``NIR type -> role`` of the Lava backend, and the hook for snnav's extension nodes.
 
-Every NIR node plays one role in the lowering (`hardware_sims.lava_backend.lowering`):
+Every NIR node plays one role in the lowering (`hardware_sims.plan.lowering`):
 
 =========  =================================================  ================================================
 role       NIR types                                          Lava
@@ -18,15 +18,15 @@ neuron     ``LIF``, ``IF``, ``LI``, ``I``, ``Threshold``,     ``LIFReset`` (late
 extension  snnav's extension nodes with a registered builder  the builder's process (latency 0 or its window)
 =========  =================================================  ================================================
 
-Extension nodes are looked up by type name in `extension_builders` -- by default
-``hardware_sims.lava_procs.builders.EXTENSION_BUILDERS`` (``type_name -> builder(node, name, **fixed) ->
+Extension nodes are built by type name (``hardware_sims.lava.build.extension_builder``) -- by default from
+``hardware_sims.lava.procs.builders.EXTENSION_BUILDERS`` (``type_name -> builder(node, name, **fixed) ->
 ExtensionBuild(process, in_ports, out_port, latency)``), imported only when a graph has an extension node.
 `register_extension` adds or overrides one (tests, third-party processes). A builder's process must take its
 inputs on InPorts named like the node's ports and send on ``s_out``; if its latency is nonzero it must offer
 ``reset()`` (called while the run is paused at the step where the first input of a sample arrives).
 
 snnav's own extension types are also known without Lava (`extension_semantics`,
-``hardware_sims.lava_procs.semantics``): planning, quantizing and emulating a graph with them imports no Lava; only
+``hardware_sims.extensions.semantics``): planning, quantizing and emulating a graph with them imports no Lava; only
 building the Lava processes does. A type overridden with `register_extension` has no Lava-free semantics.
 """
 
@@ -37,9 +37,10 @@ from typing import Any, Callable
 import nir
 
 from export.ir.extensions import is_extension
-from hardware_sims.lava_backend.neurons import NEURON_TYPES
+from hardware_sims.extensions.semantics import SEMANTICS
+from hardware_sims.plan.neurons import NEURON_TYPES
 
-__all__ = ["ROLES", "SUPPORTED", "role_of", "register_extension", "extension_builders", "extension_builder",
+__all__ = ["ROLES", "SUPPORTED", "role_of", "register_extension", "registered_builder",
            "extension_semantics", "known_extensions"]
 
 LINEAR_TYPES: tuple[type, ...] = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d)
@@ -54,7 +55,7 @@ ROLES: dict[type, str] = {
 }
 
 SUPPORTED: tuple[str, ...] = ("Input", "Output", *(cls.__name__ for cls in ROLES))
-"""Names of the standard NIR types the backend maps (extension nodes: see `extension_builders`)."""
+"""Names of the standard NIR types the backend maps (extension nodes: see `register_extension`)."""
 
 _EXTRA_EXTENSIONS: dict[str, Callable[..., Any]] = {}
 
@@ -73,30 +74,15 @@ def register_extension(type_name: str, builder: Callable[..., Any] | None) -> No
         _EXTRA_EXTENSIONS[type_name] = builder
 
 
-def extension_builders() -> dict[str, Callable[..., Any]]:
-    """The extension table: snnav's processes (imported on first use) updated by `register_extension`."""
-    table: dict[str, Callable[..., Any]] = {}
-    try:
-        from hardware_sims.lava_procs.builders import EXTENSION_BUILDERS  # noqa: PLC0415 - imports lava
-    except ImportError:  # the processes are optional for graphs without extension nodes
-        EXTENSION_BUILDERS = {}
-    table.update(EXTENSION_BUILDERS)
-    table.update(_EXTRA_EXTENSIONS)
-    return table
-
-
-def extension_builder(node: Any) -> Callable[..., Any] | None:
-    """The builder registered for an extension node's type, or None (snnav's table is imported only if needed)."""
-    type_name = getattr(node, "type_name", None)
-    if type_name in _EXTRA_EXTENSIONS:
-        return _EXTRA_EXTENSIONS[type_name]
-    return extension_builders().get(type_name)
+def registered_builder(node: Any) -> Callable[..., Any] | None:
+    """The builder registered with `register_extension` for an extension node's type, or None (snnav's own types are
+    built by ``hardware_sims.lava.build.extension_builder`` from ``hardware_sims.lava.procs.builders``)."""
+    return _EXTRA_EXTENSIONS.get(getattr(node, "type_name", None))
 
 
 def extension_semantics(node: Any, name: str | None = None, **fixed: Any) -> Any:
-    """The Lava-free `ExtensionSemantics` of one of snnav's extension nodes (``lava_procs.semantics``), or None for
+    """The Lava-free `ExtensionSemantics` of one of snnav's extension nodes (``extensions.semantics``), or None for
     a type registered with `register_extension` (its Lava builder is the only description) or unknown."""
-    from hardware_sims.lava_procs.semantics import SEMANTICS  # noqa: PLC0415 - no Lava
 
     type_name = getattr(node, "type_name", None)
     if type_name in _EXTRA_EXTENSIONS or type_name not in SEMANTICS:
@@ -107,13 +93,11 @@ def extension_semantics(node: Any, name: str | None = None, **fixed: Any) -> Any
 def known_extensions() -> list[str]:
     """Type names of every extension node the backend maps (snnav's, whether or not Lava is installed, and the
     registered ones)."""
-    from hardware_sims.lava_procs.semantics import SEMANTICS  # noqa: PLC0415 - no Lava
 
     return sorted({*SEMANTICS, *_EXTRA_EXTENSIONS})
 
 
 def _is_known_extension(node: Any) -> bool:
-    from hardware_sims.lava_procs.semantics import SEMANTICS  # noqa: PLC0415 - no Lava
 
     type_name = getattr(node, "type_name", None)
     return type_name in _EXTRA_EXTENSIONS or type_name in SEMANTICS

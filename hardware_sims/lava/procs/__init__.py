@@ -1,64 +1,13 @@
-"""Custom Lava processes for snnav's NIR extension nodes (``export/EXTENSIONS.md``), float and bit-accurate fixed point.
+"""Every Lava process snnav defines, one module each, all importing Lava:
 
-One process per extension node, InPorts named like the node's ports, one graded OutPort ``s_out``:
+* `memmap_io`: the backend's inputs and records through memory-mapped files (``MemmapSource``, ``MemmapSink``,
+  ``MemmapVarReader``);
+* `delay`: the ``Delay`` process (alignment delays and NIR Delay nodes);
+* one process per extension node (``export/EXTENSIONS.md``): `spike_attention`, `attention_scores`,
+  `attention_apply`, `complementary_fusion`, `gate`, on the shared run loop of `base`; `builders` holds the
+  ``type name -> builder`` table (``EXTENSION_BUILDERS``) the backend uses.
 
-==========================  ===================================  =========  =========================================
-process                     node                                 latency    state Vars (reset with ``Var.set``)
-==========================  ===================================  =========  =========================================
-SpikeAttentionProcess       snnav.SpikeAttention                 0 / W      time axis: steps_seen, q/k/v_buf, out_buf
-AttentionScoresProcess      snnav.AttentionScores                0          none
-AttentionApplyProcess       snnav.AttentionApply                 0          none
-ComplementaryFusionProcess  snnav.ComplementaryFusion            W          steps_seen, spatial/temporal_buf, out_buf
-GateProcess                 snnav.Gate                           0          none
-==========================  ===================================  =========  =========================================
-
-Models: ``@tag("floating_pt")`` (float64) and ``@tag("fixed_pt", "bit_accurate_loihi")`` (int64 accumulators,
-24-bit saturated graded outputs, formats in :mod:`hardware_sims.lava_procs.fixed`). The compiler uses
-:data:`EXTENSION_BUILDERS` (type name -> builder). The arithmetic lives in :mod:`hardware_sims.lava_procs.kernels`
-(pure numpy), the processes' parameters and ``evaluate`` functions in :mod:`hardware_sims.lava_procs.semantics` (no
-Lava: the batched emulator uses them on machines without Lava). See ``README.md`` in this folder.
-
-Importing this package imports no Lava: the process classes and the builder table are loaded on first access
-(``hardware_sims.lava_procs.SpikeAttentionProcess``), so ``fixed``, ``kernels`` and ``semantics`` work without Lava.
+The extension processes' semantics (no Lava) are in ``hardware_sims.extensions``, their fixed-point formats in
+``hardware_sims.extensions.ports``. Lava looks for process models by re-executing every module of this folder:
+only process modules belong here, with absolute imports. This ``__init__`` imports nothing.
 """
-
-from hardware_sims.lava_procs.fixed import OUT_BITS, SPIKE, FixedPlan, PortFormat, graded
-
-__all__ = [
-    "EXTENSION_BUILDERS",
-    "PROCESS_CLASSES",
-    "ExtensionBuild",
-    "build_extension",
-    "ExtensionProcess",
-    "SpikeAttentionProcess",
-    "AttentionScoresProcess",
-    "AttentionApplyProcess",
-    "ComplementaryFusionProcess",
-    "GateProcess",
-    "PortFormat",
-    "SPIKE",
-    "graded",
-    "OUT_BITS",
-    "FixedPlan",
-]
-
-_LAZY = {
-    "AttentionApplyProcess": "attention_apply",
-    "AttentionScoresProcess": "attention_scores",
-    "ExtensionProcess": "base",
-    "EXTENSION_BUILDERS": "builders",
-    "PROCESS_CLASSES": "builders",
-    "ExtensionBuild": "builders",
-    "build_extension": "builders",
-    "ComplementaryFusionProcess": "complementary_fusion",
-    "GateProcess": "gate",
-    "SpikeAttentionProcess": "spike_attention",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:  # imports Lava: only on use
-        import importlib  # noqa: PLC0415
-
-        return getattr(importlib.import_module(f"hardware_sims.lava_procs.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'hardware_sims.lava_procs' has no attribute {name!r}")

@@ -8,7 +8,6 @@ Fixed point: ``acc`` is the exact integer sum (exponent ``e_p + e_v``), the fact
 from __future__ import annotations
 
 import numpy as np
-
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
@@ -16,9 +15,9 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from export.ir.extensions import AttentionApply
-from hardware_sims.lava_procs import semantics
-from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess
-from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat
+from hardware_sims.extensions import semantics
+from hardware_sims.extensions.ports import OUT_BITS, PortFormat
+from hardware_sims.lava.procs.base import ExtensionModel, ExtensionProcess
 
 __all__ = ["AttentionApplyProcess", "PyAttentionApplyModelFloat", "PyAttentionApplyModelFixed"]
 
@@ -31,7 +30,7 @@ class AttentionApplyProcess(ExtensionProcess):
         num_heads: heads h (divides C).
         scale: the node's constant factor, applied last.
         in_formats, out_exp, out_bits, gain, name: as for
-            :class:`~hardware_sims.lava_procs.spike_attention.SpikeAttentionProcess`.
+            :class:`~hardware_sims.lava.procs.spike_attention.SpikeAttentionProcess`.
     """
 
     PORTS = AttentionApply.PORTS

@@ -1,13 +1,13 @@
 """Shared machinery of the extension processes: the process base class and the per-step / window model bases.
 
 Every extension process has one InPort per port of its extension node (same names), one OutPort ``s_out`` (graded),
-and, for WINDOW nodes, the state Vars of :class:`~hardware_sims.lava_procs.kernels.WindowState`:
+and, for WINDOW nodes, the state Vars of :class:`~hardware_sims.extensions.kernels.WindowState`:
 
 * ``steps_seen`` ``(1,)``: steps received since the last reset;
 * ``<port>_buf`` ``(W, *port_shape)`` per port: the current window's inputs;
 * ``out_buf`` ``(W, *out_shape)``: the previous window's outputs, emitted one per step.
 
-The models differ only in ``evaluate`` (float64 vs int64 accumulator + requantization, see ``fixed.py``).
+The models differ only in ``evaluate`` (float64 vs int64 accumulator + requantization, see ``hardware_sims.extensions.ports``).
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
 
-from hardware_sims.lava_procs.fixed import FixedPlan
-from hardware_sims.lava_procs.kernels import window_step
+from hardware_sims.extensions.kernels import window_step
+from hardware_sims.extensions.ports import FixedPlan
 
 __all__ = ["ExtensionProcess", "ExtensionModel", "as_f64", "as_i64", "fixed_output"]
 
@@ -112,7 +111,7 @@ class ExtensionProcess(AbstractProcess):
         """Reset the state between samples with ``Var.set`` (no-op for per-step processes).
 
         ``steps_seen <- 0`` is sufficient: the first window after it emits zeros and rewrites every buffer slot
-        before reading it (see :func:`~hardware_sims.lava_procs.kernels.window_step`). ``full=True`` also zeroes
+        before reading it (see :func:`~hardware_sims.extensions.kernels.window_step`). ``full=True`` also zeroes
         ``<port>_buf`` and ``out_buf`` (slower: Lava's ``Var.set`` sends arrays element by element). Before the
         first run there is no runtime and nothing to reset.
         """

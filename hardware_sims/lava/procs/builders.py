@@ -8,7 +8,7 @@
 * ``out_port``: the graded OutPort ``s_out``;
 * ``latency``: 0 for per-step nodes, ``node.window`` for WINDOW nodes (output of step t appears at step t + W).
 
-Keyword arguments (all optional) set the fixed-point formats and the output gain, see ``fixed.py``:
+Keyword arguments (all optional) set the fixed-point formats and the output gain, see ``hardware_sims.extensions.ports``:
 ``in_formats={port: PortFormat}`` (default binary spikes; ``Gate.gate`` 24-bit graded), ``out_exp`` (default
 lossless for a dyadic factor), ``out_bits`` (default 24), ``gain`` (float multiplied after the node's value, e.g. a
 consumer's input weight folded in; default 1), ``bias`` (``{port: constant}`` added to what a port receives, no
@@ -23,12 +23,12 @@ from typing import Any, Callable, NamedTuple
 from lava.magma.core.process.ports.ports import InPort, OutPort
 
 from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
-from hardware_sims.lava_procs.attention_apply import AttentionApplyProcess
-from hardware_sims.lava_procs.attention_scores import AttentionScoresProcess
-from hardware_sims.lava_procs.base import ExtensionProcess
-from hardware_sims.lava_procs.complementary_fusion import ComplementaryFusionProcess
-from hardware_sims.lava_procs.gate import GateProcess
-from hardware_sims.lava_procs.spike_attention import SpikeAttentionProcess
+from hardware_sims.lava.procs.attention_apply import AttentionApplyProcess
+from hardware_sims.lava.procs.attention_scores import AttentionScoresProcess
+from hardware_sims.lava.procs.base import ExtensionProcess
+from hardware_sims.lava.procs.complementary_fusion import ComplementaryFusionProcess
+from hardware_sims.lava.procs.gate import GateProcess
+from hardware_sims.lava.procs.spike_attention import SpikeAttentionProcess
 
 __all__ = ["ExtensionBuild", "EXTENSION_BUILDERS", "PROCESS_CLASSES", "build_extension"]
 

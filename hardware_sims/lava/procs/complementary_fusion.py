@@ -11,7 +11,6 @@ Float order: the mean over tokens m, the mean over the window's steps s, the pro
 from __future__ import annotations
 
 import numpy as np
-
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
@@ -19,9 +18,9 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from export.ir.extensions import ComplementaryFusion
-from hardware_sims.lava_procs import semantics
-from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess
-from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat
+from hardware_sims.extensions import semantics
+from hardware_sims.extensions.ports import OUT_BITS, PortFormat
+from hardware_sims.lava.procs.base import ExtensionModel, ExtensionProcess
 
 __all__ = ["ComplementaryFusionProcess", "PyComplementaryFusionModelFloat", "PyComplementaryFusionModelFixed"]
 
@@ -33,7 +32,7 @@ class ComplementaryFusionProcess(ExtensionProcess):
         shape: ``(C, N)``.
         window: W > 0, the steps of one window (and the latency).
         in_formats, out_exp, out_bits, gain, name: as for
-            :class:`~hardware_sims.lava_procs.spike_attention.SpikeAttentionProcess` (the factor is
+            :class:`~hardware_sims.lava.procs.spike_attention.SpikeAttentionProcess` (the factor is
             ``gain / (N * W)``).
     """
 

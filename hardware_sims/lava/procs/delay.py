@@ -9,7 +9,7 @@ Per step (``time_step`` counts from 1; ``phase = (time_step - 1) % period`` is t
 
 Zero latency: ``steps = 0`` passes the input of the same step through. The Lava backend inserts one of these where
 paths of different depth meet (alignment, merged with any NIR ``Delay`` on the path) and, with ``steps = 0`` and
-``mute_preroll``, as the gate of a recurrent source (`hardware_sims/lava_backend/SEMANTICS.md`). The reset makes
+``mute_preroll``, as the gate of a recurrent source (`hardware_sims/plan/SEMANTICS.md`). The reset makes
 samples that run back to back independent without pausing the run: whatever the buffer held from the previous
 sample or the pre-roll is gone when the sample's NIR step 0 arrives, so the first ``steps[i]`` outputs are zeros as
 NIR's ``Delay`` defines.
@@ -20,8 +20,6 @@ bits unchanged (a delay does no arithmetic), so it is bit-exact for whatever for
 
 # No `from __future__ import annotations`: Lava's model search re-executes the modules of this folder.
 import numpy as np
-
-import hardware_sims  # noqa: F401  (installs the lava compatibility fixes before any lava import)
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
@@ -31,6 +29,8 @@ from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+import hardware_sims  # noqa: F401  (installs the lava compatibility fixes before any lava import)
 
 __all__ = ["Delay", "PyDelayModelFloat", "PyDelayModelFixed", "delay_reference"]
 

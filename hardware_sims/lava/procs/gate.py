@@ -9,7 +9,6 @@ binary spikes, ``gate`` a 24-bit graded message with exponent 0 (pass the real o
 from __future__ import annotations
 
 import numpy as np
-
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
@@ -17,9 +16,9 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from export.ir.extensions import Gate
-from hardware_sims.lava_procs import semantics
-from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess
-from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat
+from hardware_sims.extensions import semantics
+from hardware_sims.extensions.ports import OUT_BITS, PortFormat
+from hardware_sims.lava.procs.base import ExtensionModel, ExtensionProcess
 
 __all__ = ["GateProcess", "PyGateModelFloat", "PyGateModelFixed"]
 
@@ -30,7 +29,7 @@ class GateProcess(ExtensionProcess):
     Args:
         shape: ``(C, N)``.
         in_formats, out_exp, out_bits, gain, name: as for
-            :class:`~hardware_sims.lava_procs.spike_attention.SpikeAttentionProcess` (the factor is `gain`).
+            :class:`~hardware_sims.lava.procs.spike_attention.SpikeAttentionProcess` (the factor is `gain`).
     """
 
     PORTS = Gate.PORTS

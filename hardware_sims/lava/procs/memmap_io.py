@@ -16,8 +16,6 @@ pause, deletes them). Sinks and readers store float64, which holds every 24-bit 
 
 # No `from __future__ import annotations`: Lava's model search re-executes the modules of this folder.
 import numpy as np
-
-import hardware_sims  # noqa: F401  (installs the lava compatibility fixes before any lava import)
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort, PyRefPort
@@ -26,6 +24,8 @@ from lava.magma.core.process.ports.ports import InPort, OutPort, RefPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+import hardware_sims  # noqa: F401  (installs the lava compatibility fixes before any lava import)
 
 __all__ = ["MemmapSource", "MemmapSink", "MemmapVarReader"]
 

@@ -16,7 +16,6 @@ Fixed point: ``acc`` is the double sum of ``Q K V`` integer products (exponent `
 from __future__ import annotations
 
 import numpy as np
-
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
@@ -24,9 +23,9 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from export.ir.extensions import SpikeAttention
-from hardware_sims.lava_procs import semantics
-from hardware_sims.lava_procs.base import ExtensionModel, ExtensionProcess
-from hardware_sims.lava_procs.fixed import OUT_BITS, PortFormat
+from hardware_sims.extensions import semantics
+from hardware_sims.extensions.ports import OUT_BITS, PortFormat
+from hardware_sims.lava.procs.base import ExtensionModel, ExtensionProcess
 
 __all__ = ["SpikeAttentionProcess", "PySpikeAttentionModelFloat", "PySpikeAttentionModelFixed"]
 
@@ -42,7 +41,7 @@ class SpikeAttentionProcess(ExtensionProcess):
         layout: ``"clean"`` or ``"faithful"`` (time axis only).
         window: 0 for tokens, W > 0 for time.
         in_formats: fixed-point :class:`PortFormat` per port (default: binary spikes).
-        out_exp: fixed-point output exponent (default: lossless for a dyadic ``scale * gain``, see ``fixed.py``).
+        out_exp: fixed-point output exponent (default: lossless for a dyadic ``scale * gain``, see ``hardware_sims.extensions.ports``).
         out_bits: fixed-point output width (signed, saturating), default 24.
         gain: extra factor multiplied after ``scale`` (e.g. a consumer's input weight folded in), default 1.
         name: Lava process name.

@@ -1,4 +1,4 @@
-"""Energy from counts (`hardware_sims.energy`): every built-in cost model against hand-computed energies, the
+"""Energy from counts (`hardware_sims.cost.energy`): every built-in cost model against hand-computed energies, the
 labelling as an estimate, the list of uncosted counts, Loihi 2 refused with its reason, and malformed user models
 refused with messages that name the problem."""
 
@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hardware_sims.counts import COUNT_FIELDS, ActivityCounts
-from hardware_sims.energy import (
+from hardware_sims.cost.energy import (
     CostModel,
     CostModelError,
     CostModelUnavailableError,
@@ -21,6 +20,7 @@ from hardware_sims.energy import (
     get_cost_model,
     load_cost_model,
 )
+from hardware_sims.counts import COUNT_FIELDS, ActivityCounts
 
 NODE_A = {"spikes": 10.0, "synaptic_events": 100.0, "dense_macs": 20.0, "neuron_updates_active": 30.0,
           "neuron_updates_idle": 40.0, "ext_acs": 5.0, "ext_macs": 2.0}

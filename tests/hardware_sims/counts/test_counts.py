@@ -25,14 +25,14 @@ from hardware_sims.counts.extensions import (
     spike_attention_ops,
 )
 from hardware_sims.emulator import emulate
-from hardware_sims.lava_backend import build_plan
-from hardware_sims.lava_backend.run import LavaResult
+from hardware_sims.plan import build_plan
+from hardware_sims.runs import RunResult
 
 
-def fake_result(graph: nir.NIRGraph, records: dict[str, np.ndarray]) -> LavaResult:
+def fake_result(graph: nir.NIRGraph, records: dict[str, np.ndarray]) -> RunResult:
     """A result carrying hand-chosen records (counting reads only the records and the plan)."""
     plan = build_plan(graph)
-    return LavaResult({}, {k: np.asarray(v, dtype=np.float64) for k, v in records.items()}, dict(plan.node_latency),
+    return RunResult({}, {k: np.asarray(v, dtype=np.float64) for k, v in records.items()}, dict(plan.node_latency),
                       0, plan, {"samples_per_s": 1.0})
 
 
@@ -329,7 +329,7 @@ def av_graph(rng) -> nir.NIRGraph:
 @pytest.mark.lava
 @pytest.mark.parametrize("precision", ["fixed", "float"])
 def test_lava_and_the_emulator_give_identical_counts(precision):
-    from hardware_sims.lava_backend import run_lava
+    from hardware_sims.lava.run import run_lava
 
     rng = np.random.default_rng(3)
     graph = av_graph(rng)

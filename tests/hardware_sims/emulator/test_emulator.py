@@ -1,6 +1,6 @@
 """The batched emulator (`hardware_sims.emulator`) against Lava (fixed point: bit for bit; float: spike for spike),
 against Lava's own model code in the int32 corners, and against the numpy reference of Lava's models
-(`hardware_sims.loihi_reference`) on random LIF/Dense chains whose parameters span every range (hypothesis).
+(`hardware_sims.fixed_point.reference`) on random LIF/Dense chains whose parameters span every range (hypothesis).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from lava_graphs import DT, binary, conv_pool, lif, lif_chain, recurrent, residu
 
 import hardware_sims  # noqa: F401  (lava compatibility fixes before any lava import)
 from export.interpreter import Interpreter
-from hardware_sims import loihi_formats as lf
-from hardware_sims.emulator import Network, emulate, with_membrane_readouts
-from hardware_sims.emulator import arith
+from hardware_sims.emulator import Network, arith, emulate, with_membrane_readouts
 from hardware_sims.emulator.extensions import ExtensionEmu
 from hardware_sims.emulator.procs import ConvOp, SynapseEmu
-from hardware_sims.lava_backend import Plan, build_plan, run_lava
-from hardware_sims.lava_backend.plan import with_state_readouts
-from hardware_sims.loihi_reference import dense_fixed, lava_clip_truncate, lif_fixed_step
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.reference import dense_fixed, lava_clip_truncate, lif_fixed_step
+from hardware_sims.lava.run import run_lava
+from hardware_sims.plan import Plan, build_plan
+from hardware_sims.plan.plan import with_state_readouts
 
 T, B = 8, 3
 CASES = {
@@ -133,7 +133,7 @@ def test_conv_equals_lavas_conv_and_wrap(seed, big, graded, groups, stride, dila
     """`ConvOp` + `arith.conv_wrap` against Lava's ``proc/conv/utils.conv`` and ``signed_clamp`` (24-bit wrap)."""
     from lava.proc.conv import utils
 
-    from hardware_sims.lava_backend import layout
+    from hardware_sims.lava import layout
 
     rng = np.random.default_rng(seed)
     c_in, c_out, h, w, k = 2 * groups, 2 * groups, 7, 6, 3
@@ -238,10 +238,10 @@ def test_the_chain_ranges_reach_the_corners():
 
 def test_delay_equals_the_delay_process_reference():
     """Per-element steps, zero steps and the reset at the live step: `DelayEmu` over its active range equals
-    ``lava_procs.delay.delay_reference`` (what the Lava process sends) from the live step on."""
+    ``lava.procs.delay.delay_reference`` (what the Lava process sends) from the live step on."""
     from hardware_sims.emulator.procs import DelayEmu
-    from hardware_sims.lava_backend.plan import ProcessSpec
-    from hardware_sims.lava_procs.delay import delay_reference
+    from hardware_sims.lava.procs.delay import delay_reference
+    from hardware_sims.plan.plan import ProcessSpec
 
     rng = np.random.default_rng(5)
     steps = rng.integers(0, 4, (2, 3))
@@ -276,7 +276,7 @@ def test_synapse_products_stay_exact_beyond_float32():
 
 def _extension_specs():
     from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
-    from hardware_sims.lava_backend.plan import ProcessSpec
+    from hardware_sims.plan.plan import ProcessSpec
 
     c, n, w = 8, 5, 4
     nodes = {
@@ -345,7 +345,7 @@ def test_equals_lava_on_the_small_graphs(name, precision):
 
 
 def _export_test_models():
-    path = Path(__file__).resolve().parents[1] / "export" / "export_models.py"
+    path = Path(__file__).resolve().parents[2] / "export" / "export_models.py"
     spec = importlib.util.spec_from_file_location("snnav_export_test_models_emulator", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

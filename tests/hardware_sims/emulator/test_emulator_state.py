@@ -13,7 +13,7 @@ from test_emulator import case_inputs, small_model_case
 
 import hardware_sims  # noqa: F401  (lava compatibility fixes before any lava import)
 from hardware_sims.emulator import emulate, with_membrane_readouts
-from hardware_sims.lava_backend import Plan, build_plan
+from hardware_sims.plan import Plan, build_plan
 
 T, B = 8, 3
 
@@ -111,7 +111,7 @@ def _sampled_state_agrees(plan, inputs, neurons, precision, rng, n_nodes: int, n
     """`run_lava` and `emulate` with ``record_state`` on `n_nodes` sampled neurons: identical ``u``, ``v`` integers
     (float: equal to 1e-9) at `n_steps` sampled steps of every sample. Returns the values compared."""
     nodes = [str(n) for n in rng.choice(neurons, size=min(n_nodes, len(neurons)), replace=False)]
-    from hardware_sims.lava_backend import run_lava
+    from hardware_sims.lava.run import run_lava
 
     lava = run_lava(plan, inputs, precision=precision, record=False, record_state=nodes)
     emu = emulate(plan, inputs, precision=precision, record=False, record_state=nodes)

@@ -19,9 +19,9 @@ from test_emulator import CASES, _case, small_model_case, spiking
 
 import hardware_sims  # noqa: F401  (lava compatibility fixes before any lava import)
 from hardware_sims.emulator import emulate, with_membrane_readouts
-from hardware_sims.lava_backend import build_plan
+from hardware_sims.plan import build_plan
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 

@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 
 import hardware_sims  # noqa: F401  (lava compatibility fix before any lava import)
-from hardware_sims import loihi_formats as lf
-from hardware_sims.loihi_formats import SignMode
-from hardware_sims.quantize import (
-    QuantReport, choose_state_exp, dense_fixed, format_report, lava_clip_truncate, lif_fixed_step, quantize_lif,
-    quantize_messages, quantize_weights,
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.formats import SignMode
+from hardware_sims.fixed_point.quantize import (
+    QuantReport,
+    choose_state_exp,
+    format_report,
+    quantize_lif,
+    quantize_messages,
+    quantize_weights,
 )
-
+from hardware_sims.fixed_point.reference import dense_fixed, lava_clip_truncate, lif_fixed_step
 
 # --- constants are Lava's ------------------------------------------------------------------------------------------
 
@@ -39,7 +43,8 @@ def test_formats_match_lava_bit_accurate_models():
 @pytest.mark.parametrize("mode", [SignMode.MIXED, SignMode.EXCITATORY, SignMode.INHIBITORY])
 @pytest.mark.parametrize("bits", [8, 6])
 def test_lava_clip_truncate_matches_weightutils(mode, bits):
-    from lava.utils.weightutils import SignMode as LavaSignMode, clip_weights, truncate_weights
+    from lava.utils.weightutils import SignMode as LavaSignMode
+    from lava.utils.weightutils import clip_weights, truncate_weights
 
     w = np.random.default_rng(bits).integers(-400, 400, size=(7, 9))
     lava = truncate_weights(clip_weights(w, LavaSignMode(int(mode)), num_bits=8), LavaSignMode(int(mode)), bits)
@@ -48,7 +53,8 @@ def test_lava_clip_truncate_matches_weightutils(mode, bits):
 
 @pytest.mark.parametrize("low,high", [(-1.0, 2.0), (0.0, 3.0), (-0.7, 0.0), (-1e-3, 1e-3)])
 def test_mantissas_survive_lava_in_both_sign_modes(low, high):
-    from lava.utils.weightutils import SignMode as LavaSignMode, clip_weights, determine_sign_mode, truncate_weights
+    from lava.utils.weightutils import SignMode as LavaSignMode
+    from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
     q = quantize_weights(np.random.default_rng(1).uniform(low, high, (6, 5)), state_exp=3)
     lo, hi = lf.WEIGHT_MANT_RANGE[q.sign_mode]
@@ -250,7 +256,8 @@ def test_sparse_weights_quantize_like_dense_ones():
 
 def test_lava_clip_truncate_on_sparse_matches_weightutils():
     import scipy.sparse
-    from lava.utils.weightutils import SignMode as LavaSignMode, clip_weights, truncate_weights
+    from lava.utils.weightutils import SignMode as LavaSignMode
+    from lava.utils.weightutils import clip_weights, truncate_weights
 
     w = scipy.sparse.random(8, 8, density=0.4, random_state=2, data_rvs=lambda n: np.arange(n) * 37 - 300).tocsr()
     mode = LavaSignMode.MIXED
@@ -261,7 +268,7 @@ def test_lava_clip_truncate_on_sparse_matches_weightutils():
 def test_wrap_signed_matches_lava_conv_clamp():
     from lava.proc.conv.utils import signed_clamp
 
-    from hardware_sims.loihi_reference import wrap_signed
+    from hardware_sims.fixed_point.reference import wrap_signed
 
     x = np.array([0, 2**23 - 1, 2**23, -(2**23), -(2**23) - 1, 3 * 2**23 + 5, -7 * 2**22])
     np.testing.assert_array_equal(wrap_signed(x), signed_clamp(x, bits=24))

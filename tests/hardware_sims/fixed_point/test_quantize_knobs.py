@@ -12,12 +12,13 @@ from lava_graphs import conv_pool, lif_chain, residual
 from test_emulator import case_inputs, small_model_case
 
 import hardware_sims  # noqa: F401  (lava compatibility fixes before any lava import)
-from hardware_sims import loihi_formats as lf
 from hardware_sims.emulator import emulate
-from hardware_sims.lava_backend import build_plan
-from hardware_sims.lava_backend.fixed import prepare_fixed
-from hardware_sims.loihi_reference import lava_clip_truncate
-from hardware_sims.quantize import quantize_plan, quantize_weights
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.plan_quantizer import quantize_plan
+from hardware_sims.fixed_point.prepare import prepare_fixed
+from hardware_sims.fixed_point.quantize import quantize_weights
+from hardware_sims.fixed_point.reference import lava_clip_truncate
+from hardware_sims.plan import build_plan
 
 
 def _dense(m) -> np.ndarray:
@@ -109,7 +110,7 @@ def test_headroom_scales_thresholds(model_plan):
 @pytest.mark.lava
 @pytest.mark.parametrize("builder", [lif_chain, conv_pool, residual])
 def test_lava_runs_reduced_weight_bits_as_the_emulator(builder):
-    from hardware_sims.lava_backend import run_lava
+    from hardware_sims.lava.run import run_lava
 
     rng = np.random.default_rng(4)
     plan = build_plan(builder(rng))

@@ -10,9 +10,12 @@ import pytest
 import scipy.sparse
 
 import hardware_sims  # noqa: F401
-from hardware_sims import loihi_formats as lf
-from hardware_sims.lava_backend.plan import Connection, Plan, ProcessSpec, build_plan
-from hardware_sims.quantize import choose_state_exp, dense_fixed, quantize_plan
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.plan_quantizer import quantize_plan
+from hardware_sims.fixed_point.quantize import choose_state_exp
+from hardware_sims.fixed_point.reference import dense_fixed
+from hardware_sims.plan.lowering import build_plan
+from hardware_sims.plan.plan import Connection, Plan, ProcessSpec
 
 RNG = np.random.default_rng(0)
 

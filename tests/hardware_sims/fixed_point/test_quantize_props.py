@@ -7,8 +7,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from hardware_sims import loihi_formats as lf
-from hardware_sims.quantize import dense_fixed, lava_clip_truncate, lif_fixed_step, quantize_lif, quantize_weights
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.quantize import quantize_lif, quantize_weights
+from hardware_sims.fixed_point.reference import dense_fixed, lava_clip_truncate, lif_fixed_step
 
 FAST = settings(max_examples=60, deadline=None)
 

@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from hardware_sims import lava_compat
-from hardware_sims.lava_check import reference_lif, run_lava_check
+from hardware_sims.lava import compat as lava_compat
+from hardware_sims.lava.check import reference_lif, run_lava_check
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
@@ -29,7 +29,7 @@ def test_slayer_import_fails_without_the_placeholder():
     result = _run_python(
         """
         import sys
-        from hardware_sims import lava_compat  # the package import applies both fixes ...
+        from hardware_sims.lava import compat as lava_compat  # the package import applies both fixes ...
         del sys.modules[lava_compat.OBJECT_DETECTION_MODULE]  # ... so undo the second one
         import lava.lib.dl.slayer
         """
@@ -102,8 +102,8 @@ _AFTER_TQDM = """
 
 
 def test_lava_import_fails_after_a_progress_bar_without_the_fix():
-    result = _run_python(_AFTER_TQDM.format(fix="from hardware_sims.lava_compat import VAR_MODEL_MODULE"
-                                               "; import hardware_sims.lava_compat as c"
+    result = _run_python(_AFTER_TQDM.format(fix="from hardware_sims.lava.compat import VAR_MODEL_MODULE"
+                                               "; import hardware_sims.lava.compat as c"
                                                "; c.MP_MODULE = 'not-this-one'; c.apply()"))
     assert result.returncode != 0 and "context has already been set" in result.stderr
 

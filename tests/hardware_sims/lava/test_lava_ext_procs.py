@@ -1,4 +1,4 @@
-"""snnav's extension processes for Lava (hardware_sims/lava_procs) against the definitions in export/EXTENSIONS.md.
+"""snnav's extension processes for Lava (hardware_sims/lava/procs) against the definitions in export/EXTENSIONS.md.
 
 References are written here from the math: nested Python loops over heads, channels, tokens and steps, on Python
 ints (exact, for the fixed-point models) or floats, plus the fixed-point rounding written with `Fraction`s. The fast
@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
 from export.interpreter import Interpreter
-from hardware_sims.lava_procs import fixed as fx
-from hardware_sims.lava_procs import kernels as kn
-from hardware_sims.lava_procs.fixed import SPIKE, PortFormat
+from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+from hardware_sims.extensions import kernels as kn
+from hardware_sims.extensions import ports as fx
+from hardware_sims.extensions.ports import SPIKE, PortFormat
 
 
 # ------------------------------------------------------------------------ references from EXTENSIONS.md (loops)
@@ -321,7 +321,8 @@ CASES = {
 def test_builders_cover_every_extension_with_ports_shapes_latency_and_state_vars():
     from export.ir.errors import InvalidNodeError
     from export.ir.extensions import EXTENSIONS
-    from hardware_sims.lava_procs import EXTENSION_BUILDERS, SpikeAttentionProcess, build_extension
+    from hardware_sims.lava.procs.builders import EXTENSION_BUILDERS, build_extension
+    from hardware_sims.lava.procs.spike_attention import SpikeAttentionProcess
 
     assert set(EXTENSION_BUILDERS) == set(EXTENSIONS)
     for case, (node, _, kwargs) in CASES.items():
@@ -409,7 +410,7 @@ def run_lava(select_tag: str, seeds: tuple[int, int], full_reset: bool):
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
-    from hardware_sims.lava_procs import EXTENSION_BUILDERS
+    from hardware_sims.lava.procs.builders import EXTENSION_BUILDERS
 
     fixed = select_tag == "fixed_pt"
 

@@ -18,10 +18,11 @@ import pytest
 import torch
 from lava_graphs import DT, binary, conv_pool, lif_chain, recurrent, residual, two_inputs_readout, wiring
 
-from export.ir.extensions import ComplementaryFusion
 from export.interpreter import Interpreter
-from hardware_sims.lava_backend import InputBindingError, LavaRunError, Plan, build_plan, run_lava
-from hardware_sims.lava_backend import run as run_module
+from export.ir.extensions import ComplementaryFusion
+from hardware_sims.lava import run as run_module
+from hardware_sims.lava.run import run_lava
+from hardware_sims.plan import InputBindingError, LavaRunError, Plan, build_plan
 
 T, B = 8, 3
 
@@ -132,7 +133,7 @@ def test_delay_process_matches_its_reference():
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
-    from hardware_sims.lava_procs.delay import Delay, delay_reference
+    from hardware_sims.lava.procs.delay import Delay, delay_reference
 
     rng = np.random.default_rng(0)
     steps, n = np.array([[0, 1, 3], [2, 2, 4]]), 20
@@ -235,7 +236,7 @@ def test_a_window_longer_than_the_run_is_refused():
 
 @pytest.mark.lava
 def test_fixed_point_runs_bit_exact_against_the_numpy_lif_reference():
-    from hardware_sims.loihi_reference import dense_fixed, lif_fixed_step
+    from hardware_sims.fixed_point.reference import dense_fixed, lif_fixed_step
 
     rng = np.random.default_rng(7)
     graph = lif_chain(rng)

@@ -8,8 +8,8 @@ the others are ``slow``. ``scripts/lava_agreement.py`` does the same on trained 
 
 Fixed point has no reference outside Lava to agree with spike for spike (quantization changes spikes), so the
 fixed-point tests assert what is exact: two runs give identical records, and every neuron layer and every extension
-process, recomputed from the recorded integer messages of its sources with ``hardware_sims.loihi_reference`` (Dense,
-Sparse, LIF), an integer convolution wrapped like Lava's Conv, and the extension kernels of ``lava_procs``, equals
+process, recomputed from the recorded integer messages of its sources with ``hardware_sims.fixed_point.reference`` (Dense,
+Sparse, LIF), an integer convolution wrapped like Lava's Conv, and the extension kernels of ``lava.procs``, equals
 what Lava produced, bit for bit. The prediction agreement and accuracy against float are reported (no threshold).
 
 A bias into an extension port (WeightAttention's gate ``fc2(fc1(...))``) is the extension process's port bias: the
@@ -31,12 +31,13 @@ import torch
 import hardware_sims  # noqa: F401  (lava compatibility fixes before any lava import)
 from export.from_torch.exporter import ExportConfig, export_model
 from export.interpreter import Interpreter
-from hardware_sims.lava_backend import build_plan, run_lava
-from hardware_sims.lava_backend.fixed import fixed_arguments
-from hardware_sims.lava_backend.registry import extension_builder
-from hardware_sims.lava_procs import kernels
-from hardware_sims.lava_procs.base import fixed_output
-from hardware_sims.loihi_reference import dense_fixed, lif_fixed_step, wrap_signed
+from hardware_sims.extensions import kernels
+from hardware_sims.fixed_point.prepare import fixed_arguments
+from hardware_sims.fixed_point.reference import dense_fixed, lif_fixed_step, wrap_signed
+from hardware_sims.lava.build import extension_builder
+from hardware_sims.lava.procs.base import fixed_output
+from hardware_sims.lava.run import run_lava
+from hardware_sims.plan import build_plan
 from snnav.models import list_models
 
 B = 3
@@ -44,7 +45,7 @@ SMALLEST = "cmci"  # fewest Lava processes (37)
 
 
 def _export_test_models():
-    path = Path(__file__).resolve().parents[1] / "export" / "export_models.py"
+    path = Path(__file__).resolve().parents[2] / "export" / "export_models.py"
     spec = importlib.util.spec_from_file_location("snnav_export_test_models_lava", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -125,7 +126,7 @@ def test_weight_attention_gate_bias_is_in_the_plan():
 
 
 def test_extension_port_bias_is_checked_and_broadcast():
-    from hardware_sims.lava_procs.gate import GateProcess
+    from hardware_sims.lava.procs.gate import GateProcess
 
     proc = GateProcess(shape=(4, 3), bias={"gate": 0.5})
     np.testing.assert_array_equal(proc.proc_params["bias"]["gate"], [0.5])
@@ -322,8 +323,8 @@ def test_an_extension_output_exponent_leaves_the_weights_it_feeds_their_resoluti
     """The Gate's lossless output has the fractional bits of both its ports; a synapse with tiny weights fed by it
     would need a weight exponent below Loihi's -8 and lose its weights to rounding. The backend lowers the
     extension's output exponent just enough (a second quantizer pass)."""
-    from hardware_sims.lava_backend.fixed import _extension_exps, prepare_fixed
-    from hardware_sims.quantize import quantize_plan
+    from hardware_sims.fixed_point.plan_quantizer import quantize_plan
+    from hardware_sims.fixed_point.prepare import _extension_exps, prepare_fixed
 
     plan = build_plan(gate_graph(np.random.default_rng(2), lin_range=(0.001, 0.004)))
     lossless, _ = quantize_plan(plan, source_exps=_extension_exps(plan))

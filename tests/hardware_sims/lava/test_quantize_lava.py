@@ -21,10 +21,9 @@ import pytest
 import scipy.sparse
 
 import hardware_sims  # noqa: F401  (installs the lava compatibility fix before any lava import)
-from hardware_sims import loihi_formats as lf
-from hardware_sims.quantize import (
-    choose_state_exp, dense_fixed, lava_clip_truncate, lif_fixed_step, quantize_lif, quantize_weights,
-)
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.quantize import choose_state_exp, quantize_lif, quantize_weights
+from hardware_sims.fixed_point.reference import dense_fixed, lava_clip_truncate, lif_fixed_step
 
 pytestmark = pytest.mark.lava
 

@@ -1,4 +1,4 @@
-"""lava-dl netx interop: `.net` files written by `hardware_sims.netx_export`, loaded by netx's own loader.
+"""lava-dl netx interop: `.net` files written by `hardware_sims.netx.write`, loaded by netx's own loader.
 
 Conformance (marker ``lava``): the same NIR chain runs twice on Lava's ``Loihi2SimCfg(select_tag="fixed_pt")`` --
 once from the `.net` file through ``lava.lib.dl.netx.hdf5.Network`` (`run_netx`), once through snnav's compiler
@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 from lava_graphs import DT, conv_pool, lif, lif_chain, residual, two_inputs_readout
 
-from hardware_sims.lava_backend import build_plan
-from hardware_sims.netx_export import NetxExportError, netx_limits, read_netx_layers, write_netx
-from hardware_sims.quantize import quantize_plan, quantize_weights
+from hardware_sims.fixed_point.plan_quantizer import quantize_plan
+from hardware_sims.fixed_point.quantize import quantize_weights
+from hardware_sims.netx import NetxExportError, netx_limits, read_netx_layers, write_netx
+from hardware_sims.plan import build_plan
 
 T, B = 6, 2
 
@@ -101,8 +102,8 @@ def _case(name: str, rng, av_add):
 @pytest.mark.lava
 @pytest.mark.parametrize("name", ["conv_chain", "token_mlp", "audio_stem"])
 def test_netx_spikes_equal_snnav_compiler(name, av_add, tmp_path):
-    from hardware_sims.lava_backend import run_lava
-    from hardware_sims.netx_export import run_netx
+    from hardware_sims.lava.run import run_lava
+    from hardware_sims.netx import run_netx
 
     rng = np.random.default_rng(3)
     graph, options, x = _case(name, rng, av_add)
@@ -169,8 +170,9 @@ def test_file_layout_is_what_netx_reads(tmp_path):
 @pytest.mark.lava
 def test_netx_builds_the_layers_snnav_expects(tmp_path):
     """netx's loader (no run): Lava shapes (x, y, z), kernel (C_out, x, y, C_in) flipped, weights as written."""
-    import hardware_sims  # noqa: F401
     from lava.lib.dl.netx.hdf5 import Network
+
+    import hardware_sims  # noqa: F401
 
     report = write_netx(conv_chain(np.random.default_rng(0)), tmp_path / "c.net")
     net = Network(net_config=report.path)
@@ -189,9 +191,10 @@ def test_netx_weight_optimization_keeps_written_dense_weights():
     """netx re-encodes dense weights (utils.optimize_weight_bits), Lava clips and truncates them: exact for the
     mantissas snnav writes (mixed sign or excitatory), lossy for inhibitory matrices, which the writer refuses."""
     pytest.importorskip("lava")
-    import hardware_sims  # noqa: F401
     from lava.lib.dl.netx.utils import optimize_weight_bits
     from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+
+    import hardware_sims  # noqa: F401
 
     def loaded(mant):
         w, bits, exp, _ = optimize_weight_bits(np.array(mant))
@@ -259,8 +262,9 @@ def test_pool_layers_are_refused_unless_written_as_conv(tmp_path):
 @pytest.mark.lava
 def test_netx_itself_refuses_a_pool_layer(tmp_path):
     """The error quoted in NETX.md, from netx's loader."""
-    import hardware_sims  # noqa: F401
     from lava.lib.dl.netx.hdf5 import Network
+
+    import hardware_sims  # noqa: F401
 
     path = tmp_path / "pool.net"
     with h5py.File(path, "w") as f:

@@ -19,8 +19,8 @@ from lava_graphs import DT, conv_pool, lif, lif_chain, recurrent, residual, wiri
 
 from export.ir.errors import GraphValidationError
 from export.ir.extensions import ComplementaryFusion
-from hardware_sims.lava_backend import LatencyError, UnsupportedGraphError, build_plan, register_extension
-from hardware_sims.lava_backend.linear import apply_op, linear_op, scaled
+from hardware_sims.plan import LatencyError, UnsupportedGraphError, build_plan, register_extension
+from hardware_sims.plan.linear import apply_op, linear_op, scaled
 
 SYNAPSES = ("dense", "sparse", "conv")
 
@@ -285,7 +285,7 @@ def test_conv_operator_matches_torch(kw, shape):
 def test_plan_needs_neither_lava_nor_torch():
     code = textwrap.dedent("""
         import sys, numpy as np, nir
-        from hardware_sims.lava_backend import build_plan
+        from hardware_sims.plan import build_plan
         nodes = {"x": nir.Input(input_type=np.array([2])), "w": nir.Linear(weight=np.eye(2)),
                  "l": nir.LIF(tau=np.full(2, 2e-3), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2)),
                  "o": nir.Output(output_type=np.array([2]))}
