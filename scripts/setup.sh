@@ -6,7 +6,7 @@
 #      unpinned torch (or a package that drags one in) pulls a multi-GB CUDA build.
 #   2. the locked, normally-resolving packages (requirements/lock.txt);
 #   3. norse, lava-nc and lava-dl with --no-deps: their declared pins (torchvision, torch<2.4, Python<3.11) would
-#      replace that torch or refuse this Python. lava's Python-3.11 fix lives in hardware_sims/lava_compat.py;
+#      replace that torch or refuse this Python. lava's Python-3.11 fix lives in hardware_sims/lava/compat.py;
 #   4. snnav itself, editable.
 # Re-running is cheap: a stamp of the inputs skips work that is already done. SNNAV_FORCE_SETUP=1 rebuilds.
 set -euo pipefail
