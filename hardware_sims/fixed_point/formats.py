@@ -15,7 +15,7 @@ Sources (paths relative to the installed ``lava`` package, lava-nc 0.10.0):
   between -8 and 7."
 * ``[PROBE]`` measured here on lava-nc 0.10.0 (see ``tests/hardware_sims/lava/test_quantize_lava.py``).
 
-Real <-> integer convention used by snnav (deployment-reference §3.4): a neuron population has a *state exponent*
+Real <-> integer convention used by snnav (docs/deployment.md §3.4): a neuron population has a *state exponent*
 ``state_exp``; one real unit of ``u``/``v`` is ``2**(STATE_FRAC_BITS + state_exp)`` integer units. ``state_exp = 0``
 is Lava/slayer's convention (``s_scale = 2**12``, ``vth_mant = theta * 2**6``, ``w_mant = w * 2**6``).
 """

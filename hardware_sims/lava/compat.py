@@ -1,6 +1,6 @@
 """Make the archived lava-nc 0.10 / lava-dl 0.6 importable on Python >= 3.11. Call :func:`apply` before any lava import.
 
-Three problems, three fixes (the first two: ``shared/specs/install.md``):
+Three problems, three fixes (the first two: ``docs/install.md``):
 
 1. ``lava/magma/compiler/var_model.py`` declares dataclass fields whose default is an instance of another dataclass
    (``x: ByteEncoder = ByteEncoder()``). Python 3.11 rejects such defaults unless their class is hashable
