@@ -22,3 +22,8 @@ class ConfigError(SnnavError):
 
 class OutputError(SnnavError):
     """An output path cannot be written."""
+
+
+class CostModelError(SnnavError):
+    """A chip or GPU description, or a measurement file used for calibration, is malformed (the message names the
+    field)."""
