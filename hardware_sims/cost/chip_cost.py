@@ -147,7 +147,7 @@ def chip_cost(mapping: Mapping, activity: TMapping[str, LayerActivity], ext_ops:
     slowest = ""
     notes: list[str] = []
     for bound in BOUNDS:
-        def f(name: str) -> float:
+        def f(name: str, bound: str = bound) -> float:
             return {"lower": chip.lo, "value": lambda n: chip[n], "upper": chip.hi}[bound](name)
 
         g = 1.0 if graded_chip else {"lower": 1.0, "value": 1.0, "upper": float(mapping.weight_bits)}[bound]

@@ -14,13 +14,19 @@ measured or estimated, what is included and excluded, the sources, and notes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping as TMapping
 from typing import Any
 
 import numpy as np
 
 from hardware_sims.cost.chip_cost import activity_from_counts, chip_cost
-from hardware_sims.cost.gpu import DenseWorkload, GPU, dense_workload, get_gpu, predict_gpu, read_measurements
+from hardware_sims.cost.gpu import (
+    GPU,
+    DenseWorkload,
+    dense_workload,
+    get_gpu,
+    predict_gpu,
+    read_measurements,
+)
 from hardware_sims.cost.mapping import map_plan
 
 __all__ = ["headline_rows", "dense45_energy", "E_MAC_45NM_PJ", "E_SRAM_WORD_45NM_PJ"]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping as TMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -230,18 +230,19 @@ def _fan_in(syn: _Syn, lo: int, hi: int, n_out: int) -> int:
         w = proc.params["weights"]
         idx = np.asarray(w.indices)[w.indptr[lo]:w.indptr[hi]]
         return int(np.unique(idx).size)
-    # conv: the receptive field of the output rows held by this block (all channels of those rows)
-    c_out, cin_g, kh, kw = np.asarray(proc.params["weight"]).shape
+    # conv: the receptive field of the block's output rows (a block of C-order (C, H, W) neurons: a fraction of
+    # the output rows of some channels), all input channels of its groups
+    c_out, cin_g, kh, _ = np.asarray(proc.params["weight"]).shape
     groups = int(proc.params.get("groups", 1))
-    _, oh, ow = proc.shape
+    oh = proc.shape[1]
     cin, ih, iw = proc.in_shape
-    sh, sw = proc.params["stride"]
-    per_row = ow * c_out  # C-order (C, H, W): a block of neurons covers channels x rows; bound via fraction
+    sh = proc.params["stride"][0]
     frac = (hi - lo) / n_out
-    rows_in = min(ih, math.ceil(frac * oh * sh + kh) if frac < 1 else ih)
+    if frac >= 1:
+        return int(in_size)
+    rows_in = min(ih, math.ceil(frac * oh * sh + kh))
     chans = cin if groups == 1 else min(cin, math.ceil(frac * c_out) * cin_g)
-    del per_row
-    return int(min(in_size, chans * min(ih, rows_in) * iw)) if frac < 1 else int(in_size)
+    return int(min(in_size, chans * rows_in * iw))
 
 
 def _layer_cores(chip: Chip, n: int, syns: list[_Syn], bits: float, overhead: dict[bool, float]) -> tuple[int, str, int, float]:
@@ -308,7 +309,7 @@ def map_plan(plan_or_graph: Any, chip: Chip | str = "loihi2", *, weight_bits: in
     chip = get_chip(chip)
     plan = plan_or_graph
     if not hasattr(plan, "processes"):
-        from hardware_sims.lava_backend.plan import build_plan  # noqa: PLC0415 - needs nir; only for graphs
+        from hardware_sims.lava_backend.plan import build_plan
 
         plan = build_plan(plan_or_graph, dt=dt)
     if isinstance(weight_bits, bool) or not isinstance(weight_bits, int) or weight_bits < 1:
@@ -479,7 +480,6 @@ def _fan_out_violations(chip: Chip, layers: dict[str, Layer], routes: tuple[Rout
     for name, dst_cores in reached.items():
         if name not in layers:
             continue
-        layer = layers[name]
         if dst_cores > chip["fan_out_axons_per_core"]:
             out.append(Violation(name, "fan-out axons of one neuron", dst_cores, chip["fan_out_axons_per_core"],
                                  "axons", "destination cores one spike must reach, even at one neuron per core"))
