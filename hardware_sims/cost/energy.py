@@ -33,8 +33,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hardware_sims.cost.errors import CostModelError, CostModelUnavailableError
 from hardware_sims.counts.record import COUNT_FIELDS, ActivityCounts
-from snnav.errors import FileFormatError
 
 __all__ = ["CostModel", "OperationCost", "CountCost", "Citation", "EnergyEstimate", "UncostedCount",
            "CostModelError", "CostModelUnavailableError", "OPERATIONS", "STATUSES", "FORMAT", "VERSION",
@@ -56,14 +56,6 @@ UNAVAILABLE_MODELS: dict[str, str] = {
         "with its own source"
     ),
 }
-
-
-class CostModelError(FileFormatError, ValueError):
-    """A cost model file or dict is malformed (what was expected and found is in the message)."""
-
-
-class CostModelUnavailableError(CostModelError):
-    """The model is known but has no figures to ship (e.g. Loihi 2)."""
 
 
 def _keys(where: str, data: Any, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
