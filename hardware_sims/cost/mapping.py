@@ -34,6 +34,7 @@ import numpy as np
 
 from hardware_sims.cost.chip import Chip, get_chip
 from hardware_sims.plan.lowering import build_plan
+from snnav.errors import InputError
 
 __all__ = ["Layer", "Extension", "Violation", "Route", "Mapping", "map_plan", "SYNAPSE_KINDS"]
 
@@ -310,10 +311,9 @@ def map_plan(plan_or_graph: Any, chip: Chip | str = "loihi2", *, weight_bits: in
     chip = get_chip(chip)
     plan = plan_or_graph
     if not hasattr(plan, "processes"):
-
         plan = build_plan(plan_or_graph, dt=dt)
     if isinstance(weight_bits, bool) or not isinstance(weight_bits, int) or weight_bits < 1:
-        raise ValueError(f"weight_bits must be an int >= 1; got {weight_bits!r}")
+        raise InputError(f"weight_bits must be an int >= 1; got {weight_bits!r}")
     T = int(time_steps or (plan.metadata or {}).get("time_steps") or 1)
     procs = plan.processes
     violations: list[Violation] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 from typing import Callable, Sequence
@@ -21,6 +22,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("export", "snnav.app.commands.export", "export a trained model to a NIR graph (.nir) and print its summary"),
     ("simulate", "snnav.app.commands.simulate",
      "run an exported model on Lava's Loihi simulation or the emulator (float or fixed point)"),
+    ("map", "snnav.app.commands.map", "place an exported network on a chip's cores: cores, chips, memory, limits"),
     ("report", "snnav.app.commands.report", "accuracy, activity and energy of a simulated model: JSON, CSV, Markdown, HTML"),
     ("info", "snnav.app.commands.info", "show versions of the stack and check that Lava runs"),
 )
@@ -77,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SnnavError as exc:
         print(f"snnav {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`snnav ... | head`): not an error, and nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"snnav {args.command}: interrupted; outputs that were being written were discarded", file=sys.stderr)
         return 130
