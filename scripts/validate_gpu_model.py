@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hardware_sims.cost.gpu import calibrate_gpu, dense_workload, get_gpu, predict_gpu, read_measurements
 from hardware_sims.plan.lowering import build_plan
+from snnav.io import write_json
 
 
 def graph_for(measurement_file: Path, nir_path: Path | None):
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--predict-nir", type=Path)
     ap.add_argument("--tolerance", type=float, default=0.30)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--write-calibration", type=Path, metavar="GPU.json",
+                    help="also write the GPU description calibrated on --calibrate (target torch), e.g. "
+                         "hardware_sims/cost/gpus/h100-calibrated.json, the one the report uses without a measurement")
     args = ap.parse_args(argv)
 
     cal_ms, pred_ms = read_measurements(args.calibrate), read_measurements(args.predict)
@@ -105,6 +109,16 @@ def main(argv: list[str] | None = None) -> int:
               "per byte (e_flop stays at its assumed 1 pJ)."]
     text = "\n".join(lines) + "\n"
     print(text)
+    if args.write_calibration:
+        cal = calibrate_gpu(gpu, wl_cal, cal_ms, target="torch").gpu
+        data = cal.to_dict()
+        data["name"] = f"{cal.name}-calibrated"
+        data["description"] = (f"{cal.description} Calibrated: t_launch, e_kernel, e_byte and idle_power fitted to "
+                               f"{args.calibrate} (target torch) by scripts/validate_gpu_model.py; the hold-one-out "
+                               f"check of this calibration is results/gpu_model_holdout.md.")
+        data["calibrated_from"] = str(args.calibrate)
+        write_json(args.write_calibration, data)
+        print(f"wrote {args.write_calibration}")
     if args.out:
         args.out.write_text(text)
     return 0 if worst <= args.tolerance else 1

@@ -52,7 +52,9 @@ GPU_FIELDS: dict[str, str] = {
     "state_values_per_neuron_update": "values", "flops_per_neuron_update": "FLOP",
     "t_launch": "s", "e_kernel": "J", "e_byte": "J/B", "e_flop": "J/FLOP",
 }
-BUILTIN_GPUS = ("h100",)
+BUILTIN_GPUS = ("h100", "h100-calibrated")
+"""``h100``: datasheet figures and assumptions; ``h100-calibrated``: the same with the launch time and energies fitted
+to NVML measurements of S-CMRL (written by ``scripts/validate_gpu_model.py --write-calibration``)."""
 STATEFUL = ("LIF", "CubaLIF", "IF", "CubaLI", "LI")
 
 
@@ -71,10 +73,22 @@ class GPU:
         f = self.figures[name]
         return f"{f.citation(self.sources)} [{f.status}]"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form `gpu_from_dict` reads (a calibrated GPU keeps the file it was calibrated from)."""
+        out = {"format": GPU_FORMAT, "version": 1, "name": self.name, "description": self.description,
+               "sources": dict(self.sources), "figures": {k: f.to_dict() for k, f in self.figures.items()}}
+        if self.calibrated_from:
+            out["calibrated_from"] = self.calibrated_from
+        return out
+
 
 def gpu_from_dict(data: TMapping[str, Any], label: str = "gpu") -> GPU:
-    name, description, sources = read_header(label, data, GPU_FORMAT)
-    return GPU(name, description, sources, parse_figures(label, data["figures"], GPU_FIELDS, sources))
+    extra = {k: v for k, v in data.items() if k != "calibrated_from"} if isinstance(data, TMapping) else data
+    name, description, sources = read_header(label, extra, GPU_FORMAT)
+    calibrated = data.get("calibrated_from")
+    if calibrated is not None and not isinstance(calibrated, str):
+        raise CostModelError(f"{label}: calibrated_from: expected the measurement file's path, found {calibrated!r}")
+    return GPU(name, description, sources, parse_figures(label, data["figures"], GPU_FIELDS, sources), calibrated)
 
 
 def load_gpu(path: str | os.PathLike) -> GPU:
