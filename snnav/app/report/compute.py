@@ -21,6 +21,7 @@ from typing import Any
 from hardware_sims.cost.energy import estimate_energy
 from hardware_sims.counts import COUNT_FIELDS, ActivityCounts
 from snnav._version import __version__
+from snnav.app.report.headline import headline
 from snnav.app.report.inputs import ReportInputs
 from snnav.app.report.results import ResultFileError
 
@@ -248,8 +249,10 @@ def build_report(inputs: ReportInputs) -> dict[str, Any]:
         notes.append("No floating-point simulation result: the Lava float point is missing; add one with snnav "
                      "simulate MODEL.nir --backend emulator --precision float --samples 1000 --out "
                      "RUN_DIR/simulations/emulator-float.json")
-    notes.append("Energies of simulated runs are estimates: the run's counted operations times a cost model's "
-                 "energy per operation (hardware_sims.cost.energy); static power and memory traffic are not included.")
+    notes.append("The headline prices one inference on each target with the chip mapping, memory traffic, static "
+                 "power and time (hardware_sims.cost). The per-operation tables further down are the older "
+                 "conventions: counted operations times a cost model's energy per operation, without static power, "
+                 "routing or the mapping; they are kept for comparison with papers that report them.")
     primary = _primary(sims)
     return {
         "format": FORMAT, "version": VERSION, "snnav_version": __version__,
@@ -259,4 +262,5 @@ def build_report(inputs: ReportInputs) -> dict[str, Any]:
         "activity": [row for s, _ in inputs.results for row in _activity_rows(s, counts_of[s.id])],
         "energy": energies, "gpu": gpu, "accuracy_vs_energy": _points(sims, energies, gpu),
         "raster": _raster(inputs, primary["id"]), "notes": notes,
+        "headline": headline(inputs, sims, counts_of, primary, training),
     }

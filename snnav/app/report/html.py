@@ -14,6 +14,8 @@ from html import escape
 from typing import Any
 
 from snnav.app.report import svg
+from snnav.app.report.headline import components_table, headline_table
+from snnav.app.report.plots import accuracy_energy_svg, components_svg, layers_svg
 from snnav.app.report.tables import (
     Table,
     activity_table,
@@ -175,6 +177,29 @@ def _model_notes(report: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _headline(report: dict[str, Any]) -> str:
+    section = report.get("headline") or {}
+    table = headline_table(report)
+    if table is None:
+        return f"<h2>What one inference costs</h2><p>No headline: {escape(section.get('missing', 'no model file'))}.</p>"
+    rows = section["rows"]
+    inclusions = "".join(
+        f"<li><b>{escape(r['target'])}</b> ({escape(r['kind'])}): includes {escape('; '.join(r['included']))}. "
+        f"Excludes {escape('; '.join(r['excluded']))}.</li>" for r in rows)
+    comp = components_table(report)
+    figures = [_figure(accuracy_energy_svg(rows), "Accuracy against energy per inference on each target. Filled: "
+                       "measured; hollow: estimated. Horizontal bars: lower to upper bound of the estimate; vertical "
+                       "bars: ±1 binomial standard error of the accuracy."),
+               _figure(components_svg(rows), "Where the energy of one inference goes on each target (value bound).")]
+    layers = layers_svg(rows)
+    if layers:
+        figures.append(_figure(layers, "The chips' dynamic energy per inference by layer (the 15 largest layers)."))
+    not_modelled = "".join(f"<li>{escape(n)}</li>" for n in section["not_modelled"])
+    return (f"<h2>What one inference costs</h2>{table_html(table)}<ul>{inclusions}</ul>"
+            + (table_html(comp) if comp else "") + "\n".join(figures)
+            + f"<h3>Not modelled</h3><ul>{not_modelled}</ul>")
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The whole page (see the module docstring)."""
     t = report["training"]
@@ -194,6 +219,7 @@ def render_html(report: dict[str, Any]) -> str:
 Written {escape(report['created_utc'])} by snnav {escape(report['snnav_version'])}. Every figure names its sources
 (ids in the <a href="#sources">table of sources</a>); energies of simulated runs are estimates.</p>
 <div class="notes"><ul>{notes}</ul></div>
+{_headline(report)}
 <h2>Accuracy against energy</h2>
 {table_html(summary_table(report))}
 {fig['accuracy']}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from snnav.app.report.headline import components_table, headline_table
 from snnav.app.report.tables import (
     Table,
     activity_table,
@@ -42,6 +43,21 @@ def _models(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _headline(report: dict[str, Any]) -> list[str]:
+    section = report.get("headline") or {}
+    table = headline_table(report)
+    if table is None:
+        return ["## What one inference costs", "", f"No headline: {section.get('missing', 'no model file')}.", ""]
+    lines = ["## What one inference costs", "", table_markdown(table), ""]
+    for r in section["rows"]:
+        lines.append(f"- **{r['target']}** ({r['kind']}): includes {'; '.join(r['included'])}. Excludes "
+                     f"{'; '.join(r['excluded'])}." + (f" Notes: {' '.join(r['notes'])}" if r.get("notes") else ""))
+    comp = components_table(report)
+    lines += ["", table_markdown(comp) if comp else "", "", "Not modelled:", ""]
+    lines += [f"- {n}" for n in section["not_modelled"]] + [""]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     t = report["training"]
     gpu = gpu_table(report)
@@ -54,6 +70,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         *(f"- {n}" for n in report["notes"]),
         "",
+        *_headline(report),
         "## Accuracy against energy", "", table_markdown(summary_table(report)), "",
         "## Simulation results", "", table_markdown(simulations_table(report)), "",
         "## Energy per inference", "", *_models(report), "", table_markdown(energy_table(report)), "",

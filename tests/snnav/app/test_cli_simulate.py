@@ -97,3 +97,36 @@ def test_out_saves_the_result_with_counts_and_a_raster(exported, tmp_path, capsy
     assert sum(saved["spikes"].values()) == pytest.approx(10 * sum(
         n["spikes"] for k, n in saved["counts"]["nodes"].items() if k in lifs))
     assert len(saved["model"]["sha256"]) == 64 and "--out" in saved["command"]
+
+
+def test_the_report_opens_with_what_one_inference_costs_on_each_target(exported, tmp_path, capsys):
+    """A real export, simulated with counts, priced: Loihi 1/2 mapped, the calibrated GPU model, the 45 nm row."""
+    import json
+
+    graph_path, data = exported
+    run_dir = graph_path.parent
+    result = tmp_path / "sim.json"
+    assert cli.main(["simulate", str(graph_path), "--backend", "emulator", "--samples", "4", "--data", str(data),
+                     "--out", str(result)]) == 0
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(run_dir / "run"), "--result", str(result), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    rows = report["headline"]["rows"]
+    targets = [r["target"] for r in rows]
+    assert targets[:2] == ["loihi1", "loihi2"] and targets[-1] == "45 nm dense accelerator"
+    gpu = [r for r in rows if r["chips"] is None and r["time_s"] is not None]
+    assert [r["batch"] for r in gpu] == [1, 64] and all(r["kind"] == "estimate" for r in gpu)
+    assert "h100-calibrated" in report["headline"]["gpu"]
+    for r in rows:
+        e = r["energy_total_j"]
+        assert 0 < e["lower"] <= e["value"] <= e["upper"], r["target"]
+        assert r["included"] and r["excluded"] and 0 <= r["accuracy"] <= 1
+    chip = rows[0]
+    assert chip["cores"] > 0 and chip["chips"] >= 1 and chip["energy_static_j"]["value"] > 0
+    assert abs(sum(chip["by_layer_j"].values()) - chip["energy_dynamic_j"]["value"]) < 1e-9 + 1e-6 * chip[
+        "energy_dynamic_j"]["value"]
+    md = (out / "report.md").read_text()
+    assert md.index("## What one inference costs") < md.index("## Accuracy against energy")
+    html = (out / "report.html").read_text()
+    assert html.index("What one inference costs") < html.index("Accuracy against energy")
+    assert html.count("<svg") >= 3 and "Not modelled" in html

@@ -1,0 +1,96 @@
+"""The headline's plots, drawn with matplotlib as inline SVG (the page stays one self-contained file).
+
+* accuracy against energy per inference on each target, with error bars: energy from the lower to the upper bound of
+  its estimate (none for a measurement), accuracy +- its binomial standard error over the test samples;
+* where the energy goes on each target (stacked: compute, memory traffic, routing, static);
+* the chips' dynamic energy by layer (the largest layers).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
+
+__all__ = ["accuracy_energy_svg", "components_svg", "layers_svg"]
+
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def _svg(fig: Figure) -> str:
+    FigureCanvasSVG(fig)
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # inline: no XML prolog or doctype
+
+
+def _label(row: dict[str, Any]) -> str:
+    gpu = row["chips"] is None and row.get("time_s") is not None
+    return f"{row['target']}, batch {row['batch']}" if gpu else row["target"]
+
+
+def accuracy_energy_svg(rows: list[dict[str, Any]]) -> str:
+    """Accuracy (%) against total energy per inference (µJ, log scale) with error bars, one marker per target."""
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.add_subplot()
+    for i, r in enumerate(rows):
+        e = r["energy_total_j"]
+        x, lo, hi = (1e6 * e[k] for k in ("value", "lower", "upper"))
+        y = 100 * r["accuracy"]
+        yerr = 100 * (r.get("accuracy_stderr") or 0.0)
+        measured = r["kind"] == "measured"
+        ax.errorbar([x], [y], xerr=[[x - lo], [hi - x]], yerr=[[yerr], [yerr]], fmt="o" if measured else "s",
+                    color=COLOURS[i % len(COLOURS)], mfc=COLOURS[i % len(COLOURS)] if measured else "white",
+                    capsize=3, label=f"{_label(r)} ({r['kind']})")
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per inference (µJ, log scale; bars: lower to upper bound)")
+    ax.set_ylabel("test accuracy (%; bars: ±1 standard error)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _svg(fig)
+
+
+def _components(row: dict[str, Any]) -> dict[str, float]:
+    comp = row.get("by_component_j") or {}
+    comp = comp.get("value", comp) if isinstance(comp.get("value"), dict) else comp
+    return {k: (v["value"] if isinstance(v, dict) else v) for k, v in comp.items()}
+
+
+def components_svg(rows: list[dict[str, Any]]) -> str:
+    """Stacked horizontal bars: each target's energy per inference by component (value bound, µJ, log-free)."""
+    rows = [r for r in rows if _components(r)]
+    names = list(dict.fromkeys(k for r in rows for k in _components(r)))
+    fig = Figure(figsize=(7.5, 0.5 + 0.45 * len(rows)))
+    ax = fig.add_subplot()
+    left = [0.0] * len(rows)
+    for j, name in enumerate(names):
+        widths = [1e6 * _components(r).get(name, 0.0) for r in rows]
+        ax.barh(range(len(rows)), widths, left=left, color=COLOURS[j % len(COLOURS)], label=name)
+        left = [a + b for a, b in zip(left, widths)]
+    ax.set_yticks(range(len(rows)), [_label(r) for r in rows], fontsize=7)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("energy per inference (µJ, symmetric log scale)")
+    ax.legend(fontsize=7, ncol=3, loc="lower right")
+    return _svg(fig)
+
+
+def layers_svg(rows: list[dict[str, Any]], top: int = 15) -> str:
+    """Each chip's dynamic energy per inference by layer (value bound, µJ), the ``top`` largest layers of the first."""
+    chips = [r for r in rows if r.get("by_layer_j")]
+    if not chips:
+        return ""
+    order = sorted(chips[0]["by_layer_j"], key=lambda k: -chips[0]["by_layer_j"][k])[:top]
+    fig = Figure(figsize=(7.5, 0.6 + 0.28 * len(order)))
+    ax = fig.add_subplot()
+    height = 0.8 / len(chips)
+    for i, r in enumerate(chips):
+        ax.barh([k + i * height for k in range(len(order))], [1e6 * r["by_layer_j"].get(n, 0.0) for n in order],
+                height=height, color=COLOURS[i % len(COLOURS)], label=r["target"])
+    ax.set_yticks([k + 0.4 - height / 2 for k in range(len(order))], order, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel("dynamic energy per inference (µJ)")
+    ax.legend(fontsize=7)
+    return _svg(fig)
