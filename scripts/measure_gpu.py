@@ -26,23 +26,13 @@ then uses the 45 nm estimate).
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
-import json
-import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
 
-import torch
-
-from snnav.app.gpu_energy import METHOD, gpu_available, gpu_info, measure_idle_power, measure_inference
+from snnav.app.gpu_measure import default_out, measure_gpu
 from snnav.errors import SnnavError
-
-FORMAT = "snnav.gpu-measurement"
-FORMAT_VERSION = 1
+from snnav.io import write_json
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,173 +51,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_run(run: Path, data: Path):
-    """``(model on CPU in eval mode, checkpoint, test split, T)``: the model and data as snnav.training builds them."""
-    from snnav.models import create_model
-    from snnav.models.registry import model_preset
-    from snnav.training.build import check_data_matches_model, open_datasets, preset_name, resolve_input_size
-    from snnav.training.checkpoint import load_checkpoint
-    from snnav.training.config import TrainConfig
-
-    ckpt = load_checkpoint(run)
-    model = create_model(ckpt["model_name"], **ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    config = dataclasses.replace(TrainConfig.from_dict(ckpt["config"]), data=str(data))
-    (test,) = open_datasets(config, splits=("test",))
-    check_data_matches_model(model, test, resolve_input_size(config))
-    steps = config.time_steps or model_preset(preset_name(config)).time_steps
-    return model, ckpt, test, int(steps)
-
-
-def first_samples(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    if n > len(dataset):
-        raise SnnavError(f"batch size {n} is larger than the test split ({len(dataset)} samples); use smaller "
-                         "--batch-sizes")
-    items = [dataset[i] for i in range(n)]
-    audio = torch.stack([it[0] for it in items], dim=1).float()  # (T, B, C, H, W)
-    visual = torch.stack([it[1] for it in items], dim=1).float()
-    return audio, visual, torch.as_tensor([int(it[2]) for it in items])
-
-
-def torch_target(model, audio, visual) -> tuple[Callable[[], Any], Callable[[], torch.Tensor]]:
-    def call():
-        with torch.inference_mode():
-            return model(audio, visual).logits  # (B, K)
-
-    return call, lambda: call().argmax(-1)
-
-
-def nir_target(interpreter, audio, visual, readout_step: int) -> tuple[Callable[[], Any], Callable[[], torch.Tensor]]:
-    inputs = {k: v for k, v in {"audio": audio, "visual": visual}.items() if k in interpreter.inputs}
-
-    def call():
-        return interpreter.run(inputs, record=False).outputs["logits"]  # (T, B, K)
-
-    return call, lambda: call()[readout_step].argmax(-1)
-
-
-def load_graph(path: Path, ckpt: dict, steps: int, device: str):
-    """The NIR export and its interpreter (float32 on ``device``), checked against the checkpoint."""
-    from export.interpreter import Interpreter
-    from export.ir.errors import NIRFormatError
-    from export.ir.nirfile import read_graph
-
-    try:
-        graph = read_graph(path)
-    except NIRFormatError as exc:
-        raise SnnavError(str(exc)) from exc
-    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
-    if meta.get("model") not in (None, ckpt["model_name"]) or int(meta.get("time_steps", steps)) != steps:
-        raise SnnavError(f"{path} was exported from model {meta.get('model')!r} with T={meta.get('time_steps')}, but "
-                         f"the run holds {ckpt['model_name']!r} with T={steps}; pass the run's own export")
-    return graph, Interpreter(graph, dtype=torch.float32, device=device)
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def default_out(gpu_name: str) -> Path:
-    slug = re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-") or "gpu"
-    return Path("results") / f"gpu_measurement_{slug}.json"
-
-
-def measure(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
-    device = f"cuda:{args.device}"
-    torch.cuda.set_device(args.device)
-    # torch lets cuDNN convolve in TF32 by default; spikes then flip where the CPU's float32 does not
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.allow_tf32
-    info = gpu_info(args.device)
-    print(f"GPU {args.device}: {info.gpu_name}, driver {info.driver_version}, torch {info.torch_version} "
-          f"(CUDA {info.cuda_version})")
-    model, ckpt, test, steps = load_run(args.run, args.data)
-    model = model.to(device)
-    targets = {"torch": "the trained torch model, eval mode, float32, torch.inference_mode"}
-    graph = interpreter = None
-    if args.model is not None:
-        graph, interpreter = load_graph(args.model, ckpt, steps, device)
-        targets["nir-interpreter"] = "export.interpreter.Interpreter on the NIR export, float32"
-    readout = int((graph.metadata or {}).get("readout_step", -1)) if graph is not None else -1
-    audio, visual, labels = (x.to(device) for x in first_samples(test, max(args.batch_sizes)))
-    torch.cuda.synchronize(args.device)
-
-    idle = measure_idle_power(args.device, args.idle_s)
-    print(f"idle: {idle.power_w:.1f} W over {idle.window_s:.2f} s (counter refresh {idle.counter_refresh_s} s)")
-    rows = []
-    for b in args.batch_sizes:
-        a, v, y = audio[:, :b], visual[:, :b], labels[:b]
-        predictions = {}
-        for target in targets:
-            call, predict = (torch_target(model, a, v) if target == "torch"
-                             else nir_target(interpreter, a, v, readout))
-            pred = predict()
-            predictions[target] = pred
-            m = measure_inference(call, b, min_window_s=args.window_s, warmup=args.warmup, device_index=args.device,
-                                  idle=idle)
-            row = {"target": target, "description": targets[target], "batch_size": b,
-                   "accuracy": float((pred == y).float().mean()), "accuracy_samples": b, **m.to_dict()}
-            if target != "torch":
-                row["same_prediction_as_torch"] = float((pred == predictions["torch"]).float().mean())
-            rows.append(row)
-            print(f"{target:>16} B={b:<4} {1e3 * m.wall_s_per_sample:9.3f} ms/sample {m.samples_per_s:10.1f} "
-                  f"samples/s {1e3 * m.energy_j_per_sample:9.3f} mJ/sample (dynamic "
-                  f"{1e3 * m.dynamic_energy_j_per_sample:.3f}) {m.mean_power_w:6.1f} W, {m.calls} calls "
-                  f"in {m.window_s:.2f} s (+-{100 * (m.relative_uncertainty or float('nan')):.2f} % timing, aligned "
-                  f"{m.aligned}); accuracy {row['accuracy']:.2f}")
-    idle_after = measure_idle_power(args.device, args.idle_s)
-    print(f"idle after: {idle_after.power_w:.1f} W")
-    meta = dict(graph.metadata) if graph is not None else {}
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "method": METHOD,
-        "command": shlex.join(["python", "scripts/measure_gpu.py", *argv]),
-        "git_commit": _git_commit(),
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "hardware": info.to_dict(),
-        "idle": idle.to_dict(),
-        "idle_after": idle_after.to_dict(),
-        "run": {"checkpoint": str(args.run), "model_name": ckpt["model_name"], "model_config": ckpt["model_config"],
-                "epoch": ckpt.get("epoch"), "best_acc": ckpt.get("best_acc"),
-                "nir": None if args.model is None else str(args.model),
-                "nir_metadata": {k: meta[k] for k in ("model", "dt", "time_steps", "readout_step", "extensions")
-                                 if k in meta}},
-        "inputs": {"data": str(args.data), "split": "test", "samples": "the first batch_size samples",
-                   "time_steps": steps, "audio_shape": list(audio.shape[2:]), "visual_shape": list(visual.shape[2:]),
-                   "dtype": "float32", "tf32": args.allow_tf32, "resident_on_gpu": True},
-        "notes": ["Energy is the whole board's (NVML), idle power measured with the models loaded and nothing "
-                  "running; dynamic = total - idle power x window.",
-                  "Wall time per sample includes Python and kernel-launch overhead; at batch 1 that dominates."],
-        "measurements": rows,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    ok, why = gpu_available(args.device)
-    if not ok:
-        print(f"no GPU measurement: {why}. Nothing was written; without a GPU the energy report uses the 45 nm "
-              "estimate (hardware_sims/cost/energy.py).", file=sys.stderr)
-        return 2
-    from snnav.io import atomic_path
-
     try:
-        if min(args.batch_sizes) < 1:
-            raise SnnavError(f"--batch-sizes must be >= 1; got {args.batch_sizes}")
-        record = measure(args, argv)
+        record = measure_gpu(args.run, args.data, model=args.model, batch_sizes=tuple(args.batch_sizes),
+                             window_s=args.window_s, idle_s=args.idle_s, warmup=args.warmup, device=args.device,
+                             allow_tf32=args.allow_tf32,
+                             command=shlex.join(["python", "scripts/measure_gpu.py", *argv]))
         out = args.out or default_out(record["hardware"]["gpu_name"])
-        with atomic_path(out) as tmp:
-            tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    except (SnnavError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        write_json(out, record)
+    except SnnavError as exc:
+        print(f"error: {exc}. Nothing was written; without a GPU the report uses the GPU model calibrated on NVML "
+              "measurements (hardware_sims/cost/gpus/h100-calibrated.json).", file=sys.stderr)
+        return 2
     print(f"wrote {out}")
     return 0
 

@@ -33,12 +33,16 @@ import torch
 
 from export.from_torch.equivalence import compare
 from export.ir.nirfile import format_summary, read_graph
+from hardware_sims.cost.gpu import get_gpu
 from snnav.app.checkpoint_export import load_trained_model
 from snnav.app.commands.data import describe, make_av_digits
 from snnav.app.commands.export import export_checkpoint
+from snnav.app.gpu_energy import gpu_available
+from snnav.app.gpu_measure import measure_gpu
 from snnav.app.progress import TrainingBars
 from snnav.app.report import make_report
 from snnav.app.report.compute import result_label
+from snnav.app.report.headline import CALIBRATED_GPU
 from snnav.app.report.results import (
     ResultFileError,
     quantizer_settings,
@@ -51,6 +55,7 @@ from snnav.app.simulate import format_result, open_test_split, simulate
 from snnav.data.av_digits import AVDigitsConfig
 from snnav.data.av_digits_file import read_av_digits_info
 from snnav.errors import ConfigError, DatasetError, SnnavError
+from snnav.io import write_json
 from snnav.training.build import open_datasets
 from snnav.training.config import PACKAGED_CONFIGS, RESUME_IGNORED_KEYS, TrainConfig, load_config
 from snnav.training.loop import read_metrics, train
@@ -70,8 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="redo every stage even if its output exists")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--gpu-measurement", type=Path, default=None, metavar="FILE",
-                        help="a GPU measurement of scripts/measure_gpu.py for the report (default: the 45 nm "
-                             "estimate, labelled as one)")
+                        help="a GPU measurement of scripts/measure_gpu.py for the report (default: measure the "
+                             "trained model on this machine's CUDA GPU at batch 1 and 64 if there is one, else the "
+                             "GPU model calibrated on NVML measurements, labelled as an estimate)")
+    parser.add_argument("--no-gpu", action="store_true", help="do not measure on a CUDA GPU even if there is one")
 
 
 def _stage_data(workdir: Path, workers: int, force: bool) -> tuple[Path, bool]:
@@ -221,15 +228,43 @@ def _stage_emulate(workdir: Path, graph_path: Path, data: Path, force: bool) -> 
                       FLOAT_SAMPLES, force)
 
 
+def _gpu_measurement(stage: str, workdir: Path, run_dir: Path, graph_path: Path, data: Path, force: bool) -> Path | None:
+    """Measure the trained model on this machine's CUDA GPU (batch 1 and 64), or say why not; reuse a measurement
+    of the same export unless ``force``."""
+    ok, why = gpu_available(0)
+    if not ok:
+        gpu = get_gpu(CALIBRATED_GPU)
+        print(f"{stage} no GPU measurement here ({why}); the report models the GPU with {CALIBRATED_GPU} "
+              f"(calibrated from {gpu.calibrated_from})")
+        return None
+    out = workdir / "gpu_measurement.json"
+    if out.is_file() and not force:
+        try:
+            if json.loads(out.read_text())["run"].get("nir_sha256") == sha256_of(graph_path):
+                print(f"{stage} reusing {out} (same export; --force measures again)")
+                return out
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    print(f"{stage} measuring the trained model and its export on the GPU with NVML at batch 1 and 64")
+    record = measure_gpu(run_dir, data, model=graph_path, batch_sizes=(1, 64),
+                         command=f"snnav run --workdir {workdir}", progress=lambda line: print(f"{stage}   {line}"))
+    write_json(out, record)
+    print(f"{stage} wrote {out}")
+    return out
+
+
 def _stage_report(workdir: Path, gpu_measurement: Path | None) -> Path:
     stage = f"[6/{STAGES} report]"
-    gpu = f"the GPU measurement {gpu_measurement}" if gpu_measurement else "the 45 nm estimate for the GPU (no " \
-        "--gpu-measurement given)"
-    print(f"{stage} writing the report of {workdir}: training run, simulation results, cost models, {gpu}")
+    gpu = f"the GPU measurement {gpu_measurement}" if gpu_measurement else f"the GPU model {CALIBRATED_GPU}"
+    print(f"{stage} writing the report of {workdir}: training run, simulation results, chip mapping and cost, {gpu}")
     report, files = make_report(workdir, workdir / "report", gpu_measurement=gpu_measurement)
-    for point in report["accuracy_vs_energy"]:
-        print(f"{stage}   {point['name']}: accuracy {100 * point['accuracy']:.1f}%, "
-              f"{1e6 * point['energy_j']:.4g} µJ per inference ({point['kind']})")
+    for row in report["headline"]["rows"]:
+        e = row["energy_total_j"]
+        size = f", {row['cores']} cores on {row['chips']} chip(s){'' if row['fits'] else ', does NOT fit'}" \
+            if row["chips"] else ""
+        batch = f", batch {row['batch']}" if row["chips"] is None and row.get("time_s") else ""
+        print(f"{stage}   {row['target']}{batch}: {1e6 * e['value']:.4g} µJ per inference [{1e6 * e['lower']:.3g}–"
+              f"{1e6 * e['upper']:.3g}] ({row['kind']}){size}")
     print(f"{stage} wrote {', '.join(files)} to {files['report.html'].parent}")
     return files["report.html"]
 
@@ -245,7 +280,10 @@ def run(args: argparse.Namespace) -> int:
     graph_path = _stage_export(args.workdir, run_dir, data)
     _stage_simulate(args.workdir, graph_path, data, args.force)
     _stage_emulate(args.workdir, graph_path, data, args.force)
-    page = _stage_report(args.workdir, args.gpu_measurement)
+    gpu_file = args.gpu_measurement
+    if gpu_file is None and not args.no_gpu:
+        gpu_file = _gpu_measurement(f"[6/{STAGES} report]", args.workdir, run_dir, graph_path, data, args.force)
+    page = _stage_report(args.workdir, gpu_file)
     print(f"main job done in {time.perf_counter() - t0:.1f} s; outputs in {args.workdir}")
     print(f"report: {page} (open it in a browser; report.md, report.json and the CSV files are beside it)")
     return 0

@@ -14,6 +14,8 @@ in float — every synapse at every step a multiply-accumulate — which is the 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import math
 from dataclasses import replace
 from typing import Any
@@ -172,16 +174,30 @@ def _gpu_measured(source, data: dict[str, Any], training: dict[str, Any]) -> dic
     }
 
 
-def _gpu_mismatch(data: dict[str, Any], training: dict[str, Any]) -> list[str]:
-    """A note when the GPU measurement names another model than the report's training run."""
+def model_fingerprint(model_name: Any, model_config: Any) -> str:
+    """A short hash of a model's structure (its registered name and model config), to tell two models apart."""
+    text = json.dumps({"model": model_name, "model_config": model_config}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _gpu_mismatch(data: dict[str, Any], training: dict[str, Any], model_sha256: str | None) -> list[str]:
+    """A warning when the GPU measurement is of another model than the report's, naming both models' hashes: the
+    exports' sha256 when the measurement recorded its export's, else the fingerprints of name + model config."""
     run = data.get("run") or {}
-    theirs = (run.get("model_name"), run.get("best_acc"))
-    ours = (training["model"], training["best_acc"])
-    if None in theirs or theirs == ours:
-        return []
-    return [f"The GPU measurement was taken on {run.get('checkpoint', '?')} (model {theirs[0]}, best test accuracy "
-            f"{theirs[1]}), not on this report's training run {training['dir']} (model {ours[0]}, best test accuracy "
-            f"{ours[1]}): compare its energy with care."]
+    theirs_nir = run.get("nir_sha256")
+    if theirs_nir and model_sha256:
+        if theirs_nir == model_sha256:
+            return []
+        what = f"export sha256 {theirs_nir[:12]} (measured) vs {model_sha256[:12]} (this report's)"
+    else:
+        theirs = model_fingerprint(run.get("model_name"), run.get("model_config"))
+        ours = model_fingerprint(training["model"], training.get("model_config"))
+        if run.get("model_name") is None or theirs == ours:
+            return []
+        what = f"model {run.get('model_name')} [{theirs}] (measured) vs {training['model']} [{ours}] (this report's)"
+    return [f"WARNING: the GPU measurement is of another model than this report's ({what}; measured on "
+            f"{run.get('checkpoint', '?')}, best test accuracy {run.get('best_acc')}): its energy is not this "
+            "model's."]
 
 
 def _gpu_estimated(sims, counts_of, inputs: ReportInputs, training: dict[str, Any]) -> dict[str, Any] | None:
@@ -239,7 +255,8 @@ def build_report(inputs: ReportInputs) -> dict[str, Any]:
     notes = []
     if inputs.gpu is not None:
         gpu = _gpu_measured(inputs.gpu[0], inputs.gpu[1], training)
-        notes += _gpu_mismatch(inputs.gpu[1], training)
+        primary_data = next((d for src, d in inputs.results if src.id == _primary(sims)["id"]), {})
+        notes += _gpu_mismatch(inputs.gpu[1], training, (primary_data.get("model") or {}).get("sha256"))
     else:
         gpu = _gpu_estimated(sims, counts_of, inputs, training)
         notes.append("No GPU measurement was given (--gpu-measurement FILE from scripts/measure_gpu.py): the GPU "

@@ -140,15 +140,17 @@ def test_gpu_without_energy_counter_is_a_clear_reason(monkeypatch):
 
 
 def test_script_without_gpu_exits_2_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from snnav.app import gpu_measure
+
     script = _load_script()
-    monkeypatch.setattr(script, "gpu_available", lambda device=0: (False, "torch is a CPU-only build (test)"))
+    monkeypatch.setattr(gpu_measure, "gpu_available", lambda device=0: (False, "torch is a CPU-only build (test)"))
     out = tmp_path / "new" / "gpu.json"
     code = script.main(["--run", str(tmp_path / "run"), "--model", str(tmp_path / "m.nir"), "--data",
                         str(tmp_path / "d.h5"), "--out", str(out)])
     assert code == 2
     assert not out.parent.exists()
     err = capsys.readouterr().err
-    assert "CPU-only build (test)" in err and "45 nm" in err and "Nothing was written" in err
+    assert "CPU-only build (test)" in err and "h100-calibrated" in err and "Nothing was written" in err
 
 
 # --- arithmetic ---------------------------------------------------------------------------------------------------

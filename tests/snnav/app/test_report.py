@@ -165,7 +165,9 @@ def test_gpu_measurement_is_used_and_labelled(run_dir, tmp_path):
     assert "Test GPU" in files["report.html"].read_text()
     other = {**gpu_dict(), "run": {"checkpoint": "elsewhere/run", "model_name": "av-add", "best_acc": 0.6}}
     report, _ = make_report(run_dir, tmp_path / "out", gpu_measurement=_write(tmp_path / "other.json", other))
-    assert any("taken on elsewhere/run (model av-add" in n for n in report["notes"])
+    warning = [n for n in report["notes"] if n.startswith("WARNING: the GPU measurement is of another model")]
+    assert len(warning) == 1 and re.search(r"model av-add \[[0-9a-f]{12}\] \(measured\) vs scmrl \[[0-9a-f]{12}\]",
+                                           warning[0]) and "elsewhere/run" in warning[0]
 
 
 def test_user_cost_model_file_is_priced_and_cited(run_dir, tmp_path):
