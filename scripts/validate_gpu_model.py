@@ -15,32 +15,19 @@ Exit status 1 when a prediction of the total energy per inference is outside ``-
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
 
+from export.ir.nirfile import read_graph
 from hardware_sims.cost.gpu import calibrate_gpu, dense_workload, get_gpu, predict_gpu, read_measurements
 from hardware_sims.plan.lowering import build_plan
+from snnav.app.gpu_measure import measured_structure
 from snnav.io import write_json
 
 
 def graph_for(measurement_file: Path, nir_path: Path | None):
-    if nir_path is not None:
-        from export.ir.nirfile import read_graph
-
-        return read_graph(nir_path)
-    import torch  # noqa: F401 - only to export the model the file names
-
-    from export.from_torch.exporter import ExportConfig, export_model
-    from snnav.models import create_model
-
-    data = json.loads(measurement_file.read_text())
-    run, inputs = data["run"], data["inputs"]
-    model = create_model(run["model_name"], **run["model_config"]).eval()
-    cfg = ExportConfig(dt_s=float(run["nir_metadata"]["dt"]), time_steps=int(inputs["time_steps"]),
-                       audio_shape=tuple(inputs["audio_shape"]), visual_shape=tuple(inputs["visual_shape"]))
-    return export_model(model, cfg)
+    return read_graph(nir_path) if nir_path is not None else measured_structure(measurement_file)
 
 
 def main(argv: list[str] | None = None) -> int:

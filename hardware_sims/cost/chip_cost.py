@@ -28,6 +28,7 @@ routing is priced per message and hop. The three bounds use each figure's ``lowe
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping as TMapping
 from dataclasses import dataclass, field
@@ -124,14 +125,39 @@ def _barrier(chip, tiles: int, chips: int, bound: str) -> float:
     return (lo + (hi - lo) * frac + (chips - 1) * hi) * 1e-9
 
 
+def _balance(mapping: Mapping, work: dict[str, float]) -> dict[str, int]:
+    """Cores per layer after spreading the spare cores of the chips already used over the slowest layers.
+
+    ``work`` is a layer's per-step time on one core (its time on ``c`` cores is ``work / c``). The chips are paid
+    for in static power whether their cores work or not, so a compiler spreads the busiest layers over them; each
+    spare core goes to the layer whose time it shortens most (greedy, which is optimal for ``work / c``).
+    """
+    cores = {name: layer.cores for name, layer in mapping.layers.items()}
+    cores.update({name: max(ext.cores, 1) for name, ext in mapping.extensions.items() if name in work})
+    spare = mapping.chips * int(mapping.chip["cores_per_chip"]) - mapping.cores
+    limit = {name: layer.compartments for name, layer in mapping.layers.items()}  # one neuron per core at most
+    heap = [(-work[n] / cores[n], n) for n in cores if work.get(n, 0.0) > 0]
+    heapq.heapify(heap)
+    while spare > 0 and heap:
+        _, name = heapq.heappop(heap)
+        if cores[name] >= limit.get(name, cores[name] + spare):
+            continue
+        cores[name] += 1
+        spare -= 1
+        heapq.heappush(heap, (-work[name] / cores[name], name))
+    return cores
+
+
 def chip_cost(mapping: Mapping, activity: TMapping[str, LayerActivity], ext_ops: TMapping[str, float] | None = None,
-              ) -> ChipCost:
+              *, balance: bool = True) -> ChipCost:
     """Energy (dynamic, static, total) and time per inference, with bounds (module docstring for the formulas).
 
     Args:
         mapping: the placement (``map_plan``).
         activity: layer name -> `LayerActivity` (layers missing here are idle).
         ext_ops: extension process name -> operations per inference (products and sums; COUNTS.md).
+        balance: spread the spare cores of the chips the mapping needs over the slowest layers (`_balance`), as a
+            compiler would; without it every layer runs on the fewest cores that hold it.
     """
     chip = mapping.chip
     ext_ops = dict(ext_ops or {})
@@ -142,6 +168,22 @@ def chip_cost(mapping: Mapping, activity: TMapping[str, LayerActivity], ext_ops:
         reached_out[r.src] = reached_out.get(r.src, 0.0) + r.dst_cores_reached
     graded_chip = chip["graded_spikes"] >= 0.5
     programmable = chip["programmable_neurons"] >= 0.5
+    cores_of = {name: layer.cores for name, layer in mapping.layers.items()}
+    cores_of.update({name: max(ext.cores, 1) for name, ext in mapping.extensions.items()})
+    if balance:
+        work = {}
+        for name, layer in mapping.layers.items():
+            a = activity.get(name, LayerActivity())
+            updates = layer.compartments * S
+            frac = min(a.active_updates, updates) / updates if updates else 0.0
+            work[name] = ((a.synaptic_events + a.graded_events) / T * chip["t_synaptic_op"]
+                          + layer.compartments * (frac * chip["t_neuron_update_active"]
+                                                  + (1 - frac) * chip["t_neuron_update_idle"])
+                          + a.spikes / T * reached_out.get(name, 0.0) * chip["t_spike_within_tile"])
+        if programmable:
+            for name in mapping.extensions:
+                work[name] = ext_ops.get(name, 0.0) / T * (chip["t_synaptic_op"] + chip["t_neuron_update_active"])
+        cores_of = _balance(mapping, work)
     res: dict[str, dict[str, float]] = {}
     by_layer: dict[str, float] = {}
     slowest = ""
@@ -163,10 +205,11 @@ def chip_cost(mapping: Mapping, activity: TMapping[str, LayerActivity], ext_ops:
             comp["synaptic"] += e_syn
             comp["neuron"] += e_upd
             frac = active / updates if updates else 0.0
-            t = (synops / T / layer.cores * f("t_synaptic_op")
-                 + layer.compartments / layer.cores * (frac * f("t_neuron_update_active")
-                                                      + (1 - frac) * f("t_neuron_update_idle"))
-                 + a.spikes / T / layer.cores * reached_out.get(name, 0.0) * f("t_spike_within_tile")) * 1e-9
+            c = cores_of[name]
+            t = (synops / T / c * f("t_synaptic_op")
+                 + layer.compartments / c * (frac * f("t_neuron_update_active")
+                                             + (1 - frac) * f("t_neuron_update_idle"))
+                 + a.spikes / T / c * reached_out.get(name, 0.0) * f("t_spike_within_tile")) * 1e-9
             if t > t_max:
                 t_max, who = t, name
             if bound == "value":
@@ -185,7 +228,7 @@ def chip_cost(mapping: Mapping, activity: TMapping[str, LayerActivity], ext_ops:
             on_neurons = programmable and bound != "upper"
             if on_neurons:
                 e = ops * f("e_ext_op")
-                t = ops / T / max(ext.cores, 1) * (f("t_synaptic_op") + f("t_neuron_update_active")) * 1e-9
+                t = ops / T / cores_of[name] * (f("t_synaptic_op") + f("t_neuron_update_active")) * 1e-9
             else:
                 # embedded cores: the slowest rate and highest power for the upper bound, the reverse for lower
                 rate = {"lower": chip.hi, "value": lambda n: chip[n], "upper": chip.lo}[bound]("x86_ops_per_s")
@@ -200,7 +243,7 @@ def chip_cost(mapping: Mapping, activity: TMapping[str, LayerActivity], ext_ops:
         step = t_max + _barrier(chip, mapping.tiles, mapping.chips, bound)
         latency = S * step
         static_w = f("p_static_chip") * (mapping.chips if bound != "lower" else
-                                         mapping.cores / chip["cores_per_chip"])
+                                         sum(cores_of.values()) / chip["cores_per_chip"])
         dyn = sum(comp.values()) * 1e-12
         stat = static_w * latency
         res[bound] = {"dyn": dyn, "static": stat, "latency": latency, "step": step,
@@ -210,6 +253,11 @@ def chip_cost(mapping: Mapping, activity: TMapping[str, LayerActivity], ext_ops:
     if any(layer.graded_input for layer in mapping.layers.values()) and not graded_chip:
         notes.append(f"graded inputs priced at 1 (lower, value) to {mapping.weight_bits} (upper) synaptic ops per "
                      "event: a multi-spike code (assumption)")
+    used = sum(cores_of.values())
+    if balance and used > mapping.cores:
+        notes.append(f"load balanced: {used - mapping.cores} spare cores of the {mapping.chips} chip(s) spread over the "
+                     "slowest layers (as a compiler would; the extra destination cores' spike messages are not "
+                     "re-priced)")
     if mapping.extensions:
         notes.append("extension nodes: " + ("programmable product neurons (lower, value) or the embedded x86 cores "
                                             "(upper)" if programmable else "the embedded x86 cores")
@@ -226,7 +274,7 @@ def chip_cost(mapping: Mapping, activity: TMapping[str, LayerActivity], ext_ops:
         slowest=slowest,
         by_component_j={b: {k: res[b][k] for k in ("synaptic", "neuron", "routing", "extension", "static")}
                         for b in BOUNDS},
-        by_layer_j=by_layer, cores=mapping.cores, chips=mapping.chips, fits=mapping.fits, steps_per_sample=S,
+        by_layer_j=by_layer, cores=sum(cores_of.values()), chips=mapping.chips, fits=mapping.fits, steps_per_sample=S,
         notes=tuple(notes),
         sources={k: chip.cite(k) for k in ("e_synaptic_op", "e_neuron_update_active", "t_synaptic_op",
                                           "t_barrier_max", "p_static_chip", "e_ext_op", "x86_ops_per_s")})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from export.from_torch.exporter import ExportConfig, export_model
 from export.interpreter import Interpreter
 from export.ir.nirfile import read_graph
 from snnav.app.gpu_energy import (
@@ -37,7 +39,7 @@ from snnav.training.build import check_data_matches_model, open_datasets, preset
 from snnav.training.checkpoint import load_checkpoint
 from snnav.training.config import TrainConfig
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "measure_gpu", "default_out"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "measure_gpu", "default_out", "measured_structure"]
 
 FORMAT = "snnav.gpu-measurement"
 FORMAT_VERSION = 1
@@ -195,3 +197,15 @@ def measure_gpu(run: Path, data: Path, *, model: Path | None = None, batch_sizes
     }
 
 
+
+
+def measured_structure(measurement_file: Path):
+    """The NIR graph of the model a measurement file names, re-exported with fresh (random) weights from the model
+    config it recorded: the same nodes, shapes and names as the measured model's export (mapping, dense workloads and
+    node-by-node counts line up), not its trained weights."""
+    data = json.loads(Path(measurement_file).read_text())
+    run, inputs = data["run"], data["inputs"]
+    model = create_model(run["model_name"], **run["model_config"]).eval()
+    cfg = ExportConfig(dt_s=float(run["nir_metadata"]["dt"]), time_steps=int(inputs["time_steps"]),
+                       audio_shape=tuple(inputs["audio_shape"]), visual_shape=tuple(inputs["visual_shape"]))
+    return export_model(model, cfg)

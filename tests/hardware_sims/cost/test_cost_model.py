@@ -172,7 +172,7 @@ def test_chip_cost_by_hand():
     plan = build_plan(chain(4, 3))
     m = map_plan(plan, chip, time_steps=2)
     assert m.layers["lif"].cores == 2 and m.steps_per_sample == 2 + plan.max_latency == 3
-    c = chip_cost(m, {"lif": LayerActivity(synaptic_events=10, spikes=4, active_updates=5)})
+    c = chip_cost(m, {"lif": LayerActivity(synaptic_events=10, spikes=4, active_updates=5)}, balance=False)
     # dynamic: 10 x 2 + 5 x 3 + (3 x 3 - 5) x 1 = 39 pJ
     assert c.energy_dynamic_j["value"] == pytest.approx(39e-12)
     # step: 10/2/2 x 1 + 3/2 x (5/9 x 2 + 4/9 x 1) = 2.5 + 2.3333 ns, + barrier of one tile 113 ns
@@ -184,6 +184,21 @@ def test_chip_cost_by_hand():
     assert c.energy_static_j["value"] == pytest.approx(3 * step)
     assert c.energy_static_j["lower"] == pytest.approx(3 * step * 2 / 128)
     assert c.energy_total_j["value"] == pytest.approx(39e-12 + 3 * step)
+
+
+def test_balancing_spreads_the_slowest_layer_over_the_chips_spare_cores():
+    chip = simple_chip(compartments_per_core=2, e_synaptic_op=2, e_neuron_update_active=3, e_neuron_update_idle=1,
+                       t_synaptic_op=1, t_neuron_update_active=2, t_neuron_update_idle=1, p_static_chip=1.0)
+    m = map_plan(build_plan(chain(4, 3)), chip, time_steps=2)
+    act = {"lif": LayerActivity(synaptic_events=10, spikes=4, active_updates=5)}
+    c = chip_cost(m, act)
+    # 2 cores hold the 3 neurons; the chip's spare cores let each neuron have its own (3 cores, at most one per
+    # neuron): step = 10/2/3 x 1 + 3/3 x 14/9 + 113 ns; the dynamic energy does not change
+    step = (10 / 6 + 14 / 9 + 113) * 1e-9
+    assert c.cores == 3 and c.step_s["value"] == pytest.approx(step)
+    assert c.energy_dynamic_j["value"] == pytest.approx(chip_cost(m, act, balance=False).energy_dynamic_j["value"])
+    assert c.energy_static_j["lower"] == pytest.approx(3 * step * 3 / 128)
+    assert any("load balanced: 1 spare cores" in n for n in c.notes)
 
 
 def test_chip_cost_bounds_and_graded_inputs():
