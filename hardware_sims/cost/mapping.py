@@ -350,6 +350,7 @@ def map_plan(plan_or_graph: Any, chip: Chip | str = "loihi2", *, weight_bits: in
     for s in (s for ss in syn_by_layer.values() for s in ss):
         node_share[s.proc.node] = node_share.get(s.proc.node, 0) + float(s.rows_nnz.sum())
     core = 0
+    split_latency = 0
     for p in plan.of_kind("neuron"):
         n = int(np.prod(p.shape))
         syns = syn_by_layer[p.name]
@@ -357,14 +358,29 @@ def map_plan(plan_or_graph: Any, chip: Chip | str = "loihi2", *, weight_bits: in
         extra = relay.get(p.name, 0)
         if extra:
             cores = max(cores, math.ceil((n + extra) / chip["compartments_per_core"]))
-        for s in syns:
-            if len(syns) and s.proc.kind != "conv":
-                single = max(_fan_in(s, i, i + 1, n) for i in range(min(n, 8)))
-                if single > chip["fan_in_axons_per_core"]:
-                    violations.append(Violation(p.name, "fan-in axons of one neuron", single,
-                                                chip["fan_in_axons_per_core"], "axons",
-                                                f"synapse {s.proc.name}; a multi-compartment dendritic sum would "
-                                                "split it"))
+        split = 1
+        dense_syns = [s for s in syns if s.proc.kind != "conv"]
+        single = max((sum(_fan_in(s, i, i + 1, n) for s in syns) for i in range(min(n, 8))), default=0) \
+            if dense_syns else 0
+        if single > chip["fan_in_axons_per_core"] and chip["graded_spikes"] >= 0.5:
+            # partial sums: each neuron's inputs split over k cores, each core sums its share and sends it as a
+            # graded spike to the neuron (one more step of pipeline latency)
+            split = math.ceil(single / chip["fan_in_axons_per_core"])
+        elif single > chip["fan_in_axons_per_core"]:
+            violations.append(Violation(p.name, "fan-in axons of one neuron", single, chip["fan_in_axons_per_core"],
+                                        "axons", "binary spikes cannot carry partial sums between cores: restructure "
+                                        "the layer (e.g. a hidden layer), or use a chip with graded spikes"))
+        if split > 1:
+            partial = n * split
+            extra += partial
+            cores += split * max(1, math.ceil(n / chip["compartments_per_core"]))
+            fan = min(fan, int(chip["fan_in_axons_per_core"]))
+            why = f"fan-in split over {split} partial-sum cores"
+            split_latency = 1
+            notes.append(f"{p.name}: one neuron reads more than {chip['fan_in_axons_per_core']:g} axons: its inputs are "
+                         f"split over {split} partial-sum compartments on separate cores that send their sums as "
+                         f"graded spikes ({partial} compartments; +1 step of pipeline latency; assumption: a "
+                         "compiler's standard rewrite)")
         if syns and fan > chip["fan_in_axons_per_core"] and not any(v.layer == p.name for v in violations):
             violations.append(Violation(p.name, "fan-in axons per core", fan, chip["fan_in_axons_per_core"], "axons",
                                         "even at one neuron per core"))
@@ -421,14 +437,13 @@ def map_plan(plan_or_graph: Any, chip: Chip | str = "loihi2", *, weight_bits: in
             layers[name] = dataclasses.replace(layer, first_core=core)
             core += layer.cores
         routes = _routes(chip, plan, layers, extensions, origin)
-    mapping = Mapping(chip, weight_bits, layers, extensions, routes, tuple(violations), tuple(notes), T,
-                      plan.steps_per_sample(T))
+    steps = plan.steps_per_sample(T) + split_latency
+    mapping = Mapping(chip, weight_bits, layers, extensions, routes, tuple(violations), tuple(notes), T, steps)
     if mapping.chips > chip["chips_per_system"]:
         violations.append(Violation("(whole network)", "chips per system", mapping.chips, chip["chips_per_system"],
                                     "chips"))
     fan_out = _fan_out_violations(chip, layers, routes)
-    return Mapping(chip, weight_bits, layers, extensions, routes, tuple(violations + fan_out), tuple(notes), T,
-                   plan.steps_per_sample(T))
+    return Mapping(chip, weight_bits, layers, extensions, routes, tuple(violations + fan_out), tuple(notes), T, steps)
 
 
 def _coords(chip: Chip, core: float) -> tuple[float, float, float]:

@@ -163,6 +163,20 @@ def test_mapping_of_a_model_export_places_extension_nodes():
     assert "cores" in m1.summary() and m1.to_dict()["chips"] >= 1
 
 
+def test_a_neuron_reading_more_axons_than_a_core_has_is_split_with_graded_spikes_and_refused_without():
+    plan = build_plan(chain(40, 3))
+    binary = map_plan(plan, simple_chip(fan_in_axons_per_core=16, graded_spikes=0), time_steps=2)
+    assert [v.constraint for v in binary.violations] == ["fan-in axons of one neuron"]
+    assert binary.violations[0].needed == 40 and binary.violations[0].amount == 24
+    graded = map_plan(plan, simple_chip(fan_in_axons_per_core=16, graded_spikes=1), time_steps=2)
+    layer = graded.layers["lif"]
+    # ceil(40 / 16) = 3 partial sums per neuron, 3 x 3 compartments, 3 more cores; one more pipeline step
+    assert graded.fits and layer.relay_compartments == 9 and layer.compartments == 3 + 9
+    assert layer.cores == binary.layers["lif"].cores + 3 and "3 partial-sum cores" in layer.limited_by
+    assert graded.steps_per_sample == binary.steps_per_sample + 1
+    assert any("split over 3 partial-sum compartments" in n for n in graded.notes)
+
+
 # --- chip time and energy --------------------------------------------------------------------------------------
 
 
