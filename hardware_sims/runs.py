@@ -67,15 +67,22 @@ class RunResult:
 # ------------------------------------------------------------------------------------------------- inputs
 
 
-def load_plan(graph: Any, dt: float | None, record: Any) -> Plan:
-    """The float plan of `graph` (a `Plan` as it is, a graph, or a ``.nir`` path), readable at the nodes in `record`."""
+def load_plan(graph: Any, dt: float | None, record: Any, convention: str | None = None) -> Plan:
+    """The float plan of `graph` (a `Plan` as it is, a graph, or a ``.nir`` path), readable at the nodes in `record`,
+    its neurons stepped as `convention` says (`build_plan`)."""
     if isinstance(graph, Plan):
+        if convention not in (None, "auto", graph.convention):
+            raise ValueError(f"this plan was built for convention {graph.convention!r}, not {convention!r}; pass the "
+                             "graph instead")
         return graph
     if not isinstance(graph, nir.NIRGraph):
         graph = read_graph(graph)
     extra = () if record in (True, False, None) else tuple({record} if isinstance(record, str) else record)
-    probe = build_plan(graph, dt=dt)
-    return build_plan(graph, dt=dt, extra_readouts=[n for n in extra if n not in probe.readouts]) if extra else probe
+    probe = build_plan(graph, dt=dt, convention=convention)
+    if not extra:
+        return probe
+    return build_plan(graph, dt=dt, extra_readouts=[n for n in extra if n not in probe.readouts],
+                      convention=convention)
 
 
 def bind_inputs(plan: Plan, inputs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int, int]:

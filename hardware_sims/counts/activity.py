@@ -52,7 +52,7 @@ def _load_graph(graph: nir.NIRGraph | str | os.PathLike | None) -> nir.NIRGraph 
 
 
 def _check_records(plan: Plan, records: dict) -> tuple[int, int]:
-    needed = [p.name for p in plan.processes.values() if p.kind in SIGNAL_KINDS]
+    needed = [p.name for p in plan.processes.values() if p.kind in SIGNAL_KINDS and p.role != "bias"]
     missing = [n for n in needed if n not in records]
     if missing:
         raise MissingRecordError(
@@ -123,7 +123,10 @@ class _Counter:
         return {k: np.zeros(self.batch) for k in NODE_FIELDS}
 
     def order(self) -> list[str]:
-        names = [p.name for p in self.plan.processes.values() if p.kind in SIGNAL_KINDS] + list(self.syn_of)
+        # a bias source (role "bias") is the compiler's way to put a constant into a current, not a NIR node: its
+        # constant makes the neuron it feeds active (`PlanSignals.received`), like a bias on v
+        names = [p.name for p in self.plan.processes.values()
+                 if p.kind in SIGNAL_KINDS and p.role != "bias"] + list(self.syn_of)
         if self.nir is not None:
             rank = {n: i for i, n in enumerate(self.nir.sched.order)}
             names.sort(key=lambda n: rank.get(n, len(rank)))
@@ -189,7 +192,7 @@ class _Counter:
             if spec.kind == "input":
                 self.arrays[spec.name] = self.zeros()
                 self.info[spec.name] = (self.node_type(spec.name), int(np.prod(spec.shape)), None, False)
-            elif spec.kind == "neuron":
+            elif spec.kind == "neuron" and spec.role != "bias":
                 self.neuron(spec)
             elif spec.kind == "extension":
                 self.extension(spec)
@@ -298,7 +301,7 @@ def spike_raster(result: Any, sample: int = 0, nodes: Iterable[str] | None = Non
     """
     plan: Plan = result.plan
     names: Sequence[str] = list(nodes) if nodes is not None else [
-        p.name for p in plan.of_kind("neuron") if p.spiking]
+        p.name for p in plan.of_kind("neuron") if p.spiking and p.role != "bias"]
     out: dict[str, list[tuple[int, int]]] = {}
     for name in names:
         if name not in result.records:

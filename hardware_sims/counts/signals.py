@@ -146,6 +146,8 @@ class PlanSignals:
 
     def _compute(self, proc: str, start: int, stop: int) -> np.ndarray:
         spec = self.plan.processes[proc]
+        if spec.kind == "neuron" and spec.role == "bias":  # a bias source spikes at every step (never recorded)
+            return np.ones((stop - start, self.batch, self._size(proc)))
         if spec.kind in SIGNAL_KINDS:
             rec = np.asarray(self.records[proc], dtype=np.float64).reshape(self.steps, self.batch, -1)
             return shifted(rec, start, stop)

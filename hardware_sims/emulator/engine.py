@@ -132,6 +132,8 @@ class Network:
         for port, terms in ports.items():
             shape = (batch, int(np.prod(emu.in_shapes[port]))) if spec.kind == "extension" else (batch, size)
             out[port] = arith.port_sum(terms, shape, self.fixed) if terms else self._zeros(shape)
+        if spec.kind == "neuron" and "a_in" not in out:  # a bias source has no input
+            out["a_in"] = self._zeros((batch, size))
         if spec.kind == "extension":
             for port in emu.ports:
                 if port not in out:
@@ -276,7 +278,7 @@ def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str,
             precision: str = "fixed", record: bool | str | Iterable[str] = True, dt: float | None = None,
             quant_options: Mapping[str, Any] | None = None, batch_size: int = DEFAULT_BATCH,
             record_state: str | Iterable[str] | None = None, device: Any = None,
-            profile: bool = False) -> RunResult:
+            profile: bool = False, convention: str | None = None) -> RunResult:
     """Run a NIR graph (or a `Plan`) the way `run_lava` does, all samples of a batch at once, without Lava.
 
     Arguments and result are `hardware_sims.lava.run.run_lava`'s: the plan, its quantization
@@ -298,6 +300,7 @@ def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str,
             torch tensors (`torch_procs`; fixed point identical bit for bit); extensions still run in numpy.
         profile: add ``timing["profile:<bucket>"]``: seconds per process kind (`profile_key`: ``synapse:conv``,
             ``neuron``, ``extension:<type>``, ...) and ``profile:record``; off by default (then nothing is timed).
+        convention: "nir" (default), "snntorch", "norse" or "auto", as for `run_lava`.
 
     Returns:
         A `RunResult` (``timing``: ``quantize_s`` (fixed point), ``build_s`` (the emulated processes),
@@ -305,7 +308,7 @@ def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str,
     """
     if precision not in ("float", "fixed"):
         raise ValueError(f"precision must be 'float' or 'fixed', found {precision!r}")
-    plan = load_plan(graph, dt, record)
+    plan = load_plan(graph, dt, record, convention)
     if plan.precision == "fixed" and precision != "fixed":
         raise ValueError("this plan is quantized (precision='fixed'); emulate it with precision='fixed' or pass the "
                          "float plan")

@@ -148,7 +148,7 @@ def _assemble(readout: Readout, recs: dict, plan: Plan, n: int, period: int, ste
 def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str, Any] | Any, *,
              precision: str = "float", record: bool | str | Iterable[str] = True, dt: float | None = None,
              file_budget_bytes: int = FILE_BUDGET_BYTES, quant_options: Mapping[str, Any] | None = None,
-             record_state: str | Iterable[str] | None = None) -> RunResult:
+             record_state: str | Iterable[str] | None = None, convention: str | None = None) -> RunResult:
     """Run a NIR graph (or a `Plan`) on Lava's ``Loihi2SimCfg``, samples back to back with state reset.
 
     Args:
@@ -163,6 +163,8 @@ def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str
         record_state: neuron node names whose state to record as well: ``records["<node>#v"]`` (membrane) and
             ``records["<node>#u"]`` (current), ``[T, B, *shape]`` aligned to NIR steps like the spikes (the value
             at the end of each step; real units, in fixed point exact multiples of ``2**-(12 + state_exp)``).
+        convention: whose stepping the neurons follow: "nir" (None: NIR's, or a plan's own), "snntorch", "norse"
+            or "auto" (`hardware_sims.plan.build_plan`); ``result.plan.convention`` says which ran.
 
     Returns:
         A `RunResult`.
@@ -176,7 +178,7 @@ def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str
         raise ValueError(f"precision must be 'float' or 'fixed', found {precision!r}")
     from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: PLC0415  (lava: optional, heavy)
 
-    plan = load_plan(graph, dt, record)
+    plan = load_plan(graph, dt, record, convention)
     if plan.precision == "fixed" and precision != "fixed":
         raise ValueError("this plan is quantized (precision='fixed'); run it with precision='fixed' or pass the float "
                          "plan")

@@ -247,6 +247,11 @@ def write_netx(graph: nir.NIRGraph | str | os.PathLike, path: str | os.PathLike,
     except LavaBackendError as exc:  # non-uniform tau/threshold, v_reset != 0, constants into Cuba neurons, ...
         raise NetxExportError(f"netx's CUBA layers use the same Lava LIF as snnav's compiler, which refuses this graph:"
                               f" {exc}") from exc
+    currents = sorted({p.node for p in plan.processes.values() if p.role == "bias"})
+    if currents:
+        raise NetxExportError(f"node(s) {currents} receive a constant into their current u (an upstream bias into a "
+                              "CubaLIF); snnav's compiler adds a bias source for it, but a netx layer has a bias on v "
+                              "only. Export the layer without bias")
     pairs = _plan_chain(plan)
     (input_name,) = plan.inputs
     in_shape = tuple(int(d) for d in plan.input_shapes[input_name])

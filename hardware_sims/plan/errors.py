@@ -9,7 +9,8 @@ from __future__ import annotations
 import snnav.errors as snnav_errors
 from export.ir.errors import GraphValidationError, NIRFormatError
 
-__all__ = ["LavaBackendError", "UnsupportedGraphError", "LatencyError", "InputBindingError", "LavaRunError"]
+__all__ = ["LavaBackendError", "UnsupportedGraphError", "LatencyError", "InputBindingError", "LavaRunError",
+           "ConventionError"]
 
 
 class LavaBackendError(snnav_errors.UnsupportedGraphError, NIRFormatError):
@@ -30,3 +31,7 @@ class InputBindingError(snnav_errors.InputError, ValueError):
 
 class LavaRunError(snnav_errors.BackendError, RuntimeError):
     """Lava failed while running; the message carries Lava's own error and says that Lava was stopped."""
+
+
+class ConventionError(snnav_errors.InputError, ValueError):
+    """An unknown stepping convention was asked for (expected "nir", "snntorch", "norse" or "auto")."""

@@ -31,10 +31,11 @@ import numpy as np
 from export.ir.errors import GraphValidationError
 from export.ir.graph import flatten_graph, schedule
 from hardware_sims.plan import exprs as ex
+from hardware_sims.plan.conventions import resolve_convention
 from hardware_sims.plan.errors import LatencyError, UnsupportedGraphError
 from hardware_sims.plan.linear import linear_op, node_bias
 from hardware_sims.plan.materialize import Materializer, Path
-from hardware_sims.plan.neurons import NeuronParams, needs_dt, neuron_params
+from hardware_sims.plan.neurons import DEFAULT_DT, NeuronParams, needs_dt, neuron_params
 from hardware_sims.plan.plan import Plan, Readout
 from hardware_sims.plan.registry import SUPPORTED, known_extensions, role_of
 
@@ -69,9 +70,11 @@ def _analyse(graph: nir.NIRGraph) -> _Graph:
     return _Graph(flat, sched, roles)
 
 
-def _resolve_dt(graph: nir.NIRGraph, dt: float | None, g: _Graph) -> float | None:
+def _resolve_dt(graph: nir.NIRGraph, dt: float | None, g: _Graph, convention: str = "nir") -> float | None:
     if dt is None:
         dt = (graph.metadata or {}).get("dt")
+    if dt is None:
+        dt = DEFAULT_DT.get(convention)  # the library's exporter dt (snnTorch 1e-4, Norse 1e-3)
     if dt is None:
         users = sorted(n for n, node in g.flat.nodes.items() if needs_dt(node) or isinstance(node, nir.Delay))
         if users:
@@ -87,9 +90,10 @@ def _resolve_dt(graph: nir.NIRGraph, dt: float | None, g: _Graph) -> float | Non
 
 
 class _Lowering:
-    def __init__(self, graph: nir.NIRGraph, dt: float | None):
+    def __init__(self, graph: nir.NIRGraph, dt: float | None, convention: str | None = "nir"):
         self.g = _analyse(graph)
-        self.dt = _resolve_dt(graph, dt, self.g)
+        self.convention, self.convention_note = resolve_convention(graph, convention)
+        self.dt = _resolve_dt(graph, dt, self.g, self.convention)
         self.metadata = dict(graph.metadata or {})
         self.nodes = self.g.flat.nodes
         self.values: dict[str, ex.Expr] = {}
@@ -152,7 +156,7 @@ class _Lowering:
                 self.values[name] = ex.through_linear(x, op, node_bias(node, op.out_shape), name)
 
     def _neuron(self, name: str, node: Any, shape: tuple[int, ...]) -> NeuronParams:
-        params = neuron_params(node, name, self.dt if self.dt is not None else math.nan)
+        params = neuron_params(node, name, self.dt if self.dt is not None else math.nan, self.convention)
         if np.broadcast_shapes(params.shape, shape) != tuple(shape):
             raise UnsupportedGraphError(f"node {name!r}: parameters of shape {params.shape} do not fit its input "
                                         f"{shape}")
@@ -184,8 +188,13 @@ class _Lowering:
                     paths.append(Path(consumer, port, term, row))
         return paths
 
+    def _min_live(self) -> dict[str, int]:
+        """Neurons fed a constant into their current: their bias source's synapse needs one step."""
+        return {n: 1 for n, p in self.neurons.items() if p.current_bias(self.inputs[n][None].bias) is not None}
+
     def latency_pass(self, paths: list[Path]) -> tuple[dict[str, int], dict[str, int]]:
         window = {n: int(getattr(self.nodes[n], "window", 0) or 0) for n in self.inputs}
+        floor = self._min_live()
         l_in = {n: 0 for n, r in self.g.roles.items() if r in SIGNAL_ROLES}
         l_out = {n: window.get(n, 0) for n in l_in}
         into: dict[str, list[Path]] = {n: [] for n in self.inputs}
@@ -195,7 +204,8 @@ class _Lowering:
         for _ in range(len(l_out) + 2):
             changed = []
             for consumer in order:
-                new_in = max([0, *(l_out[p.term.source] + p.synapses - p.term.delayed for p in into[consumer])])
+                new_in = max([floor.get(consumer, 0),
+                              *(l_out[p.term.source] + p.synapses - p.term.delayed for p in into[consumer])])
                 if new_in != l_in[consumer]:
                     l_in[consumer], l_out[consumer] = new_in, new_in + window[consumer]
                     changed.append(consumer)
@@ -227,7 +237,7 @@ class _Lowering:
             processes=procs, connections=tuple(mat.connections), inputs={n: n for n in self.g.flat.inputs},
             input_shapes={n: self.values[n].shape for n in self.g.flat.inputs}, outputs=tuple(self.g.flat.outputs),
             readouts=readouts, node_latency=dict(l_out), max_latency=max(p.latency for p in procs.values()),
-            dt=self.dt, metadata=self.metadata,
+            dt=self.dt, metadata=self.metadata, convention=self.convention, convention_note=self.convention_note,
         )
 
     def _check_consumer(self, name: str, ports: dict[str | None, ex.Expr]) -> None:
@@ -255,7 +265,8 @@ class _Lowering:
         return readouts
 
 
-def build_plan(graph: nir.NIRGraph, *, dt: float | None = None, extra_readouts: Iterable[str] = ()) -> Plan:
+def build_plan(graph: nir.NIRGraph, *, dt: float | None = None, extra_readouts: Iterable[str] = (),
+               convention: str | None = "nir") -> Plan:
     """Lower a NIR graph into a float `Plan` (no Lava involved).
 
     Args:
@@ -263,13 +274,19 @@ def build_plan(graph: nir.NIRGraph, *, dt: float | None = None, extra_readouts: 
         dt: seconds per step; default ``graph.metadata["dt"]`` (required when a neuron or Delay node needs it).
         extra_readouts: further NIR node names to make readable (e.g. a linear layer's output; each costs the
             synapse processes that compute it for the readout).
+        convention: whose stepping the neurons follow: "nir" (default), "snntorch", "norse" (the library's, where
+            Lava's LIF can express it, `hardware_sims.plan.neurons`), or "auto" (`detect_convention`); the plan
+            records it (``plan.convention``, ``plan.convention_note``). Without dt, "snntorch"/"norse" use their
+            exporters' dt (1e-4, 1e-3).
 
     Returns:
         The plan.
 
     Raises:
-        UnsupportedGraphError: every node the backend cannot map, listed by name with what is supported.
+        UnsupportedGraphError: every node the backend cannot map, listed by name with what is supported; a
+            convention's stepping Lava cannot express, naming the node and why.
+        ConventionError: an unknown convention.
         LatencyError: a recurrent loop that cannot be aligned.
         GraphValidationError: bad edges, missing dt.
     """
-    return _Lowering(graph, dt).lower(tuple(extra_readouts))
+    return _Lowering(graph, dt, convention).lower(tuple(extra_readouts))

@@ -12,6 +12,12 @@ A `Path` is one term of a consumer's input. Its processes, in order from the sou
   before it) and, on the last layer, the row factor (Scales after it times the consumer's input gain);
 * a **gain synapse** (diagonal ``Sparse``) when a row factor remains and no layer exists to hold it.
 
+A neuron whose input has a constant that must enter its current ``u`` (a Cuba neuron after a biased layer, see
+`hardware_sims.plan.neurons`) gets a **bias source**: a one-neuron ``LIFReset`` (``du = dv = 1``, ``bias = 1``,
+``vth = 0.5``: a spike at every step, including its reset steps, since Lava resets before the update) and a dense
+synapse ``(size, 1)`` of ``gain * constant`` into the neuron's ``a_in``, both role "bias". The source spikes at
+every step of every sample, so any step serves as its live step; it is placed one step before the neuron's.
+
 Identical processes are shared (same layer, same input process, same folded factors; same delay of the same port).
 """
 
@@ -95,8 +101,11 @@ class Materializer:
         if name in self.neurons:
             p = self.neurons[name]
             params = {"nir_type": p.nir_type, "du": p.du, "dv": p.dv, "vth": p.vth,
-                      "bias": p.bias_mant(ports[None].bias, name), "read": p.read}
+                      "bias": p.bias_mant(ports[None].bias), "read": p.read}
             self._add(ProcessSpec(name, "neuron", name, "node", tuple(shape), tuple(shape), lat, live, True, params))
+            current = p.current_bias(ports[None].bias)
+            if current is not None:
+                self._bias_source(name, current, live)
         else:
             node = self.nodes[name]
             # a constant in a port's value (an upstream bias) is added by the process itself, with no latency
@@ -104,6 +113,21 @@ class Materializer:
                     if v.bias is not None and np.any(v.bias)}
             params = {"node": node, "type_name": node.type_name, "window": lat - live, "bias": bias}
             self._add(ProcessSpec(name, "extension", name, "node", tuple(shape), None, lat, live, True, params))
+
+    def _bias_source(self, consumer: str, current: np.ndarray, live: int) -> None:
+        """A neuron spiking at every step and a synapse ``current`` from it into `consumer`'s ``a_in``."""
+        if live < 1:
+            raise UnsupportedGraphError(f"node {consumer!r}: a bias source needs one step of synapse latency before "
+                                        "its live step")  # the latency pass gives such neurons live >= 1
+        src = self._name(f"bias:{consumer}")
+        params = {"nir_type": "BiasSource", "du": 1.0, "dv": 1.0, "vth": 0.5, "bias": np.ones((1,)), "read": "s_out"}
+        self._add(ProcessSpec(src, "neuron", consumer, "bias", (1,), (1,), live - 1, live - 1, True, params))
+        weights = np.asarray(current, dtype=np.float64).reshape(-1, 1)
+        syn = self._name(f"bias:{consumer}:w")
+        self._add(ProcessSpec(syn, "dense", consumer, "bias", tuple(current.shape), (1,), live, live - 1, False,
+                              {"weights": weights}))
+        self.connections.append(Connection(src, syn, "s_in"))
+        self.connections.append(Connection(syn, consumer, "a_in"))
 
     def signal_read(self, name: str) -> ReadTerm:
         """How to read a signal node: its own process."""

@@ -32,10 +32,27 @@ CubaLIF    cm r cs w_in         cs      cm      cm v_leak     (none)        v_th
 CubaLI     cm r cs w_in         cs      cm      cm v_leak     (none)        +inf            v
 =========  ===================  ======  ======  ============  ============  ==============  =========
 
-(Cuba: Lava's ``u`` holds ``cm r i``; a constant input into a Cuba neuron would have to enter ``u``, which Lava has no
-bias for, so it is refused.) Lava's ``du``, ``dv`` and ``vth`` are one scalar per process: per-neuron values must be
+(Cuba: Lava's ``u`` holds ``cm r i``. A constant input into a Cuba neuron (an upstream bias ``b``) enters ``i``, so its
+effect on v grows with the current's time constant: Lava's LIF has no bias on ``u``, so the lowering gives such a
+neuron a **bias source**, a one-neuron ``LIFReset`` with ``bias = 1 > vth = 0.5`` that spikes at every step, and a
+synapse ``gain * b`` from it into the neuron's ``a_in``: ``u`` then receives ``gain * b`` every step, exactly the
+constant part of ``gain * x``. ``bias_gain`` is None for these types.) Lava's ``du``, ``dv`` and ``vth`` are one scalar per process: per-neuron values must be
 uniform. ``v_reset`` must be 0 (Lava resets to 0). Lava's spike test is ``v > vth``, NIR's ``v > v_threshold``: the
 same strict comparison, no adjustment.
+
+Conventions (``convention=``, as the interpreter's, ``export/interpreter/neurons.py``): how the producing library
+steps the same parameters. Where Lava's LIF can express the library's stepping, the table above changes:
+
+* ``"norse"`` (Norse 1.1.0): ``LIFCell`` (exported as CubaLIF with ``w_in = r = 1``) jumps its current by the input
+  (``i <- i + w_in x``), then drives v with it and decays it: ``u`` then holds ``cm r i`` with ``gain = cm r w_in``
+  (no ``cs``), ``du = cs``. ``IAFCell`` (IF) adds ``r x`` without dt: ``gain = r``. LIF and LI step as NIR.
+  Norse's cells start a sample at ``v = v_leak`` (IF: ``v_reset``); Lava's ``LIFReset`` starts at 0, so a nonzero
+  ``v_leak`` is refused.
+* ``"snntorch"`` (snnTorch 1.0.0): the scaling is NIR's when dt is snnTorch's 1e-4 (``r = tau/dt``, ``w_in =
+  tau_syn/dt``: checked); but its spiking neurons (``Leaky``, ``Synaptic``, ``RLeaky`` with their defaults
+  ``reset_mechanism="subtract"``, ``reset_delay=True``) subtract the threshold one step after a spike and keep the
+  membrane, while Lava's LIF sets v to 0 in the step of the spike: not expressible, refused with the reason.
+  Non-spiking types step as NIR.
 """
 
 from __future__ import annotations
@@ -48,7 +65,12 @@ import numpy as np
 
 from hardware_sims.plan.errors import UnsupportedGraphError
 
-__all__ = ["NeuronParams", "NEURON_TYPES", "neuron_params", "needs_dt"]
+__all__ = ["NeuronParams", "NEURON_TYPES", "CONVENTIONS", "DEFAULT_DT", "neuron_params", "needs_dt"]
+
+CONVENTIONS: tuple[str, ...] = ("nir", "snntorch", "norse")
+DEFAULT_DT: dict[str, float] = {"snntorch": 1e-4, "norse": 1e-3}
+"""The dt a library's exporter assumed (its graphs carry none): used when neither the graph nor the caller gives one."""
+_GAIN_RTOL = 1e-4  # float32 rounding of tau, r, w_in in snnTorch's exporter (as the interpreter's check)
 
 
 @dataclass(frozen=True)
@@ -61,7 +83,8 @@ class NeuronParams:
         gain: factor on the summed input, folded into every synapse into the neuron (broadcasts to `shape`).
         du, dv, vth: Lava's scalars.
         bias: constant added to v every step, before upstream constants (broadcasts to `shape`).
-        bias_gain: factor on an upstream constant input; None where none is allowed (Cuba neurons).
+        bias_gain: factor on an upstream constant input added to v; None for Cuba neurons, whose upstream constant
+            enters the current u (the lowering adds a bias source, ``gain * constant`` into ``a_in``).
         read: "s_out" (spikes) or "v" (the membrane is the node's output).
     """
 
@@ -79,17 +102,18 @@ class NeuronParams:
     def spiking(self) -> bool:
         return self.read == "s_out"
 
-    def bias_mant(self, upstream: np.ndarray | None, name: str) -> np.ndarray:
-        """``bias + bias_gain * upstream`` over `shape` (float64)."""
+    def bias_mant(self, upstream: np.ndarray | None) -> np.ndarray:
+        """``bias + bias_gain * upstream`` over `shape` (float64); a Cuba neuron's upstream constant is not here."""
         total = np.broadcast_to(self.bias, self.shape).astype(np.float64)
-        if upstream is not None and np.any(upstream):
-            if self.bias_gain is None:
-                raise UnsupportedGraphError(
-                    f"node {name!r} ({self.nir_type}) receives a constant input (an upstream bias); Lava's LIF adds "
-                    "constants to v, but this neuron needs them in its current u. Export the layer without bias"
-                )
+        if upstream is not None and np.any(upstream) and self.bias_gain is not None:
             total = total + self.bias_gain * np.broadcast_to(upstream, self.shape)
         return total
+
+    def current_bias(self, upstream: np.ndarray | None) -> np.ndarray | None:
+        """What a bias source must add to ``u`` every step (``gain * upstream`` over `shape`), or None."""
+        if self.bias_gain is not None or upstream is None or not np.any(upstream):
+            return None
+        return (np.broadcast_to(self.gain, self.shape) * np.broadcast_to(upstream, self.shape)).astype(np.float64)
 
 
 def _f64(x: Any) -> np.ndarray:
@@ -153,17 +177,59 @@ def _threshold(node: nir.Threshold, name: str, dt: float) -> NeuronParams:
                         _uniform(node.threshold, "threshold", name), np.zeros(()), np.ones(()), "s_out")
 
 
-def _cuba(node: nir.CubaLI | nir.CubaLIF, name: str, dt: float) -> NeuronParams:
+def _cuba(node: nir.CubaLI | nir.CubaLIF, name: str, dt: float, convention: str = "nir") -> NeuronParams:
     spiking = isinstance(node, nir.CubaLIF)
     if spiking:
         _zero_reset(node, name)
     cs, cm = dt / _f64(node.tau_syn), dt / _f64(node.tau_mem)
-    gain = cm * _f64(node.r) * cs * _f64(node.w_in)
+    # NIR: i <- i + cs (w_in x - i); Norse's LIFCell: i <- i + w_in x, then v, then i <- (1 - cs) i
+    gain = cm * _f64(node.r) * (1.0 if convention == "norse" else cs) * _f64(node.w_in)
     vth = _uniform(node.v_threshold, "v_threshold", name) if spiking else np.inf
     shape = _shape(node.tau_syn, node.tau_mem, node.r, node.v_leak, node.w_in)
     return NeuronParams(type(node).__name__, shape, gain, _uniform(cs, "dt/tau_syn", name),
                         _uniform(cm, "dt/tau_mem", name), vth, cm * _f64(node.v_leak), None,
                         "s_out" if spiking else "v")
+
+
+def _norse_if(node: nir.IF, name: str, dt: float) -> NeuronParams:
+    _zero_reset(node, name)
+    gain = _f64(node.r)  # Norse's IAFCell: v <- v + r x, dt not used
+    return NeuronParams("IF", _shape(node.r, node.v_threshold), gain, 1.0, 0.0,
+                        _uniform(node.v_threshold, "v_threshold", name), np.zeros(()), gain, "s_out")
+
+
+def _check_convention(node: Any, name: str, dt: float, convention: str) -> None:
+    """Refuse what Lava's LIF cannot express of the library's stepping (module docstring)."""
+    kind = type(node).__name__
+    if convention == "norse":
+        v_leak = getattr(node, "v_leak", None)
+        if v_leak is not None and np.any(_f64(v_leak) != 0):
+            raise UnsupportedGraphError(
+                f"node {name!r} ({kind}): convention 'norse' starts every sample at v = v_leak as Norse's cells do, "
+                "but Lava's LIFReset starts at v = 0; not expressible with nonzero v_leak. Use convention='nir' or "
+                "export with v_leak = 0"
+            )
+    elif convention == "snntorch":
+        for tau_field, gain_field in (("tau", "r"), ("tau_syn", "w_in"), ("tau_mem", "r")):
+            if not hasattr(node, tau_field) or isinstance(node, (nir.LI, nir.CubaLI)):
+                continue
+            tau, g = _f64(getattr(node, tau_field)), _f64(getattr(node, gain_field))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                gain = g * dt / tau
+            if not np.all((np.isinf(tau) & np.isinf(g)) | np.isclose(gain, 1.0, rtol=_GAIN_RTOL, atol=0.0)):
+                raise UnsupportedGraphError(
+                    f"node {name!r} ({kind}): convention 'snntorch' needs {gain_field} = {tau_field}/dt as "
+                    f"snnTorch exports it, found {gain_field}*dt/{tau_field} in [{np.nanmin(gain):.6g}, "
+                    f"{np.nanmax(gain):.6g}] with dt={dt}; pass snnTorch's dt (1e-4) or use convention='nir'"
+                )
+        if isinstance(node, (nir.LIF, nir.CubaLIF)):
+            raise UnsupportedGraphError(
+                f"node {name!r} ({kind}): convention 'snntorch' reproduces snnTorch's Leaky/Synaptic/RLeaky, which "
+                "(defaults reset_mechanism='subtract', reset_delay=True) subtract the threshold one step after a "
+                "spike and keep the membrane above it; Lava's LIF sets v to 0 in the step of the spike, so this is "
+                "not expressible on Loihi. Use convention='nir' (it equals snnTorch with reset_mechanism='zero', "
+                "reset_delay=False, and snnTorch's own import_from_nir)"
+            )
 
 
 _BUILDERS: dict[type, Callable[[Any, str, float], NeuronParams]] = {
@@ -183,12 +249,22 @@ def needs_dt(node: Any) -> bool:
     return isinstance(node, NEURON_TYPES) and not isinstance(node, nir.Threshold)
 
 
-def neuron_params(node: Any, name: str, dt: float) -> NeuronParams:
-    """The Lava LIF parameters of a NIR neuron node (see the module table).
+def neuron_params(node: Any, name: str, dt: float, convention: str = "nir") -> NeuronParams:
+    """The Lava LIF parameters of a NIR neuron node (see the module table) under `convention`.
 
     Raises:
-        UnsupportedGraphError: non-uniform decay/threshold, nonzero v_reset.
+        UnsupportedGraphError: non-uniform decay/threshold, nonzero v_reset, a convention's stepping Lava cannot
+            express (module docstring).
+        ValueError: an unknown convention.
     """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; expected one of {list(CONVENTIONS)}")
+    if convention != "nir":
+        _check_convention(node, name, dt, convention)
+        if convention == "norse" and isinstance(node, nir.IF):
+            return _norse_if(node, name, dt)
+        if convention == "norse" and isinstance(node, (nir.CubaLIF, nir.CubaLI)):
+            return _cuba(node, name, dt, convention)
     for cls in type(node).__mro__:
         if cls in _BUILDERS:
             return _BUILDERS[cls](node, name, dt)

@@ -62,7 +62,8 @@ class ProcessSpec:
         role: why it exists: "node" (the NIR node itself), "gain" (a diagonal synapse that applies a factor where
             no synapse exists to fold it into), "align" (a delay inserted to align converging paths, possibly merged
             with a NIR Delay), "gate" (mutes a recurrent source before its first live step), "readout" (a synapse
-            that only feeds a graph output).
+            that only feeds a graph output), "bias" (a bias source -- a neuron spiking at every step -- and its synapse,
+            carrying a constant into a Cuba neuron's current u).
         shape: NIR shape of its output (synapses: the layer's output shape).
         in_shape: NIR shape of its input (synapses; None otherwise).
         latency: Lava step within a sample at which its output carries NIR step 0.
@@ -144,6 +145,8 @@ class Plan:
         metadata: the graph's metadata (``readout_step``, ``time_steps`` when snnav wrote them).
         precision: "float", or "fixed" for a quantized plan.
         quant: the quantizer's per-process data of a fixed-point plan (None in float).
+        convention: whose stepping the neurons follow: "nir", "snntorch" or "norse" (`hardware_sims.plan.neurons`).
+        convention_note: why that convention (the caller's choice, or what `detect_convention` saw).
     """
 
     processes: Mapping[str, ProcessSpec]
@@ -158,6 +161,8 @@ class Plan:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     precision: str = "float"
     quant: Any = None
+    convention: str = "nir"
+    convention_note: str = ""
 
     def steps_per_sample(self, time_steps: int) -> int:
         """Lava steps one sample of `time_steps` NIR steps runs for (the last output needs ``max_latency`` more)."""

@@ -44,6 +44,7 @@ class SimulationResult:
     ms_per_step: float
     counts: Any = None  # hardware_sims.counts.ActivityCounts over all samples, when counted
     raster: dict[str, Any] | None = None  # spikes of the first sample (see snnav.app.report.results), when counted
+    convention: str = "nir"  # whose neuron stepping ran (hardware_sims.plan.neurons)
 
 
 def open_test_split(graph, data: Path):
@@ -69,17 +70,20 @@ def batch_arrays(dataset, start: int, stop: int) -> tuple[dict[str, np.ndarray],
 
 
 def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool = True, progress=print,
-             backend: str = "lava", count: bool = False) -> SimulationResult:
+             backend: str = "lava", count: bool = False, convention: str | None = "nir") -> SimulationResult:
     """Run ``samples`` test samples on ``backend`` and on the float reference; see the module docstring.
 
     With ``count``, every node is recorded and its activity counted (``SimulationResult.counts``, summed over the
-    chunks) and the spikes of the first sample are kept (``SimulationResult.raster``).
+    chunks) and the spikes of the first sample are kept (``SimulationResult.raster``). ``convention`` ("nir",
+    "snntorch", "norse", "auto") is whose neuron stepping the backend and the float reference follow
+    (`hardware_sims.plan.build_plan`); the one used is ``SimulationResult.convention``.
     """
 
     samples = min(samples, len(dataset))
     lifs = [k for k, n in graph.nodes.items() if isinstance(n, nir.LIF)]
-    plan = build_plan(graph)
-    ref = Interpreter(graph, dtype=torch.float64)
+    plan = build_plan(graph, convention=convention)
+    progress(f"  neuron stepping: {plan.convention} ({plan.convention_note})")
+    ref = Interpreter(graph, dtype=torch.float64, convention=plan.convention)
     step = int(graph.metadata.get("readout_step", -1))
     correct = ref_correct = agree = 0
     spikes = dict.fromkeys(lifs, 0)
@@ -112,7 +116,8 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
         progress(f"  simulated {stop}/{samples} samples on {backend} ({precision}), {time.perf_counter() - t0:.0f} s")
     return SimulationResult(samples, correct / samples, ref_correct / samples, agree / samples, spikes,
                             neuron_steps, time.perf_counter() - t0, 1e3 * lava_s / max(1, lava_steps),
-                            counter.counts if counter else None, counter.raster if counter else None)
+                            counter.counts if counter else None, counter.raster if counter else None,
+                            plan.convention)
 
 
 class _Counter:

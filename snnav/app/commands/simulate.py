@@ -22,6 +22,7 @@ from pathlib import Path
 
 from export.ir.errors import NIRFormatError
 from export.ir.nirfile import read_graph
+from hardware_sims.plan.conventions import CHOICES, detect_convention
 from snnav.app.report.results import simulate_command, write_simulation_result
 from snnav.app.simulate import SimulationResult, format_result, open_test_split, simulate
 from snnav.errors import SnnavError
@@ -38,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("runs/default/av_digits.h5"),
                         help="the dataset file or folder the model was trained on (default %(default)s)")
     parser.add_argument("--no-spikes", action="store_true", help="do not record spikes per layer (faster)")
+    parser.add_argument("--convention", choices=CHOICES, default="nir",
+                        help="whose neuron stepping to run: NIR's, snnTorch's or Norse's where Loihi can express it "
+                             "(refused with the reason where not), or 'auto' (detected from the graph's metadata "
+                             "and parameters); the float reference follows the same (default %(default)s)")
     parser.add_argument("--out", type=Path, default=None,
                         help="also count every node's activity and save the result, counts and a spike raster of "
                              "the first sample to this JSON file (for snnav report; written atomically)")
@@ -54,11 +59,15 @@ def run(args: argparse.Namespace) -> int:
     where = "Lava Loihi2SimCfg" if args.backend == "lava" else "the batched emulator of Lava"
     print(f"simulating {args.model} ({graph.metadata.get('model', '?')}) on {where}, {args.precision} "
           f"point, {min(args.samples, len(dataset))} test samples of {args.data}")
+    found, why = detect_convention(graph)
+    if args.convention not in ("auto", found):
+        print(f"note: the graph looks like a {found!r} export ({why}); running {args.convention!r} as asked "
+              f"(--convention {found} or auto to follow its producer)")
     try:
         if args.out is not None:
             check_writable_destination(args.out)  # fail before minutes of simulation, not after
         result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes,
-                          backend=args.backend, count=args.out is not None)
+                          backend=args.backend, count=args.out is not None, convention=args.convention)
     except ValueError as exc:  # the backend's errors (unsupported node, binding) are ValueErrors with a message
         raise SnnavError(str(exc)) from exc
     print(format_result(result, args.precision, args.backend))

@@ -190,9 +190,6 @@ def _chain(neuron, first=None) -> nir.NIRGraph:
      "uniform dt/tau"),
     (nir.LI(tau=np.full(3, 2e-3), r=np.ones(3), v_leak=np.zeros(3)), None, "read out but not forwarded"),
     (nir.Delay(delay=np.full(3, DT)), nir.Affine(weight=np.eye(3), bias=np.ones(3)), "Delay whose input contains"),
-    (nir.CubaLIF(tau_syn=np.full(3, 2e-3), tau_mem=np.full(3, 2e-3), r=np.ones(3), v_leak=np.zeros(3),
-                 v_threshold=np.ones(3), w_in=np.ones(3)), nir.Affine(weight=np.eye(3), bias=np.ones(3)),
-     "constant input"),
 ])
 def test_lava_semantics_that_cannot_be_mapped_are_refused(neuron, first, match):
     with pytest.raises(UnsupportedGraphError, match=match):

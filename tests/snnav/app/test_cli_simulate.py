@@ -62,12 +62,23 @@ def test_emulator_backend_runs_the_whole_split(exported, capsys):
     assert "emulator fixed: accuracy" in out and "on 10 test samples" in out and "stem_audio_stages_0_lif" in out
 
 
+def test_simulate_says_which_convention_ran(exported, capsys):
+    graph_path, data = exported
+    argv = ["simulate", str(graph_path), "--backend", "emulator", "--samples", "2", "--data", str(data),
+            "--convention", "auto"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "neuron stepping: nir (detected 'nir': the graph carries metadata['dt']" in out
+
+
 def test_simulate_errors_are_one_line(exported, tmp_path, capsys):
     graph_path, data = exported
     cases = [
         (["simulate", str(tmp_path / "nope.nir")], "no NIR file at"),
         (["simulate", str(graph_path), "--samples", "0"], "--samples must be >= 1"),
         (["simulate", str(graph_path), "--data", str(tmp_path / "missing.h5")], "missing.h5"),
+        (["simulate", str(graph_path), "--data", str(data), "--convention", "snntorch"],
+         "convention 'snntorch' needs r = tau/dt"),  # not snnTorch's scaling: refused before running
     ]
     graph = read_graph(graph_path)
     del graph.metadata["data"]
