@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("runs/default"),
                         help="where every stage writes its outputs (default %(default)s)")
     parser.add_argument("--force", action="store_true", help="redo every stage even if its output exists")
+    parser.add_argument("--no-fast-runtime", action="store_true",
+                        help="do not apply the fast CPU process settings (glibc malloc keeps large blocks, denormal "
+                        "floats flush to zero; see snnav/training/runtime.py); SNNAV_FAST_RUNTIME=0 does the same")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--gpu-measurement", type=Path, default=None, metavar="FILE",
                         help="a GPU measurement of scripts/measure_gpu.py for the report (default: the 45 nm "
@@ -239,6 +242,9 @@ def _stage_report(workdir: Path, gpu_measurement: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from snnav.training.runtime import apply_runtime_settings
+
+    apply_runtime_settings(not args.no_fast_runtime)  # first: before large allocations and torch's threads
     from snnav.errors import SnnavError
 
     t0 = time.perf_counter()

@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("runs/default/av_digits.h5"),
                         help="the dataset file or folder the model was trained on (default %(default)s)")
     parser.add_argument("--no-spikes", action="store_true", help="do not record spikes per layer (faster)")
+    parser.add_argument("--no-fast-runtime", action="store_true",
+                        help="do not apply the fast CPU process settings (glibc malloc keeps large blocks, denormal "
+                        "floats flush to zero; see snnav/training/runtime.py); SNNAV_FAST_RUNTIME=0 does the same")
     parser.add_argument("--out", type=Path, default=None,
                         help="also count every node's activity and save the result, counts and a spike raster of "
                              "the first sample to this JSON file (for snnav report; written atomically)")
@@ -176,6 +179,9 @@ def format_result(result: SimulationResult, precision: str, backend: str = "lava
 
 
 def run(args: argparse.Namespace) -> int:
+    from snnav.training.runtime import apply_runtime_settings
+
+    apply_runtime_settings(not args.no_fast_runtime)  # first: before large allocations and torch's threads
     import hardware_sims  # noqa: F401  (Lava's compatibility fixes before any lava import)
     from export.errors import NIRFormatError
     from export.nirfile import read_graph

@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch intra-op threads (default: torch's choice). On a busy machine 1 can be much "
                         "faster than 2; exact resume needs the same number as the interrupted run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-fast-runtime", action="store_true",
+                        help="do not apply the fast CPU process settings (glibc malloc keeps large blocks, denormal "
+                        "floats flush to zero; see snnav/training/runtime.py); SNNAV_FAST_RUNTIME=0 does the same")
 
 
 def _base_config(args: argparse.Namespace):
@@ -106,6 +109,9 @@ class _Bars:
 
 
 def run(args: argparse.Namespace) -> int:
+    from snnav.training.runtime import apply_runtime_settings
+
+    apply_runtime_settings(not args.no_fast_runtime)  # first: before large allocations and torch's threads
     from snnav.training.distributed import init_distributed, shutdown_distributed
     from snnav.training.loop import train
 
