@@ -80,3 +80,43 @@ def test_commands_apply_the_settings_first(module, argv, flag, tmp_path, monkeyp
     with pytest.raises(Exception):  # each argv fails right after the settings, before any real work
         module.run(args)
     assert calls == [not flag]
+
+
+EQUIVALENCE = r"""
+import sys
+from snnav.training.runtime import apply_runtime_settings
+assert apply_runtime_settings(True).requested
+import torch
+torch.set_num_threads(2)
+from snnav.models import create_model
+cfg = dict(num_classes=5, embed_dim=32, num_heads=4, in_channels_audio=1, in_channels_visual=2, stem="sps")
+for dtype in (torch.float32, torch.float64):
+    gen = torch.Generator().manual_seed(7)
+    audio = (torch.rand(4, 3, 1, 32, 32, generator=gen) * 3).to(dtype)
+    visual = (torch.rand(4, 3, 2, 32, 32, generator=gen) * 3).to(dtype)
+    torch.manual_seed(0)
+    ref = create_model("scmrl", fused=False, **cfg).to(dtype)
+    opt = create_model("scmrl", fused=True, **cfg).to(dtype)
+    opt.load_state_dict(ref.state_dict())
+    results = []
+    for model in (ref, opt):
+        out = model(audio, visual)
+        w = torch.randn(out.logits.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+        ((out.logits * w).sum() + out.align_audio.sum() - out.align_visual.sum()).backward()
+        results.append((out, {n: p.grad for n, p in model.named_parameters()}))
+    (o1, g1), (o2, g2) = results
+    assert torch.equal(o1.logits, o2.logits) and torch.equal(o1.align_audio, o2.align_audio)
+    assert any(g is not None and g.any() for g in g1.values())
+    for name, g in g1.items():
+        assert (g is None and g2[name] is None) or torch.equal(g, g2[name]), name
+print("identical")
+"""
+
+
+def test_optimized_path_stays_identical_under_the_settings():
+    # The equality tests run without the settings (this process); `snnav train` runs with them.
+    env = {k: v for k, v in os.environ.items() if k != runtime.ENV_VAR}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    out = subprocess.run([sys.executable, "-c", EQUIVALENCE], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("identical")
