@@ -6,33 +6,41 @@ step is forward + label-smoothing CE + semantic-alignment loss (tau 0.07) + back
 a ``no_grad`` forward in eval mode. Warm-up steps are dropped and the median of the timed steps is kept; each
 measurement is repeated in fresh processes (``--repeats``, round-robin over the plan) and the table shows medians.
 
-Variants (``--variants``; the default runs the first two side by side):
+Variants (``--variants``; the default runs ``straightforward``, ``today`` and ``cli`` side by side):
 
-* ``straightforward`` -- ``fused=False``: the reference per-step neuron loop under autograd and ``nn.MaxPool2d``,
-  default process settings.
-* ``optimized`` -- ``fused=True`` (one autograd node per neuron over T, the exact spike max-pool of
-  ``snnav.models.spike_pool``) plus two process settings: glibc malloc keeps large blocks on the heap instead of
-  mapping and zero-filling every 33 MB activation afresh, and denormal floats flush to zero (the untrained model's
-  surrogate gradients underflow into the subnormal range, where x86 arithmetic is ~100x slower).
-* ``fused`` -- ``fused=True`` with default process settings (ablation: the model code alone).
-* ``fused-malloc`` -- ``fused=True`` with the malloc setting only (ablation).
-* ``straightforward-tuned`` -- ``fused=False`` with both process settings (ablation: the settings alone).
-* ``compiled`` -- ``optimized`` plus ``torch.compile(model)``; opt in with ``--compile`` (about five minutes of
-  compilation on 2 CPU cores). Its compile time (first step minus the median step) is reported separately.
+* ``straightforward`` -- the in-run baseline: ``create_model(..., fused=False)`` (the reference per-step neuron loop
+  under autograd and ``nn.MaxPool2d``), default process settings, a bare loop (forward, loss, backward, AdamW).
+* ``cli`` -- exactly what ``snnav train --config configs/<preset>.toml`` runs: the process settings it applies by
+  itself (:func:`snnav.training.runtime.apply_runtime_settings`), the model, loss and optimizer its trainer builds
+  (``snnav.training.loop.Trainer`` on an in-memory dataset of random items), and its train step
+  (``Trainer.train_step``: batch layout conversion, loss, statistics, backward, lr, AdamW). Inference is the
+  trainer's model in eval mode under ``no_grad`` (what ``evaluate_model`` runs per batch, without the firing-rate
+  hooks).
+* ``today`` -- ``cli`` on the code of ``--today-rev`` (default: the commit before the fast-runtime work), extracted
+  with ``git archive`` into a temporary folder: what ``snnav train`` ran before, measured in the same run.
+* ``cli-no-runtime`` -- ``cli`` with ``--no-fast-runtime`` (ablation: the code path without the process settings).
+* ``optimized`` -- the bare loop with ``fused=True`` plus the process settings (the previous benchmark's variant).
+* ``fused`` -- the bare loop with ``fused=True`` and default process settings (ablation: the model code alone).
+* ``straightforward-tuned`` -- ``fused=False`` with the process settings (ablation: the settings alone).
+* ``compiled`` -- ``optimized`` plus ``torch.compile(model)``; opt in with ``--compile`` (minutes of compilation on
+  2 CPU cores). Its compile time (first step minus the median step) is reported separately.
+
+Process settings: glibc malloc keeps large blocks on the heap instead of mapping and zero-filling every 33 MB
+activation afresh, and denormal floats flush to zero (the untrained model's surrogate gradients underflow into the
+subnormal range, where x86 arithmetic is ~100x slower); see ``snnav/training/runtime.py``.
 
 The reference figures (S-CMRL on UrbanSound8K-AV, batch 16, 2 CPU threads) are the ones quoted in the issue for the
 reference implementation on this kind of machine; this script does not measure them.
 
-    python scripts/bench_train.py                      # full run, CPU (+ GPU when one is available), ~8 min
-    python scripts/bench_train.py --quick              # ~1 min smoke run
+    python scripts/bench_train.py                      # full run, CPU (+ GPU when one is available), ~15 min
+    python scripts/bench_train.py --quick              # ~2 min smoke run
     python scripts/bench_train.py --out bench.json     # also write the table as JSON
-    python scripts/bench_train.py --variants straightforward fused optimized --configs urbansound8k-av --batches 16
+    python scripts/bench_train.py --variants straightforward today cli fused --configs urbansound8k-av --batches 16
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import platform
@@ -44,51 +52,45 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Quoted in the issue for the reference S-CMRL implementation at the UrbanSound8K-AV config, batch 16, 2 CPU threads,
-# torch 2.13 CPU, random inputs; not measured by this script.
+# Quoted in issue 14 for the authors' S-CMRL code at the UrbanSound8K-AV config, batch 16, 2 CPU threads, torch 2.13
+# CPU, fresh processes, idle machine (it measured 0.88x / 0.90x of the `today` variant there); not measured here.
 REFERENCE = {
     "config": "urbansound8k-av",
     "batch": 16,
-    "train_samples_per_s": 15.0,
-    "infer_samples_per_s": 31.0,
-    "train_peak_rss_mb": 1900.0,
-    "infer_peak_rss_mb": 720.0,
+    "train_samples_per_s": 16.5,
+    "infer_samples_per_s": 39.1,
+    "train_peak_rss_mb": 1810.0,
+    "infer_peak_rss_mb": None,
 }
 
 VARIANTS = {
-    "straightforward": {"fused": False, "tune_malloc": False, "flush_denormal": False, "compile": False},
-    "optimized": {"fused": True, "tune_malloc": True, "flush_denormal": True, "compile": False},
-    "fused": {"fused": True, "tune_malloc": False, "flush_denormal": False, "compile": False},
-    "fused-malloc": {"fused": True, "tune_malloc": True, "flush_denormal": False, "compile": False},
-    "straightforward-tuned": {"fused": False, "tune_malloc": True, "flush_denormal": True, "compile": False},
-    "compiled": {"fused": True, "tune_malloc": True, "flush_denormal": True, "compile": True},
+    "straightforward": {"path": "bare", "fused": False, "runtime": False, "compile": False},
+    "cli": {"path": "cli", "fused": True, "runtime": True, "compile": False},
+    "today": {"path": "cli", "fused": True, "runtime": False, "compile": False, "src": "today"},
+    "cli-no-runtime": {"path": "cli", "fused": True, "runtime": False, "compile": False},
+    "optimized": {"path": "bare", "fused": True, "runtime": True, "compile": False},
+    "fused": {"path": "bare", "fused": True, "runtime": False, "compile": False},
+    "straightforward-tuned": {"path": "bare", "fused": False, "runtime": True, "compile": False},
+    "compiled": {"path": "bare", "fused": True, "runtime": True, "compile": True},
 }
-DEFAULT_VARIANTS = ("straightforward", "optimized")
+DEFAULT_VARIANTS = ("straightforward", "today", "cli")
+# The commit whose `snnav train` path is "today": the one before the fast runtime moved into the CLI.
+TODAY_REV = "69c4fe6"
+# Training configs of the presets: the cli variants train exactly what these configs describe (batch from --batches).
+CONFIG_FILES = {"urbansound8k-av": "snnav/configs/urbansound8k-av.toml", "crema-d": "snnav/configs/crema-d.toml",
+                "av-digits": "snnav/configs/av-digits-scmrl.toml",
+                "mnistdvs-ntidigits": "snnav/configs/mnistdvs-ntidigits.toml"}
+# (ratio label, target, baseline) printed for every (device, config, batch) holding both.
+RATIOS = (("cli", "straightforward"), ("today", "straightforward"), ("cli", "today"), ("optimized", "straightforward"),
+          ("fused", "straightforward"), ("cli-no-runtime", "straightforward"))
 # (preset, batch): the UrbanSound8K-AV config at batches 16 and 32, and AV-Digits at its training batch (32).
 DEFAULT_RUNS = (("urbansound8k-av", 16), ("urbansound8k-av", 32), ("av-digits", 32))
 QUICK_RUNS = (("urbansound8k-av", 16), ("av-digits", 32))
 
 BUSY_FRAC = 0.05  # others_cpu_frac above which a measurement counts as disturbed
-# glibc mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
 # ----------------------------------------------------------------------------------------------------- worker side
-
-
-def tune_glibc_malloc(threshold: int = 1 << 30) -> bool:
-    """Serve allocations up to ``threshold`` bytes from the heap and keep freed memory there.
-
-    glibc maps every block above its mmap threshold (at most 32 MiB with the default dynamic threshold) with a fresh
-    ``mmap`` and unmaps it on free, so each 33 MB activation of the first conv stage is zero-filled page by page on
-    every allocation (~88k page faults and ~0.2 s of kernel time per UrbanSound8K-AV train step at batch 16).
-    Returns False where glibc is not the allocator.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, threshold))
-    except (OSError, AttributeError):
-        return False
 
 
 def _peak_rss_mb() -> float:
@@ -98,27 +100,49 @@ def _peak_rss_mb() -> float:
     return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0  # bytes on macOS, KiB on Linux
 
 
-def measure(spec: dict) -> dict:
-    """Run one measurement described by ``spec`` in this process and return its record."""
-    variant = VARIANTS[spec["variant"]]
-    malloc_tuned = tune_glibc_malloc() if variant["tune_malloc"] else False
+def _apply_settings(variant: dict) -> dict:
+    """The process settings of ``variant``, applied the way the product applies them (before torch's threads)."""
+    if not variant["runtime"]:
+        return {"malloc_tuned": False, "flush_denormal": False}
+    from snnav.training.runtime import apply_runtime_settings
+
+    settings = apply_runtime_settings(True)
+    if not settings.requested:
+        raise SystemExit(f"the fast runtime is turned off here ({settings.note}); unset it to measure {variant}")
+    return {"malloc_tuned": settings.malloc_tuned, "flush_denormal": settings.flush_denormal}
+
+
+def _train_config(spec: dict, device):
+    """The training config of ``spec["config"]`` (its file under configs/) at the spec's batch, and its shapes."""
+    from snnav.models import model_preset
+    from snnav.training.build import preset_name, resolve_input_size, resolve_model_kwargs
+    from snnav.training.config import TrainConfig, load_config
+
+    config_file = CONFIG_FILES.get(spec["config"])
+    config = load_config(REPO / config_file) if config_file else TrainConfig(model="scmrl", dataset=spec["config"])
+    config = config.replace(batch_size=spec["batch"], device=device.type, num_workers=0)
+    kwargs = resolve_model_kwargs(config)
+    shapes = {"steps": config.time_steps or model_preset(preset_name(config)).time_steps,
+              "size": resolve_input_size(config), "classes": kwargs["num_classes"],
+              "channels": (kwargs["in_channels_audio"], kwargs["in_channels_visual"])}
+    return config, kwargs, shapes
+
+
+def _bare_steps(spec: dict, variant: dict, device):
+    """The bare loop: ``create_model(fused=...)`` as the config describes, LS-CE + alignment loss, AdamW."""
     import torch
 
-    # Before the first parallel region: worker threads copy the FP mode (FTZ/DAZ) of the thread that starts them.
-    flushed = variant["flush_denormal"] and torch.set_flush_denormal(True)
-    from snnav.models import create_model, model_preset
+    from snnav.models import create_model
     from snnav.training.losses import LabelSmoothingCE, semantic_alignment_loss
 
-    torch.set_num_threads(spec["threads"])
-    device = torch.device(spec["device"])
-    preset = model_preset(spec["config"])
+    config, kwargs, shapes = _train_config(spec, device)
     torch.manual_seed(0)
-    model = create_model("scmrl", fused=variant["fused"], **preset.model_kwargs()).to(device)
-    t, b, size = preset.time_steps, spec["batch"], preset.input_size
+    model = create_model(config.model, **{**kwargs, "fused": variant["fused"]}).to(device)
+    t, b, size = shapes["steps"], spec["batch"], shapes["size"]
     gen = torch.Generator().manual_seed(1)
-    audio = torch.rand(t, b, preset.in_channels_audio, size, size, generator=gen).to(device)
-    visual = torch.rand(t, b, preset.in_channels_visual, size, size, generator=gen).to(device)
-    labels = torch.randint(0, preset.num_classes, (b,), generator=gen).to(device)
+    audio = torch.rand(t, b, shapes["channels"][0], size, size, generator=gen).to(device)
+    visual = torch.rand(t, b, shapes["channels"][1], size, size, generator=gen).to(device)
+    labels = torch.randint(0, shapes["classes"], (b,), generator=gen).to(device)
     run = torch.compile(model) if variant["compile"] else model
     ce = LabelSmoothingCE(0.1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -134,6 +158,72 @@ def measure(spec: dict) -> dict:
         with torch.no_grad():
             run(audio, visual)
 
+    return model, train_step, infer_step
+
+
+class _RandomItems:
+    """A dataset of ``n`` random items ``(audio [T, C, H, W], visual [T, C, H, W], label)``, as the real ones give."""
+
+    def __init__(self, n: int, steps: int, channels: tuple[int, int], size: int, classes: int) -> None:
+        import torch
+
+        gen = torch.Generator().manual_seed(1)
+        self.audio = torch.rand(n, steps, channels[0], size, size, generator=gen)
+        self.visual = torch.rand(n, steps, channels[1], size, size, generator=gen)
+        self.labels = torch.randint(0, classes, (n,), generator=gen)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.audio[i], self.visual[i], self.labels[i]
+
+
+def _cli_steps(spec: dict, variant: dict, device):
+    """``snnav train``'s own objects and train step: its trainer on the preset's config file, random items."""
+    import tempfile
+
+    import torch
+
+    from snnav.training import loop
+    from snnav.training.distributed import DistContext
+    from snnav.training.schedule import config_lr
+
+    # the tree of --today-rev predates the public names (Trainer, train_step)
+    trainer_class = getattr(loop, "Trainer", None) or getattr(loop, "_Trainer")
+
+    config, _, shapes = _train_config(spec, device)
+    data = _RandomItems(spec["batch"], shapes["steps"], shapes["channels"], shapes["size"], shapes["classes"])
+    trainer = trainer_class(config, Path(tempfile.mkdtemp(prefix="bench_train_")), DistContext(device=str(device)),
+                            data, data, progress=None)
+    step = getattr(trainer, "train_step", None) or getattr(trainer, "_train_step")
+    batch = (data.audio, data.visual, data.labels)  # (B, T, C, H, W) as the DataLoader stacks the items
+    lr = config_lr(config, 0)
+
+    def train_step() -> None:
+        step(batch, 0, lr, 1)
+
+    def infer_step() -> None:
+        from snnav.training.build import batch_to
+
+        with torch.no_grad():
+            audio, visual, _ = batch_to(batch, str(device), trainer.dtype)
+            trainer.model(audio, visual)
+
+    return trainer.model, train_step, infer_step
+
+
+def measure(spec: dict) -> dict:
+    """Run one measurement described by ``spec`` in this process and return its record."""
+    variant = VARIANTS[spec["variant"]]
+    applied = _apply_settings(variant)  # first, as the CLI does
+    import torch
+
+    import snnav
+
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    model, train_step, infer_step = (_cli_steps if variant["path"] == "cli" else _bare_steps)(spec, variant, device)
     if spec["mode"] == "train":
         model.train()
         step = train_step
@@ -151,6 +241,7 @@ def measure(spec: dict) -> dict:
         sync()
         return time.perf_counter() - wall, time.process_time() - cpu
 
+    b = spec["batch"]
     warm = [timed()[0] for _ in range(spec["warmup"])]
     steps = [timed() for _ in range(spec["steps"])]
     wall = statistics.median(s[0] for s in steps)
@@ -162,8 +253,8 @@ def measure(spec: dict) -> dict:
         "warmup_s": warm,
         "cpu_s_per_step": statistics.median(s[1] for s in steps),
         "peak_rss_mb": _peak_rss_mb(),
-        "malloc_tuned": malloc_tuned,
-        "flush_denormal": bool(flushed),
+        **applied,
+        "snnav_source": str(Path(snnav.__file__).resolve().parents[1]),
         "compile_s": max(warm[0] - wall, 0.0) if variant["compile"] and warm else None,
     }
     if device.type == "cuda":
@@ -214,7 +305,9 @@ def run_worker(spec: dict, timeout_s: float) -> dict:
     without /proc/stat). Above a few percent the multi-threaded timings are not representative: a descheduled
     OpenMP thread stalls every parallel region.
     """
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    src = spec.get("src") or str(REPO)  # the snnav the worker imports (another commit's tree for "today")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    env.pop("SNNAV_FAST_RUNTIME", None)  # variants set the runtime themselves
     busy, child, wall = _cpu_busy_s(), _children_cpu_s(), time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
@@ -229,6 +322,7 @@ def run_worker(spec: dict, timeout_s: float) -> dict:
         record["others_cpu_frac"] = max(others, 0.0) / ((time.monotonic() - wall) * (os.cpu_count() or 1))
     else:
         record["others_cpu_frac"] = None
+    record["loadavg_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return record
 
 
@@ -283,24 +377,24 @@ def rows_from(records: list[dict]) -> list[dict]:
     return rows
 
 
-def ratio_rows(rows: list[dict], baseline: str = "straightforward", target: str = "optimized") -> list[dict]:
-    """``target / baseline`` per (device, config, batch), and ``target / REFERENCE`` at the reference config."""
+def ratio_rows(rows: list[dict], pairs=RATIOS, quoted: str = "cli") -> list[dict]:
+    """``target / baseline`` per (device, config, batch) for each pair present, and ``quoted / REFERENCE``."""
     index = {(r["device"], r["config"], r["batch"], r["variant"]): r for r in rows}
     fields = ("train_samples_per_s", "infer_samples_per_s", "train_peak_mb", "infer_peak_mb")
     out = []
-    for (device, config, batch, variant), row in index.items():
-        if variant != target:
-            continue
-        base = index.get((device, config, batch, baseline))
-        if base is not None:
-            out.append({"device": device, "config": config, "batch": batch, "ratio": f"{target}/{baseline}",
-                        **{f: row[f] / base[f] for f in fields if f in row and f in base}})
-        if device == "cpu" and config == REFERENCE["config"] and batch == REFERENCE["batch"]:
+    for device, config, batch in dict.fromkeys(k[:3] for k in index):
+        for target, baseline in pairs:
+            row, base = index.get((device, config, batch, target)), index.get((device, config, batch, baseline))
+            if row is not None and base is not None:
+                out.append({"device": device, "config": config, "batch": batch, "ratio": f"{target}/{baseline}",
+                            **{f: row[f] / base[f] for f in fields if f in row and f in base}})
+        row = index.get((device, config, batch, quoted))
+        if row is not None and device == "cpu" and config == REFERENCE["config"] and batch == REFERENCE["batch"]:
             ref = {"train_samples_per_s": REFERENCE["train_samples_per_s"],
                    "infer_samples_per_s": REFERENCE["infer_samples_per_s"],
                    "train_peak_mb": REFERENCE["train_peak_rss_mb"], "infer_peak_mb": REFERENCE["infer_peak_rss_mb"]}
-            out.append({"device": device, "config": config, "batch": batch, "ratio": f"{target}/reference (quoted)",
-                        **{f: row[f] / ref[f] for f in fields if f in row}})
+            out.append({"device": device, "config": config, "batch": batch, "ratio": f"{quoted}/authors (quoted)",
+                        **{f: row[f] / ref[f] for f in fields if f in row and ref[f]}})
     return out
 
 
@@ -321,6 +415,8 @@ def format_table(machine: dict, rows: list[dict], ratios: list[dict]) -> str:
             f"load average (1 min): {machine['loadavg_start'][0]:.2f} at start, {machine['loadavg_end'][0]:.2f} at end "
             "(other busy processes slow the multi-threaded runs; compare variants from the same run)"
         )
+    if machine.get("today_rev"):
+        lines.append(f"today: the snnav train path at commit {machine['today_rev'][:12]} (before the fast runtime)")
     head = (f"{'device':<6} {'config':<16} {'batch':>5} {'variant':<22} {'train/s':>8} {'infer/s':>8} "
             f"{'train MB':>9} {'infer MB':>9} {'compile s':>9} {'others':>6}")
     lines += ["", head, "-" * len(head)]
@@ -347,10 +443,10 @@ def format_table(machine: dict, rows: list[dict], ratios: list[dict]) -> str:
                 f"{_fmt(r.get('train_peak_mb'), '8.2f', 'x')} {_fmt(r.get('infer_peak_mb'), '8.2f', 'x')}"
             )
         lines.append(
-            f"reference (quoted): the figures quoted in the issue for the reference implementation on this machine kind "
+            f"authors (quoted): issue 14's figures for the authors' S-CMRL code on this machine kind "
             f"({REFERENCE['config']}, batch {REFERENCE['batch']}, 2 threads: {REFERENCE['train_samples_per_s']:g} train "
-            f"and {REFERENCE['infer_samples_per_s']:g} infer samples/s, {REFERENCE['train_peak_rss_mb']:g} / "
-            f"{REFERENCE['infer_peak_rss_mb']:g} MB peak RSS); not measured by this script."
+            f"and {REFERENCE['infer_samples_per_s']:g} infer samples/s, {REFERENCE['train_peak_rss_mb']:g} MB peak RSS "
+            "in training); not measured by this script."
         )
     return "\n".join(lines)
 
@@ -376,6 +472,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retries", type=int, default=0,
                         help="re-run a measurement disturbed by other processes up to this many times, keep the cleanest")
     parser.add_argument("--out", help="also write the table as JSON to this path")
+    parser.add_argument("--today-rev", default=TODAY_REV,
+                        help=f"commit whose code the today variant runs (default {TODAY_REV}: before the fast runtime)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -387,6 +485,17 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
     elif args.batches:
         runs = tuple((c, b) for c in dict.fromkeys(n for n, _ in runs) for b in args.batches)
     return list(runs)
+
+
+def extract_tree(rev: str) -> str:
+    """``snnav/`` (and what it imports from the repository) at commit ``rev``, in a temporary folder; its path."""
+    import tempfile
+
+    dest = Path(tempfile.mkdtemp(prefix=f"bench_train_{rev}_"))
+    archive = subprocess.run(["git", "archive", rev, "snnav", "export", "hardware_sims", "configs"], cwd=REPO,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return str(dest)
 
 
 def measure_clean(spec: dict, args: argparse.Namespace) -> dict:
@@ -406,11 +515,13 @@ def measure_clean(spec: dict, args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.worker:
+        spec = json.loads(args.worker)
+        sys.path.insert(0, spec.get("src") or str(REPO))  # this tree's snnav, or another commit's for "today"
+        print(json.dumps(measure(spec)))
+        return
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))  # snnav importable without installing it
-    if args.worker:
-        print(json.dumps(measure(json.loads(args.worker))))
-        return
     import torch
 
     devices = ["cpu"] if args.device in ("cpu", "all") else []
@@ -422,6 +533,11 @@ def main(argv: list[str] | None = None) -> None:
     warmup = args.warmup if args.warmup is not None else 3
     steps = args.steps if args.steps is not None else (3 if args.quick else 7)
     machine = machine_info(args.threads)
+    sources = {}
+    if any(VARIANTS[v].get("src") == "today" for v in variants):
+        sources["today"] = extract_tree(args.today_rev)
+        machine["today_rev"] = subprocess.run(["git", "rev-parse", args.today_rev], cwd=REPO, capture_output=True,
+                                              text=True, check=True).stdout.strip()
     records = []
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     # Repeats go round the whole plan, so variants alternate and a slow spell of the machine hits all of them.
@@ -432,6 +548,8 @@ def main(argv: list[str] | None = None) -> None:
                     for mode in args.modes:
                         spec = {"config": config, "batch": batch, "variant": variant, "mode": mode,
                                 "device": device, "threads": args.threads, "warmup": warmup, "steps": steps}
+                        if VARIANTS[variant].get("src"):
+                            spec["src"] = sources[VARIANTS[variant]["src"]]
                         record = {**measure_clean(spec, args), "repeat": repeat}
                         records.append(record)
                         others = record.get("others_cpu_frac")

@@ -100,7 +100,7 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------------------------ trainer
-class _Trainer:
+class Trainer:
     """One run's state; :func:`train` is the public entry."""
 
     def __init__(self, config: TrainConfig, run_dir: Path, ctx: DistContext, train_set: Dataset,
@@ -201,7 +201,7 @@ class _Trainer:
                 "last_acc": last, "epochs_completed": len(self.history), "epochs_planned": self.config.epochs}
 
     # ----------------------------------------------------------------------------------------------- training
-    def _train_step(self, batch, epoch: int, lr: float, n_steps: int) -> float:
+    def train_step(self, batch, epoch: int, lr: float, n_steps: int) -> float:
         audio, visual, labels = batch_to(batch, self.ctx.device, self.dtype)
         out = self.model(audio, visual)
         unimodal = self.iemf.unimodal_logits(out) if self.iemf is not None else {}
@@ -287,7 +287,7 @@ class _Trainer:
         self.model.train()
         self._emit("epoch_start", epoch, step=self.epoch_step, steps=len(batches))
         for batch in loader:
-            loss = self._train_step(batch, epoch, lr, len(batches))
+            loss = self.train_step(batch, epoch, lr, len(batches))
             self._emit("batch", epoch, step=self.epoch_step, steps=len(batches), loss=loss)
             every = cfg.checkpoint_every_steps
             if every and self.step % every == 0 and self.epoch_step < len(batches):
@@ -403,7 +403,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool | Non
     if train_set is None or test_set is None:
         train_set, test_set = open_datasets(config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = _Trainer(config, run_dir, ctx, train_set, test_set, progress)
+    trainer = Trainer(config, run_dir, ctx, train_set, test_set, progress)
     if ckpt is not None:
         trainer.restore(ckpt)
     return trainer.fit(stop_after_epoch)

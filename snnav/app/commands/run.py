@@ -56,6 +56,7 @@ from snnav.data.av_digits import AVDigitsConfig
 from snnav.data.av_digits_file import read_av_digits_info
 from snnav.errors import ConfigError, DatasetError, SnnavError
 from snnav.io import write_json
+from snnav.training import runtime
 from snnav.training.build import open_datasets
 from snnav.training.config import PACKAGED_CONFIGS, RESUME_IGNORED_KEYS, TrainConfig, load_config
 from snnav.training.loop import read_metrics, train
@@ -73,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("runs/default"),
                         help="where every stage writes its outputs (default %(default)s)")
     parser.add_argument("--force", action="store_true", help="redo every stage even if its output exists")
+    parser.add_argument("--no-fast-runtime", action="store_true",
+                        help="do not apply the fast CPU process settings (glibc malloc keeps large blocks, denormal "
+                        "floats flush to zero; see snnav/training/runtime.py); SNNAV_FAST_RUNTIME=0 does the same")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--gpu-measurement", type=Path, default=None, metavar="FILE",
                         help="a GPU measurement of scripts/measure_gpu.py for the report (default: measure the "
@@ -270,6 +274,7 @@ def _stage_report(workdir: Path, gpu_measurement: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    runtime.apply_runtime_settings(not args.no_fast_runtime)  # first: before large allocations and torch's threads
     t0 = time.perf_counter()
     if args.gpu_measurement is not None and not args.gpu_measurement.is_file():
         raise SnnavError(f"--gpu-measurement {args.gpu_measurement} is not a file; write one with python "

@@ -27,6 +27,7 @@ from snnav.app.report.results import simulate_command, write_simulation_result
 from snnav.app.simulate import SimulationResult, format_result, open_test_split, simulate
 from snnav.errors import SnnavError
 from snnav.io import check_writable_destination
+from snnav.training import runtime
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,12 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="whose neuron stepping to run: NIR's, snnTorch's or Norse's where Loihi can express it "
                              "(refused with the reason where not), or 'auto' (detected from the graph's metadata "
                              "and parameters); the float reference follows the same (default %(default)s)")
+    parser.add_argument("--no-fast-runtime", action="store_true",
+                        help="do not apply the fast CPU process settings (glibc malloc keeps large blocks, denormal "
+                        "floats flush to zero; see snnav/training/runtime.py); SNNAV_FAST_RUNTIME=0 does the same")
     parser.add_argument("--out", type=Path, default=None,
                         help="also count every node's activity and save the result, counts and a spike raster of "
                              "the first sample to this JSON file (for snnav report; written atomically)")
 
 
 def run(args: argparse.Namespace) -> int:
+    runtime.apply_runtime_settings(not args.no_fast_runtime)  # first: before large allocations and torch's threads
     if args.samples < 1:
         raise SnnavError(f"--samples must be >= 1; got {args.samples}")
     try:

@@ -23,6 +23,7 @@ import torch
 
 from snnav.app.progress import TrainingBars
 from snnav.errors import ConfigError, SnnavError
+from snnav.training import runtime
 from snnav.training.checkpoint import load_checkpoint
 from snnav.training.config import TrainConfig, load_config, packaged_configs
 from snnav.training.distributed import init_distributed, shutdown_distributed
@@ -57,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch intra-op threads (default: torch's choice). On a busy machine 1 can be much "
                         "faster than 2; exact resume needs the same number as the interrupted run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-fast-runtime", action="store_true",
+                        help="do not apply the fast CPU process settings (glibc malloc keeps large blocks, denormal "
+                        "floats flush to zero; see snnav/training/runtime.py); SNNAV_FAST_RUNTIME=0 does the same")
 
 
 def _base_config(args: argparse.Namespace):
@@ -78,6 +82,7 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    runtime.apply_runtime_settings(not args.no_fast_runtime)  # first: before large allocations and torch's threads
     config = build_config(args)
     if args.threads is not None:
         if args.threads < 1:
