@@ -106,7 +106,7 @@ CASES = (
             Target("published", 0.00027, "dynamic energy per inference, Table 1: (0.110 W running - 0.029 W idle "
                                          "after boot) / 296 inferences per s"),
             Target("less x86 offset", (0.081 - 0.070) / 296, "(0.081 W - ~0.070 W) / 296 inferences per s: the "
-                   "published dynamic power less the ~70 mW " + X86),
+                   "published dynamic power less ~70 mW, after " + X86),
         ),
         graph=lambda: graph_of((390, 256, 256, 29)),
         inputs={"measured energy, throughput, idle and running power": "paper (Table 1)",
