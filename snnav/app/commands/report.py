@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from snnav.app.report import make_report
+from snnav.app.report.headline import headline_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,9 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     report, files = make_report(args.run_dir, args.out, results=args.result, cost_models=args.cost_model,
                                 gpu_measurement=args.gpu_measurement)
-    for point in report["accuracy_vs_energy"]:
-        print(f"  {point['name']}: accuracy {100 * point['accuracy']:.1f}%, {1e6 * point['energy_j']:.4g} µJ per "
-              f"inference ({point['kind']})")
+    for line in headline_lines(report):
+        print(f"  {line}")
     for note in report["notes"]:
         print(f"note: {note}")
     folder = files["report.html"].parent

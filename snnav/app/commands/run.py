@@ -42,7 +42,7 @@ from snnav.app.gpu_measure import measure_gpu
 from snnav.app.progress import TrainingBars
 from snnav.app.report import make_report
 from snnav.app.report.compute import result_label
-from snnav.app.report.headline import CALIBRATED_GPU
+from snnav.app.report.headline import CALIBRATED_GPU, headline_lines
 from snnav.app.report.results import (
     ResultFileError,
     quantizer_settings,
@@ -262,13 +262,8 @@ def _stage_report(workdir: Path, gpu_measurement: Path | None) -> Path:
     gpu = f"the GPU measurement {gpu_measurement}" if gpu_measurement else f"the GPU model {CALIBRATED_GPU}"
     print(f"{stage} writing the report of {workdir}: training run, simulation results, chip mapping and cost, {gpu}")
     report, files = make_report(workdir, workdir / "report", gpu_measurement=gpu_measurement)
-    for row in report["headline"]["rows"]:
-        e = row["energy_total_j"]
-        size = f", {row['cores']} cores on {row['chips']} chip(s){'' if row['fits'] else ', does NOT fit'}" \
-            if row["chips"] else ""
-        batch = f", batch {row['batch']}" if row["chips"] is None and row.get("time_s") else ""
-        print(f"{stage}   {row['target']}{batch}: {1e6 * e['value']:.4g} µJ per inference [{1e6 * e['lower']:.3g}–"
-              f"{1e6 * e['upper']:.3g}] ({row['kind']}){size}")
+    for line in headline_lines(report):
+        print(f"{stage}   {line}")
     print(f"{stage} wrote {', '.join(files)} to {files['report.html'].parent}")
     return files["report.html"]
 

@@ -259,9 +259,10 @@ def build_report(inputs: ReportInputs) -> dict[str, Any]:
         notes += _gpu_mismatch(inputs.gpu[1], training, (primary_data.get("model") or {}).get("sha256"))
     else:
         gpu = _gpu_estimated(sims, counts_of, inputs, training)
-        notes.append("No GPU measurement was given (--gpu-measurement FILE from scripts/measure_gpu.py): the GPU "
-                     f"point is an estimate — {GPU_ESTIMATE_MODEL} MACs for every synapse at every step — not a "
-                     "measurement.")
+        notes.append("No GPU measurement was given (--gpu-measurement FILE, or snnav run on a CUDA machine): the "
+                     "headline's GPU rows are the roofline model calibrated on NVML measurements (h100-calibrated), "
+                     f"and the per-operation GPU point below is {GPU_ESTIMATE_MODEL} MACs for every synapse at every "
+                     "step; both are estimates, not measurements.")
     if not any(s["precision"] == "float" for s in sims):
         notes.append("No floating-point simulation result: the Lava float point is missing; add one with snnav "
                      "simulate MODEL.nir --backend emulator --precision float --samples 1000 --out "

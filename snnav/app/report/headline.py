@@ -22,7 +22,7 @@ from snnav.app.report.inputs import ReportInputs
 from snnav.app.report.tables import Table, fmt, pct
 from snnav.errors import SnnavError
 
-__all__ = ["CALIBRATED_GPU", "NOT_MODELLED", "headline", "headline_table", "components_table"]
+__all__ = ["CALIBRATED_GPU", "NOT_MODELLED", "headline", "headline_table", "components_table", "headline_lines"]
 
 CALIBRATED_GPU = "h100-calibrated"
 NOT_MODELLED = (
@@ -152,3 +152,19 @@ def components_table(report: dict[str, Any]) -> Table | None:
     if not body:
         return None
     return Table("Where the energy goes (µJ per inference, value bound)", ["target", "components"], body)
+
+
+def headline_lines(report: dict[str, Any]) -> list[str]:
+    """One line per target, for the terminal: energy per inference with bounds, kind, size and fit."""
+    section = report.get("headline") or {}
+    if not section.get("rows"):
+        return [f"no headline: {section.get('missing', 'no model file')}"]
+    lines = []
+    for row in section["rows"]:
+        e = row["energy_total_j"]
+        size = (f", {row['cores']} cores on {row['chips']} chip(s){'' if row['fits'] else ', does NOT fit'}"
+                if row["chips"] else "")
+        t = row.get("time_s")
+        time = f", {1e6 * t['value']:.4g} µs" if t else ""
+        lines.append(f"{_label(row)}: {_bounds(e)} µJ per inference{time} ({row['kind']}){size}")
+    return lines
