@@ -2,7 +2,7 @@
 
 * accuracy against energy per inference on each target, with error bars: energy from the lower to the upper bound of
   its estimate (none for a measurement), accuracy +- its binomial standard error over the test samples;
-* where the energy goes on each target (stacked: compute, memory traffic, routing, static);
+* where the energy goes on each target (shares of its total: compute, memory traffic, routing, static);
 * the chips' dynamic energy by layer (the largest layers).
 """
 
@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 
 __all__ = ["accuracy_energy_svg", "components_svg", "layers_svg"]
 
-COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#aec7e8", "#ffbb78")
 
 
 def _svg(fig: Figure) -> str:
@@ -59,21 +60,30 @@ def _components(row: dict[str, Any]) -> dict[str, float]:
     return {k: (v["value"] if isinstance(v, dict) else v) for k, v in comp.items()}
 
 
+def _component_order(name: str) -> tuple[int, str]:
+    """Compute first, then memory traffic, communication, then static/idle power (the stacking order)."""
+    rank = {"compute": 0, "synaptic": 1, "neuron": 2, "extension": 3, "kernels": 4, "memory": 5,
+            "memory (activations)": 6, "memory (weights)": 7, "routing": 8, "static": 9, "idle": 10}
+    return rank.get(name, 11), name
+
+
 def components_svg(rows: list[dict[str, Any]]) -> str:
-    """Stacked horizontal bars: each target's energy per inference by component (value bound, µJ, log-free)."""
+    """Each target's energy per inference split by component, as shares of its total (value bound), the total in µJ
+    beside its name: the totals span orders of magnitude, so the shares are what a bar can show."""
     rows = [r for r in rows if _components(r)]
-    names = list(dict.fromkeys(k for r in rows for k in _components(r)))
-    fig = Figure(figsize=(7.5, 0.5 + 0.45 * len(rows)))
+    names = sorted(dict.fromkeys(k for r in rows for k in _components(r)), key=_component_order)
+    fig = Figure(figsize=(7.5, 0.7 + 0.45 * len(rows)))
     ax = fig.add_subplot()
     left = [0.0] * len(rows)
+    totals = [sum(_components(r).values()) or 1.0 for r in rows]
     for j, name in enumerate(names):
-        widths = [1e6 * _components(r).get(name, 0.0) for r in rows]
+        widths = [100 * _components(r).get(name, 0.0) / tot for r, tot in zip(rows, totals)]
         ax.barh(range(len(rows)), widths, left=left, color=COLOURS[j % len(COLOURS)], label=name)
         left = [a + b for a, b in zip(left, widths)]
-    ax.set_yticks(range(len(rows)), [_label(r) for r in rows], fontsize=7)
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("energy per inference (µJ, symmetric log scale)")
-    ax.legend(fontsize=7, ncol=3, loc="lower right")
+    ax.set_yticks(range(len(rows)), [f"{_label(r)}\n{1e6 * tot:.4g} µJ" for r, tot in zip(rows, totals)], fontsize=7)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of the energy per inference (%)")
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     return _svg(fig)
 
 
