@@ -76,7 +76,7 @@ def test_the_main_job_default_config_and_cost_models_load_from_the_wheel(fresh_e
         "from hardware_sims.cost.energy import available_cost_models, builtin_cost_model\n"
         "names = available_cost_models()\n"
         "assert names, names\n"
-        "print(cfg.model, sorted(names))\n"
+        "print(cfg.model, sorted(m['name'] for m in names))\n"
         "import export, pathlib\n"
         "assert (pathlib.Path(export.__file__).parent / 'EXTENSIONS.md').is_file()\n"
     )
