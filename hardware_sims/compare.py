@@ -54,14 +54,15 @@ class Trace:
         records: NIR node -> ``[T, B, *shape]``; ``"<node>#v"``/``"<node>#u"``: a neuron's state (optional).
         plan: the plan that ran (a fixed-point plan carries ``quant``: then the quantization at the divergence is
             reported); None for backends without one (the interpreter, torch).
-        outputs: graph Output -> ``[T, B, K]`` (optional; for the prediction agreement).
+        predictions: the predicted class of each sample (argmax of the readout), for the prediction agreement;
+            None when unknown.
         precision: "float" or "fixed".
     """
 
     backend: str
     records: Mapping[str, np.ndarray]
     plan: Plan | None = None
-    outputs: Mapping[str, np.ndarray] = field(default_factory=dict)
+    predictions: np.ndarray | None = None
     precision: str = "float"
 
     @property
@@ -73,7 +74,11 @@ def trace_of(result: RunResult, backend: str | None = None) -> Trace:
     """The `Trace` of a ``run_lava``/``emulate`` result (named ``"<backend>-<precision>"`` by default)."""
     precision = result.plan.precision
     name = backend or f"{result.backend or 'run'}-{precision}"
-    return Trace(name, dict(result.records), result.plan, dict(result.outputs), precision)
+    predictions = None
+    if len(result.outputs) == 1:
+        out = result.readout()
+        predictions = out.reshape(out.shape[0], -1).argmax(-1)
+    return Trace(name, dict(result.records), result.plan, predictions, precision)
 
 
 def spiking_nodes(graph: nir.NIRGraph) -> set[str]:
@@ -327,7 +332,8 @@ def quantization_at(trace: Trace, node: str, neuron: int, step: int | None = Non
             limit = (lf.V_MAX if var == "v" else lf.STATE_LIMIT - 1) / scale
             saturated = abs(mine) >= limit
             err = abs(mine - theirs) if theirs is not None else 0.0
-            status = "saturated" if saturated else "differs" if err > 0 else "equal"
+            status = ("saturated" if saturated else "no reference" if theirs is None else "differs" if err > 0
+                      else "equal")
             ref = other.backend if other is not None and theirs is not None else "no reference"
             note = (f"resolution {1 / scale:.3g}, 24-bit range +-{limit:.4g}; against {ref}"
                     + ("; u wraps at 24 bits in Lava's fixed point" if var == "u" else ""))
@@ -339,20 +345,14 @@ def quantization_at(trace: Trace, node: str, neuron: int, step: int | None = Non
 # ------------------------------------------------------------------------------------------------- pairs
 
 
-def _prediction_agreement(a: Trace, b: Trace, readout_step: int) -> float | None:
-    common = sorted(set(a.outputs) & set(b.outputs))
-    if not common:
+def _prediction_agreement(a: Trace, b: Trace) -> float | None:
+    if a.predictions is None or b.predictions is None or np.shape(a.predictions) != np.shape(b.predictions):
         return None
-    name = common[0]
-    pa, pb = np.asarray(a.outputs[name]), np.asarray(b.outputs[name])
-    if pa.shape != pb.shape or pa.ndim < 3:
-        return None
-    return float((pa[readout_step].reshape(pa.shape[1], -1).argmax(-1)
-                  == pb[readout_step].reshape(pb.shape[1], -1).argmax(-1)).mean())
+    return float((np.asarray(a.predictions) == np.asarray(b.predictions)).mean())
 
 
 def compare_pair(a: Trace, b: Trace, order: Sequence[str], spiking: Iterable[str], *, rtol: float = RTOL,
-                 atol: float = 0.0, readout_step: int = -1) -> PairComparison:
+                 atol: float = 0.0) -> PairComparison:
     """Compare two traces on the nodes both recorded (see the module docstring); `order` is the graph's schedule."""
     spiking = set(spiking)
     rank = {n: i for i, n in enumerate(order)}
@@ -380,7 +380,7 @@ def compare_pair(a: Trace, b: Trace, order: Sequence[str], spiking: Iterable[str
         break
     ranked = sorted(diffs, key=lambda d: (-d.rate, d.first_step if d.first_step is not None else 1 << 30,
                                           rank.get(d.node, len(rank))))
-    return PairComparison(a.backend, b.backend, tuple(ranked), first, _prediction_agreement(a, b, readout_step))
+    return PairComparison(a.backend, b.backend, tuple(ranked), first, _prediction_agreement(a, b))
 
 
 def compare_traces(graph: nir.NIRGraph, traces: Sequence[Trace], *, pairs: Iterable[tuple[str, str]] | None = None,
@@ -401,9 +401,7 @@ def compare_traces(graph: nir.NIRGraph, traces: Sequence[Trace], *, pairs: Itera
         raise ValueError(f"pairs name unknown traces {unknown}; traces are {names}")
     order = tuple(schedule(flatten_graph(graph)).order)
     spiking = spiking_nodes(graph)
-    readout_step = int(graph.metadata.get("readout_step", -1))
-    results = tuple(compare_pair(by_name[x], by_name[y], order, spiking, rtol=rtol, atol=atol,
-                                 readout_step=readout_step) for x, y in chosen)
+    results = tuple(compare_pair(by_name[x], by_name[y], order, spiking, rtol=rtol, atol=atol) for x, y in chosen)
     first = next(iter(traces[0].records.values()))
     quant = {t.backend: t.plan.quant.report for t in traces if t.fixed}
     return Comparison(tuple(names), results, order, int(first.shape[0]), int(first.shape[1]), quant)
