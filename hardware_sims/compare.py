@@ -211,12 +211,30 @@ def _at(trace: Trace, key: str, step: int, sample: int, neuron: int) -> float | 
 
 
 def _values_at(trace: Trace, node: str, step: int, sample: int, neuron: int) -> dict[str, float]:
+    """The trace's output, ``v``, ``u`` at the step and the one before; and for a neuron of a planned run, the
+    membrane before the reset, ``v_pre = (1 - dv) v[t-1] + u + bias`` (Lava's LIF update, with the trace's own --
+    in fixed point quantized -- ``dv`` and bias), and the threshold ``vth`` it is tested against."""
     out = {}
     for label, key in (("out", node), ("v", f"{node}#v"), ("u", f"{node}#u")):
         for suffix, t in (("", step), ("[t-1]", step - 1)):
             value = _at(trace, key, t, sample, neuron)
             if value is not None:
                 out[label + suffix] = value
+    proc = _neuron_process(trace.plan, node) if trace.plan is not None else None
+    if proc is None or "u" not in out:
+        return out
+    p = proc.params
+    bias = np.asarray(p.get("bias", 0.0), dtype=np.float64).ravel()
+    dv, b, vth = float(p["dv"]), float(bias[neuron] if bias.size > 1 else bias.sum()), float(p["vth"])
+    if trace.fixed and proc.name in trace.plan.quant.neurons:
+        q = trace.plan.quant.neurons[proc.name]
+        mant = np.asarray(q.bias_mant).ravel()
+        dv = (q.dv + lf.DV_OFFSET) / lf.DECAY_UNITY
+        b = float(mant[neuron] if mant.size > 1 else mant.sum()) * 2.0**q.bias_exp / q.scale
+        vth = q.vth_mant * 2.0**lf.VTH_SHIFT / q.scale if np.isfinite(vth) else vth
+    out["v_pre"] = (1.0 - dv) * out.get("v[t-1]", 0.0) + out["u"] + b
+    if np.isfinite(vth):
+        out["vth"] = vth
     return out
 
 

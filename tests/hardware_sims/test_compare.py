@@ -81,6 +81,10 @@ def test_the_quantization_at_the_divergent_neuron_is_the_quantizers(bits):
     lif = plan.quant.neurons[neuron.name]
     assert found["vth"].fixed_value == lif.vth_mant * 2**lf.VTH_SHIFT / lif.scale
     assert found["v"].fixed_value == fixed.records[f"{first.node}#v"][first.step, first.sample].ravel()[first.neuron]
+    for values in first.values.values():  # the membrane before the reset explains each side's spike
+        assert (values["v_pre"] > values["vth"]) == bool(values["out"])
+        if not values["out"]:
+            assert values["v_pre"] == pytest.approx(values["v"], abs=1e-9)
     if bits == 3:  # 3-bit weights: coarse enough that some weights of the neuron land far from their float value
         assert w.error > 0.05 and w.rounded == w.count
 

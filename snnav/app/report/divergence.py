@@ -22,7 +22,7 @@ __all__ = ["comparison_tables", "render_compare_markdown", "render_compare_html"
 
 RANKED_ROWS = 15
 """Nodes shown in each pair's ranking (the JSON has all)."""
-VALUE_KEYS = ("out[t-1]", "out", "v[t-1]", "v", "u[t-1]", "u")
+VALUE_KEYS = ("out[t-1]", "out", "v[t-1]", "u[t-1]", "u", "v_pre", "vth", "v")
 
 
 def _where(pair: PairComparison) -> str:
@@ -56,8 +56,10 @@ def values_table(pair: PairComparison) -> Table:
     rows = [[b] + [_num(v.get(k)) for k in keys] for b, v in f.values.items()]
     return Table(f"Values at {f.node}[{','.join(map(str, f.index))}], sample {f.sample}, step {f.step}",
                  ["backend", *keys], rows,
-                 "out: the node's output (spike or value); v, u: membrane and current at the end of the step (after "
-                 "a reset), where the backend records them; [t-1]: the step before.")
+                 "out: the node's output (spike or value); v, u: membrane and current at the end of the step (v "
+                 "after a reset), where the backend records them; [t-1]: the step before; v_pre: the membrane "
+                 "before the reset, (1 - dv) v[t-1] + u + bias with the backend's own (fixed: quantized) dv and "
+                 "bias, which spikes when above vth.")
 
 
 def quantization_table(pair: PairComparison) -> Table | None:
