@@ -310,6 +310,36 @@ def _scalar(backend: str, proc: str, name: str, x: float, q: float, clipped: boo
                         rounded=int(not clipped and err > 0), note=note)
 
 
+def _input_findings(trace: Trace, proc: str, step: int, sample: int, other: Trace | None) -> list[QuantFinding]:
+    """The rounding of graded Input data that reaches neuron process `proc` through a synapse: the Input's values in
+    the two traces at `step` of `sample` (the whole input; its largest difference)."""
+    plan, out = trace.plan, []
+    for syn in _synapses_into(plan, proc):
+        for c in plan.inbound(syn):
+            src = c.src
+            while plan.processes[src].kind == "delay" and plan.inbound(src):
+                src = plan.inbound(src)[0].src
+            spec = plan.processes[src]
+            exp = int(plan.quant.message_exps.get(src, 0))
+            if spec.kind != "input" or exp == 0 or other is None:
+                continue
+            name = spec.node
+            mine, theirs = trace.records.get(name), other.records.get(name)
+            if mine is None or theirs is None or np.shape(mine) != np.shape(theirs):
+                continue
+            a = np.asarray(mine)[step, sample].ravel()
+            b = np.asarray(theirs)[step, sample].ravel()
+            err = np.abs(a - b)
+            worst = int(np.argmax(err)) if err.size else 0
+            out.append(QuantFinding(
+                trace.backend, src, f"input {name}", "rounded" if err.max(initial=0) > 0 else "exact",
+                float(b[worst]), float(a[worst]), float(err[worst]), int(a.size), 0, int(np.count_nonzero(err)),
+                int(np.count_nonzero((a == 0) & (b != 0))), f"element {worst}",
+                f"graded messages of 2**-{exp} (input_exp {exp}); the whole input at this step and sample, against "
+                f"{other.backend}"))
+    return out
+
+
 def quantization_at(trace: Trace, node: str, neuron: int, step: int | None = None, sample: int = 0,
                     other: Trace | None = None) -> tuple[QuantFinding, ...]:
     """What fixed point did at neuron `neuron` (flat index) of NIR node `node` in `trace` (a fixed-point trace;
@@ -342,11 +372,15 @@ def quantization_at(trace: Trace, node: str, neuron: int, step: int | None = Non
                              f"bias[{i}]" in clipped or (bias.size == 1 and "bias[0]" in clipped),
                              f"bias_mant {int(mant[min(i, mant.size - 1)])} << bias_exp {q.bias_exp}"))
     if step is not None:
+        found += _input_findings(trace, proc.name, step, sample, other)
+        mine_values = _values_at(trace, node, step, sample, neuron)
+        their_values = _values_at(other, node, step, sample, neuron) if other is not None else {}
         for var in ("v", "u"):
-            mine = _at(trace, f"{node}#{var}", step, sample, neuron)
+            key = "v_pre" if var == "v" and "v_pre" in mine_values and "v_pre" in their_values else var
+            mine = mine_values.get(key)
             if mine is None:
                 continue
-            theirs = _at(other, f"{node}#{var}", step, sample, neuron) if other is not None else None
+            theirs = their_values.get(key)
             limit = (lf.V_MAX if var == "v" else lf.STATE_LIMIT - 1) / scale
             saturated = abs(mine) >= limit
             err = abs(mine - theirs) if theirs is not None else 0.0
@@ -355,8 +389,8 @@ def quantization_at(trace: Trace, node: str, neuron: int, step: int | None = Non
             ref = other.backend if other is not None and theirs is not None else "no reference"
             note = (f"resolution {1 / scale:.3g}, 24-bit range +-{limit:.4g}; against {ref}"
                     + ("; u wraps at 24 bits in Lava's fixed point" if var == "u" else ""))
-            found.append(QuantFinding(backend, proc.name, var, status, theirs if theirs is not None else float("nan"),
-                                      mine, err, note=note))
+            found.append(QuantFinding(backend, proc.name, "v before the reset" if key == "v_pre" else var, status,
+                                      theirs if theirs is not None else float("nan"), mine, err, note=note))
     return tuple(found)
 
 

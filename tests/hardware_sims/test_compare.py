@@ -80,7 +80,10 @@ def test_the_quantization_at_the_divergent_neuron_is_the_quantizers(bits):
     neuron = next(p for p in plan.processes.values() if p.kind == "neuron" and p.node == first.node)
     lif = plan.quant.neurons[neuron.name]
     assert found["vth"].fixed_value == lif.vth_mant * 2**lf.VTH_SHIFT / lif.scale
-    assert found["v"].fixed_value == fixed.records[f"{first.node}#v"][first.step, first.sample].ravel()[first.neuron]
+    assert found["u"].fixed_value == fixed.records[f"{first.node}#u"][first.step, first.sample].ravel()[first.neuron]
+    v = found["v before the reset"]  # against the float run's: the difference that flipped the spike
+    assert v.fixed_value == first.values["fixed"]["v_pre"] and v.float_value == first.values["float"]["v_pre"]
+    assert v.error == pytest.approx(abs(v.fixed_value - v.float_value)) and v.status == "differs"
     for values in first.values.values():  # the membrane before the reset explains each side's spike
         assert (values["v_pre"] > values["vth"]) == bool(values["out"])
         if not values["out"]:
@@ -115,7 +118,7 @@ def test_a_clipped_decay_is_named_at_the_neuron():
     found = {q.parameter: q for q in quantization_at(fixed, "cuba", 2, step=3, sample=0)}
     assert found["du"].status == "clipped" and found["du"].clipped == 1
     assert found["du"].fixed_value == 1 / lf.DECAY_UNITY and found["du"].float_value < 1e-6
-    assert found["v"].status == "no reference"
+    assert found["v"].status == "no reference" and "input x" not in found  # binary input: nothing rounded
     assert quantization_at(_run(graph, xs, "float", "float"), "cuba", 2) == ()  # a float trace: nothing quantized
 
 
