@@ -17,7 +17,8 @@ traces on the nodes both recorded:
   value against the quantized one (mantissa x scale), marked clipped or rounded and by how much; and its state: the
   fixed trace's ``v``/``u`` against the other trace's, the state resolution, and whether ``v`` sat at its 24-bit
   limit;
-* a ranking of the nodes by divergence (mismatch rate, then first step).
+* a ranking of the nodes by divergence: spiking nodes by spike mismatch rate (then first step), then graded nodes
+  likewise (in fixed against float every graded value differs a little).
 
 No Lava here: the comparison reads records and plans (plain numpy).
 """
@@ -295,8 +296,9 @@ def _weight_finding(backend: str, plan: Plan, syn: str, neuron: int, out_shape: 
     zeroed = (mant == 0) & (w != 0)
     worst = int(np.argmax(err)) if err.size else 0
     status = "clipped" if clipped.any() else "rounded" if rounded.any() else "exact"
-    note = (f"{what}: step {step:.4g} ({q.num_weight_bits}-bit mantissas, weight_exp {q.exp}, sign mode "
-            f"{q.sign_mode.name}); {int(zeroed.sum())} nonzero weights rounded to 0")
+    note = (f"{what}: representable weights are multiples of {grid * step:.4g} in [{lo * step:.4g}, {hi * step:.4g}] "
+            f"({q.num_weight_bits}-bit mantissas: multiples of {grid} in [{lo}, {hi}], unit {step:.4g}; weight_exp "
+            f"{q.exp}, sign mode {q.sign_mode.name}); {int(zeroed.sum())} nonzero weights rounded to 0")
     return QuantFinding(backend, syn, f"weights {syn}", status, float(w[worst]) if w.size else 0.0,
                         float(fixed[worst]) if w.size else 0.0, float(err[worst]) if w.size else 0.0, int(w.size),
                         int(clipped.sum()), int(rounded.sum()), int(zeroed.sum()),
@@ -430,7 +432,7 @@ def compare_pair(a: Trace, b: Trace, order: Sequence[str], spiking: Iterable[str
             quantization_at(b, d.node, neuron, d.first_step, sample, a)
         first = Divergence(d.node, kind, d.first_step, sample, neuron, index, values, quant)
         break
-    ranked = sorted(diffs, key=lambda d: (-d.rate, d.first_step if d.first_step is not None else 1 << 30,
+    ranked = sorted(diffs, key=lambda d: (d.kind != "spikes", -d.rate, d.first_step if d.first_step is not None else 1 << 30,
                                           rank.get(d.node, len(rank))))
     return PairComparison(a.backend, b.backend, tuple(ranked), first, _prediction_agreement(a, b))
 
