@@ -1,7 +1,8 @@
 """lava-dl netx ``.net`` files -> NIR graphs: bring a network trained with lava-dl (slayer) to snnav's backends.
 
 `read_netx(path)` reads the layers ``hdf5.Network`` loads -- ``input``, ``dense``, ``conv``, ``flatten`` with
-``CUBA`` neurons -- and builds the NIR chain that snnav's compiler lowers back to the same Lava LIF integers
+``CUBA`` neurons; a file without an ``input`` layer (as slayer's blocks' ``export_hdf5`` write it) gets its input
+from the first dense layer's ``inFeatures`` -- and builds the NIR chain that snnav's compiler lowers back to the same Lava LIF integers
 (NETX.md gives netx's arithmetic). A layer with state scale ``S = 2**(12 + se)`` (``se`` = the layer's ``state_exp``
 attribute in snnav's files, else 0: netx's documented convention, as slayer writes it) holds, in real units:
 
@@ -40,7 +41,7 @@ import numpy as np
 
 import snnav.errors as snnav_errors
 
-__all__ = ["read_netx", "NetxImportError"]
+__all__ = ["read_netx", "NetxImportError", "first_input_shape"]
 
 FULL_DECAY = 4096
 
@@ -120,6 +121,16 @@ def _layer_nodes(name: str, h: h5py.Group, kind: str, se: int, in_scale: float, 
     return syn, neuron, shape
 
 
+def first_input_shape(h: h5py.Group, kind: str, where: str) -> tuple[int, ...]:
+    """The input shape of a file without an ``input`` layer, from its first layer (netx builds its input port from
+    it): a dense layer's ``inFeatures`` (else its weight's columns); a conv layer needs the input's height and width,
+    which the file does not hold."""
+    if kind == "dense":
+        return (int(_get(h, "inFeatures", np.shape(h["weight"][()])[-1])),)
+    raise NetxImportError(f"{where}: the file has no 'input' layer and starts with a {kind!r} layer, whose input "
+                          "height and width it does not store; add an input layer with its shape")
+
+
 def read_netx(path: str | os.PathLike, *, dt: float | None = None) -> nir.NIRGraph:
     """The NIR graph of a netx ``.net`` file (module docstring); ``metadata`` has ``dt``, ``source = "netx"``.
 
@@ -158,8 +169,11 @@ def read_netx(path: str | os.PathLike, *, dt: float | None = None) -> nir.NIRGra
                 nodes[name] = nir.Input(input_type=np.array(shape))
                 prev = name
                 continue
-            if prev is None:
-                raise NetxImportError(f"{where}: the first layer must be 'input'")
+            if prev is None:  # no input layer (slayer's export_hdf5 writes none): netx feeds the first layer
+                shape = first_input_shape(h, kind, where)
+                name = str(attrs.get("nir_input", "input"))
+                nodes[name] = nir.Input(input_type=np.array(shape))
+                prev = name
             if kind == "flatten":
                 name = f"flatten_{k}"
                 nodes[name] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=len(shape) - 1)

@@ -22,6 +22,8 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("export", "snnav.app.commands.export", "export a trained model to a NIR graph (.nir) and print its summary"),
     ("simulate", "snnav.app.commands.simulate",
      "run an exported model on Lava's Loihi simulation or the emulator (float or fixed point)"),
+    ("compare", "snnav.app.commands.compare",
+     "run backends (torch, interpreter, Lava, emulator; float, fixed) on the same samples: where they part and why"),
     ("map", "snnav.app.commands.map", "place an exported network on a chip's cores: cores, chips, memory, limits"),
     ("report", "snnav.app.commands.report", "accuracy, activity and energy of a simulated model: JSON, CSV, Markdown, HTML"),
     ("info", "snnav.app.commands.info", "show versions of the stack and check that Lava runs"),

@@ -115,3 +115,77 @@ def test_layers_that_cannot_be_imported_are_named(tmp_path):
         read_netx(path)
     with pytest.raises(NetxImportError, match="cannot read"):
         read_netx(tmp_path / "missing.net")
+
+
+def _import_slayer():
+    """``lava.lib.dl.slayer``; its package import pulls in ``object_detection`` (OpenCV, torchvision), which the
+    blocks used here do not need: stand-ins are put in ``sys.modules`` for whichever of the two is not installed."""
+    import importlib.util
+    import sys
+    import types
+
+    if importlib.util.find_spec("lava.lib.dl.slayer") is None:
+        pytest.skip("lava-dl (slayer) is not installed")
+    added = []
+    if "cv2" not in sys.modules and importlib.util.find_spec("cv2") is None:
+        sys.modules["cv2"] = types.ModuleType("cv2")
+        added.append("cv2")
+    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
+        stub = sys.modules["torchvision"] = types.ModuleType("torchvision")
+        added.append("torchvision")
+        for sub in ("ops", "transforms"):
+            setattr(stub, sub, sys.modules.setdefault(f"torchvision.{sub}", types.ModuleType(f"torchvision.{sub}")))
+            added.append(f"torchvision.{sub}")
+    try:
+        import lava.lib.dl.slayer as slayer
+    finally:  # the stand-ins leave sys.modules: other code must still see that the packages are missing
+        for name in added:
+            sys.modules.pop(name, None)
+    return slayer
+
+
+def _slayer_file(path, seed: int = 0):
+    """Two ``slayer.block.cuba.Dense`` blocks (8 -> 12 -> 5, a current with memory), saved as lava-dl's tutorials do:
+    each block's ``export_hdf5`` into ``layer/<i>``, no input layer."""
+    import torch
+
+    slayer = _import_slayer()
+    torch.manual_seed(seed)
+    params = {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.1, "requires_grad": False}
+    blocks = [slayer.block.cuba.Dense(params, 8, 12, weight_scale=2, weight_norm=False),
+              slayer.block.cuba.Dense(params, 12, 5, weight_scale=2, weight_norm=False)]
+    x = (torch.rand(1, 8, T) < 0.4).float()
+    for block in blocks:  # one forward pass gives the neurons their shape, which export_hdf5 writes
+        x = block(x)
+    with h5py.File(path, "w") as f:
+        layer = f.create_group("layer")
+        for i, block in enumerate(blocks):
+            block.export_hdf5(layer.create_group(str(i)))
+    return path
+
+
+def test_a_slayer_file_without_an_input_layer_imports(tmp_path):
+    graph = read_netx(_slayer_file(tmp_path / "slayer.net"))
+    assert isinstance(graph.nodes["input"], nir.Input) and tuple(graph.nodes["input"].input_type["input"]) == (8,)
+    assert isinstance(graph.nodes["layer0"], nir.CubaLIF) and isinstance(graph.nodes["layer1"], nir.CubaLIF)
+    np.testing.assert_allclose(graph.nodes["layer0"].tau_syn, DT / 0.25)  # iDecay 1024 of 4096
+    assert graph.nodes["layer1_synapse"].weight.shape == (5, 12)
+    path = tmp_path / "conv_first.net"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("layer/0/type", (1,), "S10", [b"conv"])
+    with pytest.raises(NetxImportError, match="no 'input' layer and starts with a 'conv' layer"):
+        read_netx(path)
+
+
+@pytest.mark.lava
+def test_a_slayer_network_runs_as_netxs_own_lava_run(tmp_path):
+    from hardware_sims.netx import run_netx
+
+    path = _slayer_file(tmp_path / "slayer.net")
+    x = (np.random.default_rng(0).random((12, B, 8)) < 0.4).astype(np.float64)
+    netx = run_netx(path, x)
+    ours = emulate(read_netx(path), {"input": x}, precision="fixed")
+    assert set(netx.records) == {"layer0", "layer1"}
+    for node, spikes in netx.records.items():
+        assert spikes.sum() > 0, node
+        np.testing.assert_array_equal(spikes, ours.records[node], err_msg=node)
