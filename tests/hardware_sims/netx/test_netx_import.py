@@ -118,29 +118,16 @@ def test_layers_that_cannot_be_imported_are_named(tmp_path):
 
 
 def _import_slayer():
-    """``lava.lib.dl.slayer``; its package import pulls in ``object_detection`` (OpenCV, torchvision), which the
-    blocks used here do not need: stand-ins are put in ``sys.modules`` for whichever of the two is not installed."""
+    """``lava.lib.dl.slayer``, importable through snnav's compatibility fix (``import hardware_sims`` replaces its
+    OpenCV/torchvision object-detection subpackage, which the blocks used here do not need, by a placeholder)."""
     import importlib.util
-    import sys
-    import types
+
+    import hardware_sims  # noqa: F401  (lava's compatibility fixes before the import)
 
     if importlib.util.find_spec("lava.lib.dl.slayer") is None:
         pytest.skip("lava-dl (slayer) is not installed")
-    added = []
-    if "cv2" not in sys.modules and importlib.util.find_spec("cv2") is None:
-        sys.modules["cv2"] = types.ModuleType("cv2")
-        added.append("cv2")
-    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
-        stub = sys.modules["torchvision"] = types.ModuleType("torchvision")
-        added.append("torchvision")
-        for sub in ("ops", "transforms"):
-            setattr(stub, sub, sys.modules.setdefault(f"torchvision.{sub}", types.ModuleType(f"torchvision.{sub}")))
-            added.append(f"torchvision.{sub}")
-    try:
-        import lava.lib.dl.slayer as slayer
-    finally:  # the stand-ins leave sys.modules: other code must still see that the packages are missing
-        for name in added:
-            sys.modules.pop(name, None)
+    import lava.lib.dl.slayer as slayer
+
     return slayer
 
 
