@@ -21,6 +21,10 @@ Sections (each skipped when its option is empty or 0):
    ``--width-dir`` and reused -- on the same test samples.
 5. **Profile**: seconds per process kind (``emulate(..., profile=True)``): synapses (conv, sparse, dense), neurons,
    delays, inputs, each extension type, recording; plus quantizing and building.
+6. **Counting** (``--count``, on by default): the emulator on the same samples without counts (``record=False``)
+   and with activity counts as ``snnav simulate --count`` computes them (every node recorded, chunks of
+   ``COUNT_CHUNK``, the plan quantized once, one `ActivityCounter`), alternated ``--count-repeats`` times; prints
+   the throughput ratio with/without, and checks the first chunk's counts against a fresh ``count_activity``.
 
 ``--device``: ``numpy`` (default) or a torch device (``cpu``, ``cuda``): ``emulate(..., device=...)``, the same
 arithmetic on torch tensors (fixed point identical). On a machine without the dataset, ``--data`` may name an
@@ -85,6 +89,10 @@ def subset(inputs: dict, n: int) -> dict:
     return {k: v[:, :n] for k, v in inputs.items()}
 
 
+def subset_range(inputs: dict, start: int, stop: int) -> dict:
+    return {k: v[:, start:stop] for k, v in inputs.items()}
+
+
 def width_graph(width: int, width_dir: Path):
     """S-CMRL at `width` with random weights (exported once, cached as ``scmrl_<width>.nir``)."""
     from export.ir.nirfile import read_graph, write_graph
@@ -131,6 +139,9 @@ def main() -> None:
     parser.add_argument("--width-dir", type=Path, default=Path(tempfile.gettempdir()) / "snnav_bench_widths")
     parser.add_argument("--device", default="numpy", help="numpy, or a torch device: cpu, cuda")
     parser.add_argument("--save-inputs", type=Path, default=None, help="write the samples used to this .npz")
+    parser.add_argument("--count", action=argparse.BooleanOptionalAction, default=True,
+                        help="section 6: the emulator with activity counting against without, side by side")
+    parser.add_argument("--count-repeats", type=int, default=2, help="alternated runs of section 6")
     parser.add_argument("--out", type=Path, default=None, help="write the report (markdown) here")
     args = parser.parse_args()
 
@@ -258,6 +269,40 @@ def main() -> None:
         out(f"    {'schedule (the rest)':<34} {rest:>7.2f} s {100 * rest / total:>5.1f} %")
         out(f"    {'quantize (once, before the run)':<34} {emu.timing.get('quantize_s', 0):>7.2f} s")
         out(f"    {'build (once, before the run)':<34} {emu.timing['build_s']:>7.2f} s")
+
+    # 6. counting
+    if n and args.count:
+        from hardware_sims.counts import ActivityCounter
+        from snnav.app.simulate import COUNT_CHUNK
+
+        chunk = COUNT_CHUNK["emulator"]
+        walls = {"without": [], "with": []}
+        for _ in range(args.count_repeats):  # alternated, so a change of load hits both
+            t0 = time.perf_counter()
+            emulate(plan, inputs, precision=args.precision, record=False, device=device, batch_size=args.batch_size)
+            walls["without"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            counter, run_plan, counts, first = ActivityCounter(graph), plan, None, None
+            for s0 in range(0, n, chunk):  # as `snnav simulate --count` runs it: chunks, the plan quantized once
+                res = emulate(run_plan, subset_range(inputs, s0, s0 + chunk), precision=args.precision, record=True,
+                              device=device, batch_size=args.batch_size)
+                run_plan = res.plan
+                c = counter(res)
+                first = (res, c) if first is None else first
+                counts = c if counts is None else counts.merge(c)
+                del res
+            walls["with"].append(time.perf_counter() - t0)
+        from hardware_sims.counts import count_activity
+
+        same = count_activity(first[0], graph) == first[1]
+        w0, w1 = min(walls["without"]), min(walls["with"])
+        out()
+        out(f"[6] counting, {n} samples, best of {args.count_repeats} alternated runs (wall, quantize included): "
+            f"without counts (record=False, batch {args.batch_size}) {w0:.1f} s, with counts (every node recorded, "
+            f"chunks of {chunk}, ActivityCounter) {w1:.1f} s -> with/without throughput x{w0 / w1:.2f}")
+        out(f"    all runs: without {' '.join(f'{w:.1f}' for w in walls['without'])} s; with "
+            f"{' '.join(f'{w:.1f}' for w in walls['with'])} s; first chunk's counts equal count_activity's: {same}; "
+            f"total spikes per sample {counts.totals['spikes']:.0f}")
 
     load_end = os.getloadavg()
     out()

@@ -10,20 +10,27 @@ Definitions (what counts as an event, an active update, an AC or a MAC, per exte
 COUNTS.md``. Energy from counts: `hardware_sims.cost.energy`.
 """
 
-from hardware_sims.counts.activity import COUNTED_SYNAPSE_ROLES, MissingRecordError, count_activity, spike_raster
+from hardware_sims.counts.activity import (
+    COUNTED_SYNAPSE_ROLES,
+    ActivityCounter,
+    MissingRecordError,
+    count_activity,
+    spike_raster,
+)
 from hardware_sims.counts.extensions import EXTENSION_COUNTERS, extension_ops, register_extension_counter
 from hardware_sims.counts.record import (
-                                         COUNT_FIELDS,
-                                         NODE_FIELDS,
-                                         ActivityCounts,
-                                         NeuroBenchCounts,
-                                         NodeCounts,
-                                         RunInfo,
-                                         merge_all,
+    COUNT_FIELDS,
+    NODE_FIELDS,
+    ActivityCounts,
+    NeuroBenchCounts,
+    NodeCounts,
+    RunInfo,
+    merge_all,
 )
 
 __all__ = [
     "count_activity",
+    "ActivityCounter",
     "spike_raster",
     "ActivityCounts",
     "NodeCounts",

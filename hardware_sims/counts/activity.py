@@ -16,14 +16,20 @@ import numpy as np
 
 from export.ir.nirfile import read_graph
 from hardware_sims.counts.extensions import extension_ops
-from hardware_sims.counts.neurobench import NEUROBENCH_LAYERS, POOL_LAYERS, NirValues, dense_synapses, layer_ops
+from hardware_sims.counts.neurobench import (
+    NEUROBENCH_LAYERS,
+    POOL_LAYERS,
+    NirValues,
+    dense_synapses,
+    input_summary,
+)
 from hardware_sims.counts.record import COUNT_FIELDS, NODE_FIELDS, ActivityCounts, NeuroBenchCounts, NodeCounts, RunInfo
 from hardware_sims.counts.signals import SIGNAL_KINDS, PlanSignals, binary_matrix
 from hardware_sims.plan.linear import ConvGeometry, LinearOp, op_matrix
 from hardware_sims.plan.plan import SYNAPSE_KINDS, Plan, ProcessSpec
 from snnav.errors import InputError
 
-__all__ = ["count_activity", "spike_raster", "MissingRecordError", "COUNTED_SYNAPSE_ROLES"]
+__all__ = ["count_activity", "ActivityCounter", "spike_raster", "MissingRecordError", "COUNTED_SYNAPSE_ROLES"]
 
 COUNTED_SYNAPSE_ROLES: tuple[str, ...] = ("node", "readout")
 """Synapse processes counted as their NIR node's synaptic work; "gain" synapses (a neuron's input gain where NIR
@@ -100,13 +106,16 @@ def _plan_dense(spec: ProcessSpec) -> int:
 class _Counter:
     """Builds the per-sample arrays of every node."""
 
-    def __init__(self, result: Any, graph: nir.NIRGraph | None, backend: str) -> None:
+    def __init__(self, result: Any, graph: nir.NIRGraph | None, backend: str,
+                 plan_cache: dict | None = None, graph_cache: dict | None = None) -> None:
         self.plan: Plan = result.plan
         self.steps, self.batch = _check_records(self.plan, result.records)
         self.records = result.records
-        self.sig = PlanSignals(self.plan, result.records, self.steps, self.batch)
+        self.static = {} if plan_cache is None else plan_cache  # what depends on the plan only
+        self.sig = PlanSignals(self.plan, result.records, self.steps, self.batch, self.static.setdefault("sig", {}))
         self.backend = backend
-        self.nir = None if graph is None else NirValues(graph, result.records, self.steps, self.batch, self.plan.dt)
+        self.nir = None if graph is None else NirValues(graph, result.records, self.steps, self.batch, self.plan.dt,
+                                                        graph_cache)
         if self.nir is not None:
             unknown = sorted({p.node for p in self.plan.processes.values()} - set(self.nir.nodes))
             if unknown:
@@ -117,7 +126,19 @@ class _Counter:
             if p.kind in SYNAPSE_KINDS and p.role in COUNTED_SYNAPSE_ROLES:
                 self.syn_of.setdefault(p.node, []).append(p.name)
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
+        self._summaries: dict[int, tuple[np.ndarray, tuple]] = {}  # id(layer input) -> (input, input_summary)
         self.info: dict[str, tuple[str, int, bool | None, bool]] = {}  # type, neurons, binary_input, spiking
+
+    def ops(self, x: np.ndarray, synapses: Any) -> tuple[np.ndarray, np.ndarray]:
+        """`layer_ops`, summarizing each layer input once (several synapses and NeuroBench read the same one)."""
+        key = id(x)
+        if key not in self._summaries:
+            self._summaries[key] = (x, input_summary(x))  # x kept alive: its id stays unique
+        nonzero, binary = self._summaries[key][1]
+        fan_outs = self.static.setdefault("fan_out", {})  # the synapse matrices are cached: id -> (matrix, fan-out)
+        if id(synapses) not in fan_outs:
+            fan_outs[id(synapses)] = (synapses, np.asarray(synapses.sum(axis=0)).reshape(-1))
+        return nonzero @ fan_outs[id(synapses)][1], binary.copy()  # = layer_ops(x, synapses)
 
     def zeros(self) -> dict[str, np.ndarray]:
         return {k: np.zeros(self.batch) for k in NODE_FIELDS}
@@ -150,12 +171,17 @@ class _Counter:
         a = self.zeros()
         size = int(np.prod(spec.shape))
         rec = np.asarray(self.records[spec.name]).reshape(self.steps, self.batch, size)
-        active = self.sig.received(spec.name) | _neuron_bias(self.plan, spec)[None, None, :]
+        key = ("unbiased", spec.name)
+        if key not in self.static:  # elements without a constant input: active only when they receive or fire
+            self.static[key] = np.flatnonzero(~_neuron_bias(self.plan, spec))
+        rows = self.static[key]
+        active = self.sig.received(spec.name, rows)  # the biased elements are active at every step
         if spec.spiking:
             fired = rec != 0
-            a["spikes"] = fired.sum(axis=(0, 2)).astype(np.float64)
-            active |= fired
-        a["neuron_updates_active"] = active.sum(axis=(0, 2)).astype(np.float64)
+            a["spikes"] = np.count_nonzero(fired, axis=(0, 2)).astype(np.float64)
+            active |= fired[..., rows]
+        a["neuron_updates_active"] = (self.steps * (size - len(rows))
+                                      + np.count_nonzero(active, axis=(0, 2))).astype(np.float64)
         a["neuron_updates_idle"] = self.steps * size - a["neuron_updates_active"]
         self.arrays[spec.name] = a
         self.info[spec.name] = (self.node_type(spec.name), size, None, spec.spiking)
@@ -174,15 +200,18 @@ class _Counter:
         a = self.zeros()
         binary_all = True
         for syn in self.syn_of[name]:
-            ops, binary = layer_ops(self.sig.synapse_input(syn), self.sig.synapses_of(syn))
+            ops, binary = self.ops(self.sig.synapse_input(syn), self.sig.synapses_of(syn))
             a["synaptic_events"] += np.where(binary, ops, 0.0)
             a["dense_macs"] += np.where(binary, 0.0, ops)
             binary_all &= bool(binary.all())
         first = self.plan.processes[self.syn_of[name][0]]
-        if self.nir is not None:
-            per_step = dense_synapses(name, self.nir.nodes[name], tuple(first.in_shape))
-        else:
-            per_step = _plan_dense(first)
+        key = ("dense", name, self.nir is not None)
+        if key not in self.static:
+            if self.nir is not None:
+                self.static[key] = dense_synapses(name, self.nir.nodes[name], tuple(first.in_shape))
+            else:
+                self.static[key] = _plan_dense(first)
+        per_step = self.static[key]
         a["dense_synapses"][:] = self.steps * per_step
         self.arrays[name] = a
         self.info[name] = (self.node_type(name), int(np.prod(first.shape)), binary_all, False)
@@ -224,7 +253,7 @@ class _Counter:
             if not (counted or pooling):
                 continue
             x, synapses = self._nir_input(name)
-            ops, binary = layer_ops(x, synapses)
+            ops, binary = self.ops(x, synapses)
             if pooling:
                 pool = pool + ops
                 continue
@@ -256,6 +285,30 @@ class _Counter:
         return ActivityCounts(run, nodes, per_sample, self.neurobench())
 
 
+class ActivityCounter:
+    """`count_activity` for many runs of one graph (e.g. the chunks of a test set): what depends on the graph and
+    the plan only (synapse matrices, the graph's schedule, dense synapse counts) is built once and reused while the
+    runs share their plan object (pass the same quantized `Plan` to every ``emulate``/``run_lava`` call).
+
+    ``counter(result)`` returns what ``count_activity(result, graph, backend=backend)`` returns.
+    """
+
+    def __init__(self, graph: nir.NIRGraph | str | os.PathLike | None = None, *, backend: str | None = None) -> None:
+        if backend not in (None, "lava", "emulator"):
+            raise ValueError(f"backend must be 'lava' or 'emulator', found {backend!r}")
+        self.graph = _load_graph(graph)
+        self.backend = backend
+        self._graph_cache: dict = {}
+        self._plan: Plan | None = None
+        self._plan_cache: dict = {}
+
+    def __call__(self, result: Any) -> ActivityCounts:
+        backend = self.backend or _backend_of(result)
+        if result.plan is not self._plan:  # another plan: its weights may differ
+            self._plan, self._plan_cache = result.plan, {}
+        return _Counter(result, self.graph, backend, self._plan_cache, self._graph_cache).counts()
+
+
 def count_activity(result: Any, graph: nir.NIRGraph | str | os.PathLike | None = None, *,
                    backend: str | None = None) -> ActivityCounts:
     """Count what a run did, per node and per sample (definitions: ``hardware_sims/counts/COUNTS.md``).
@@ -276,11 +329,7 @@ def count_activity(result: Any, graph: nir.NIRGraph | str | os.PathLike | None =
         MissingRecordError: the result lacks a node's record (run with ``record=True``).
         ValueError: the graph does not match the result's plan; an extension type without a counter.
     """
-    if backend is None:
-        backend = _backend_of(result)
-    if backend not in ("lava", "emulator"):
-        raise ValueError(f"backend must be 'lava' or 'emulator', found {backend!r}")
-    return _Counter(result, _load_graph(graph), backend).counts()
+    return ActivityCounter(graph, backend=backend)(result)
 
 
 def spike_raster(result: Any, sample: int = 0, nodes: Iterable[str] | None = None,

@@ -29,7 +29,7 @@ from hardware_sims.plan import exprs as ex
 from hardware_sims.plan.linear import linear_op, node_bias, op_matrix
 from hardware_sims.plan.registry import role_of
 
-__all__ = ["NirValues", "NEUROBENCH_LAYERS", "POOL_LAYERS", "layer_ops", "dense_synapses"]
+__all__ = ["NirValues", "NEUROBENCH_LAYERS", "POOL_LAYERS", "layer_ops", "input_summary", "dense_synapses"]
 
 NEUROBENCH_LAYERS: tuple[type, ...] = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
 """NIR nodes NeuroBench's counter sees (torch ``Linear``, ``Conv1d``, ``Conv2d``)."""
@@ -50,16 +50,26 @@ def dense_synapses(name: str, node: Any, in_shape: tuple[int, ...]) -> int:
     return int(binary_matrix(op_matrix(linear_op(name, _ones_like_weights(node), in_shape))).nnz)
 
 
-def layer_ops(x: np.ndarray, synapses: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample: ``(ops, binary)``: nonzero-input x synapse products over all steps, and whether every input
-    value was in {-1, 0, 1}. ``x``: ``[T, B, in_size]``; ``synapses``: 1 per nonzero weight ``(out, in)``."""
-    fan_out = np.asarray(synapses.sum(axis=0)).reshape(-1)
-    ops = np.zeros(x.shape[1])
+def input_summary(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(nonzero, binary)`` of a layer input ``[T, B, in_size]``: per sample and input element, at how many steps
+    it was nonzero (float64 ``[B, in_size]``); per sample, whether every value was in {-1, 0, 1}."""
+    nonzero = np.zeros(x.shape[1:], dtype=np.int64)
     binary = np.ones(x.shape[1], dtype=bool)
     for step in x:  # one step at a time: no [T, B, in] temporaries
-        ops += (step != 0) @ fan_out
-        binary &= np.all((step == 0) | (np.abs(step) == 1), axis=-1)
-    return ops, binary
+        nz = step != 0
+        nonzero += nz
+        binary &= np.all(np.abs(step) == nz, axis=-1)  # |x| is 1 where x is nonzero (and 0 elsewhere)
+    return nonzero.astype(np.float64), binary
+
+
+def layer_ops(x: np.ndarray, synapses: sp.csr_matrix,
+              summary: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: ``(ops, binary)``: nonzero-input x synapse products over all steps, and whether every input
+    value was in {-1, 0, 1}. ``x``: ``[T, B, in_size]``; ``synapses``: 1 per nonzero weight ``(out, in)``;
+    ``summary``: `input_summary` of ``x`` when already computed."""
+    fan_out = np.asarray(synapses.sum(axis=0)).reshape(-1)
+    nonzero, binary = input_summary(x) if summary is None else summary
+    return nonzero @ fan_out, binary.copy()
 
 
 class NirValues:
@@ -72,11 +82,18 @@ class NirValues:
     """
 
     def __init__(self, graph: nir.NIRGraph, records: Mapping[str, np.ndarray], steps: int, batch: int,
-                 dt: float | None) -> None:
-        self.flat = flatten_graph(graph)
-        self.sched = schedule(self.flat)
+                 dt: float | None, cache: dict | None = None) -> None:
+        # what depends on the graph only (its flattening, schedule, roles, synapse matrices): shared across runs of
+        # the same graph when `cache` is given
+        cache = {} if cache is None else cache
+        if "flat" not in cache:
+            flat = flatten_graph(graph)
+            cache["flat"], cache["sched"] = flat, schedule(flat)
+            cache["roles"] = {n: role_of(n, node, flat.inputs, flat.outputs) for n, node in flat.nodes.items()}
+        self.flat, self.sched, self.roles = cache["flat"], cache["sched"], cache["roles"]
+        self._synapses: dict[str, sp.csr_matrix] = cache.setdefault("synapses", {})
+        self._ops: dict[tuple, tuple] = cache.setdefault("ops", {})
         self.records, self.steps, self.batch, self.dt = records, steps, batch, dt
-        self.roles = {n: role_of(n, node, self.flat.inputs, self.flat.outputs) for n, node in self.flat.nodes.items()}
         self._values: dict[str, np.ndarray] = {}
 
     @property
@@ -124,12 +141,17 @@ class NirValues:
                 out[:, :, i] = shifted(flat[:, :, i], -int(k), self.steps - int(k))
             return out.reshape(x.shape)
         if role == "linear":
-            op = linear_op(name, node, x.shape[2:])
-            y = np.asarray(op_matrix(op) @ x.reshape(-1, op.in_size).T).T.reshape(*lead, *op.out_shape)
-            bias = node_bias(node, op.out_shape)
+            key = (name, tuple(x.shape[2:]))
+            if key not in self._ops:
+                op = linear_op(name, node, x.shape[2:])
+                self._ops[key] = (op, op_matrix(op), node_bias(node, op.out_shape))
+            op, matrix, bias = self._ops[key]
+            y = np.asarray(matrix @ x.reshape(-1, op.in_size).T).T.reshape(*lead, *op.out_shape)
             return y if bias is None else y + bias
         raise ValueError(f"node {name!r}: no value model for role {role!r}")
 
     def linear_synapses(self, name: str, in_shape: tuple[int, ...]) -> sp.csr_matrix:
-        """1 per nonzero weight of a linear node of the graph, ``(out_size, in_size)``."""
-        return binary_matrix(op_matrix(linear_op(name, self.nodes[name], in_shape)))
+        """1 per nonzero weight of a linear node of the graph, ``(out_size, in_size)`` (cached)."""
+        if name not in self._synapses:
+            self._synapses[name] = binary_matrix(op_matrix(linear_op(name, self.nodes[name], in_shape)))
+        return self._synapses[name]

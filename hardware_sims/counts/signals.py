@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 import scipy.sparse as sp
 
+from hardware_sims.emulator.procs import ConvOp
 from hardware_sims.plan.linear import ConvGeometry, LinearOp, op_matrix
 from hardware_sims.plan.plan import SYNAPSE_KINDS, Connection, Plan, ProcessSpec
 
@@ -105,7 +106,8 @@ class PlanSignals:
         records: NIR node -> ``[T, B, *shape]`` (``result.records``); every signal process must be present.
     """
 
-    def __init__(self, plan: Plan, records: Mapping[str, np.ndarray], steps: int, batch: int) -> None:
+    def __init__(self, plan: Plan, records: Mapping[str, np.ndarray], steps: int, batch: int,
+                 cache: dict | None = None) -> None:
         self.plan, self.records, self.steps, self.batch = plan, records, int(steps), int(batch)
         self.inbound: dict[str, list[Connection]] = {n: [] for n in plan.processes}
         self.outbound: dict[str, list[Connection]] = {n: [] for n in plan.processes}
@@ -113,8 +115,12 @@ class PlanSignals:
             self.inbound[c.dst].append(c)
             self.outbound[c.src].append(c)
         self._values: dict[tuple[str, int, int], np.ndarray] = {}
-        self._weights: dict[str, sp.csr_matrix] = {}
-        self._binary: dict[str, sp.csr_matrix] = {}
+        # what depends on the plan only (weights, synapse matrices): shared across runs of the same plan (`cache`)
+        cache = {} if cache is None else cache
+        self._weights: dict[str, sp.csr_matrix] = cache.setdefault("weights", {})
+        self._binary: dict[str, sp.csr_matrix] = cache.setdefault("binary", {})
+        self._binary_rows: dict[tuple[str, bytes], sp.csr_matrix] = cache.setdefault("binary_rows", {})
+        self._conv_ops: dict[str, ConvOp] = cache.setdefault("conv_ops", {})
 
     # ------------------------------------------------------------------------------------------------ weights
     def weights(self, syn: str) -> sp.csr_matrix:
@@ -192,24 +198,52 @@ class PlanSignals:
         off = self.window(syn)
         return self.value(conn.src, off, off + self.steps)
 
-    def received(self, proc: str) -> np.ndarray:
+    def _synapse_rows(self, syn: str, rows: np.ndarray | None) -> sp.csr_matrix:
+        """`synapses_of` restricted to the output elements ``rows`` (all when None; cached)."""
+        if rows is None:
+            return self.synapses_of(syn)
+        key = (syn, rows.tobytes())
+        if key not in self._binary_rows:
+            self._binary_rows[key] = sp.csr_matrix(self.synapses_of(syn)[rows])
+        return self._binary_rows[key]
+
+    def received(self, proc: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Boolean ``[T, B, size]``: the element of a neuron process got at least one nonzero input at that step.
 
         Through a synapse: a nonzero input element with a nonzero weight to it (an event, whatever its value sums
-        to); straight from a source (no synapse): a nonzero message.
+        to); straight from a source (no synapse): a nonzero message. ``rows`` (flat element indices, int64):
+        only those elements, ``[T, B, len(rows)]``.
         """
-        size = self._size(proc)
+        size = self._size(proc) if rows is None else len(rows)
         got = np.zeros((self.steps, self.batch, size), dtype=bool)
+        if size == 0:
+            return got
         for conn in self.inbound[proc]:
             src = self.plan.processes[conn.src]
             if src.kind not in SYNAPSE_KINDS:
-                got |= (self.delivered(conn) != 0).reshape(got.shape)
+                sent = self.delivered(conn).reshape(self.steps, self.batch, -1)
+                got |= (sent if rows is None else sent[..., rows]) != 0
                 continue
             off = self.plan.processes[proc].live_step - src.latency
             (inner,) = self.inbound[conn.src]
             xin = self.value(inner.src, off, off + self.steps)
-            got |= reaches(self.synapses_of(conn.src), xin != 0).reshape(got.shape)
+            if src.kind == "conv":  # the kernel's taps over the input (im2col), not a sparse matrix product
+                hit = self._conv_reach(conn.src)(xin.reshape(-1, xin.shape[-1]) != 0, np.float32) > 0
+                got |= (hit if rows is None else hit[:, rows]).reshape(got.shape)
+                continue
+            got |= reaches(self._synapse_rows(conn.src, rows), xin != 0).reshape(got.shape)
         return got
+
+    def _conv_reach(self, syn: str) -> ConvOp:
+        """The convolution of a conv synapse process with 1 per nonzero weight (cached): applied to nonzero masks
+        it counts the nonzero inputs with a synapse to each output (exact in float32: at most the fan-in)."""
+        if syn not in self._conv_ops:
+            spec = self.plan.processes[syn]
+            p = spec.params
+            w = self.plan.quant.synapses[syn].dequantize() if self.plan.precision == "fixed" else p["weight"]
+            self._conv_ops[syn] = ConvOp((np.asarray(w) != 0).astype(np.float32), spec.in_shape, spec.shape,
+                                         p["stride"], p["padding"], p["dilation"], p["groups"])
+        return self._conv_ops[syn]
 
     def port_values(self, proc: str) -> dict[str, np.ndarray]:
         """An extension process's inputs per port, ``[T, B, port size]``: the sum of what its connections deliver

@@ -23,7 +23,7 @@ import numpy as np
 from hardware_sims.emulator import arith
 from hardware_sims.emulator.extensions import ExtensionEmu
 from hardware_sims.emulator.procs import DelayEmu, InputEmu, NeuronEmu, SynapseEmu
-from hardware_sims.fixed_point.prepare import prepare_fixed
+from hardware_sims.fixed_point.prepare import prepare_fixed, record_scale
 from hardware_sims.plan.errors import LavaBackendError
 from hardware_sims.plan.plan import SYNAPSE_KINDS, Plan, Readout, with_state_readouts
 from hardware_sims.runs import RunResult, assemble_readout, bind_inputs, chosen_readouts, load_plan, with_state
@@ -268,6 +268,18 @@ def with_membrane_readouts(plan: Plan, neurons: Iterable[str] | None = None) -> 
     return with_state_readouts(plan, neurons, ("v",))
 
 
+def _direct_key(readout: Readout, plan: Plan) -> tuple[str, str, int] | None:
+    """The record a readout is exactly (one term, no shift, factor, scale or bias), else None."""
+    if len(readout.terms) != 1 or readout.bias is not None:
+        return None
+    term = readout.terms[0]
+    if term.factor is not None or np.ndim(term.shift) != 0 or int(term.shift) != 0:
+        return None
+    if record_scale(plan, term.proc, term.var) != 1.0:
+        return None
+    return (term.proc, term.var, term.latency)
+
+
 def _assemble(readout: Readout, recs: dict, plan: Plan, steps: int, batch: int) -> np.ndarray:
     """``[T, B, *shape]`` of one readout from the raw records (rows = NIR steps of each term's process)."""
     return assemble_readout(readout, plan, steps, batch,
@@ -324,13 +336,22 @@ def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str,
     timing = {"quantize_s": t1 - t0, "build_s": time.perf_counter() - t1, "run_s": 0.0}
     prof: dict[str, float] | None = {} if profile else None
     wanted = sorted({(t.proc, t.var, t.latency) for r in readouts.values() for t in r.terms})
-    results = {n: np.zeros((steps, batch, *r.shape)) for n, r in readouts.items()}
+    one_chunk = batch <= max(1, int(batch_size))
+    results = {} if one_chunk else {n: np.zeros((steps, batch, *r.shape)) for n, r in readouts.items()}
     t0 = time.perf_counter()
     for b0 in range(0, batch, max(1, int(batch_size))):
         b1 = min(batch, b0 + max(1, int(batch_size)))
         recs = net.run({proc: xs[name][:, b0:b1] for name, proc in plan.inputs.items()}, steps, wanted, prof)
+        taken = set()
         for name, readout in readouts.items():
-            results[name][:, b0:b1] = _assemble(readout, recs, plan, steps, b1 - b0)
+            key = _direct_key(readout, plan)
+            if one_chunk and key is not None and key not in taken:  # the record itself: no copies of big arrays
+                taken.add(key)
+                results[name] = recs[key].reshape(steps, batch, *readout.shape)
+            elif one_chunk:
+                results[name] = _assemble(readout, recs, plan, steps, b1 - b0)
+            else:
+                results[name][:, b0:b1] = _assemble(readout, recs, plan, steps, b1 - b0)
     timing["run_s"] = time.perf_counter() - t0
     timing["samples_per_s"] = batch / max(timing["run_s"], 1e-12)
     timing.update({f"profile:{k}": v for k, v in sorted((prof or {}).items())})

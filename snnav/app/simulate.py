@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from export.interpreter import Interpreter
-from hardware_sims.counts import count_activity, spike_raster
+from hardware_sims.counts import ActivityCounter, spike_raster
 from hardware_sims.emulator import emulate
 from hardware_sims.lava.run import run_lava
 from hardware_sims.plan import build_plan
@@ -93,11 +93,14 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
     runner = run_lava if backend == "lava" else emulate
     record = True if count else lifs if record_spikes else False
     chunk = (COUNT_CHUNK if count else CHUNK)[backend]
+    run_plan = plan
     for start in range(0, samples, chunk):
         stop = min(samples, start + chunk)
         inputs, labels = batch_arrays(dataset, start, stop)
         inputs = {k: v for k, v in inputs.items() if k in plan.inputs}
-        res = runner(plan, inputs, precision=precision, record=record)
+        res = runner(run_plan, inputs, precision=precision, record=record)
+        if backend == "emulator" and precision == "fixed":
+            run_plan = res.plan  # quantized once (it does not depend on the data); the counter reuses its matrices
         pred = res.outputs["logits"][step].argmax(-1)
         ref_out = ref.run({k: torch.from_numpy(v) for k, v in inputs.items()}, record=False)
         ref_pred = ref_out.outputs["logits"][step].argmax(-1).numpy()
@@ -127,9 +130,10 @@ class _Counter:
         self.graph, self.lifs = graph, lifs
         self.counts = None
         self.raster: dict[str, Any] | None = None
+        self.counter = ActivityCounter(graph)
 
     def add(self, res) -> None:
-        counts = count_activity(res, self.graph)
+        counts = self.counter(res)
         self.counts = counts if self.counts is None else self.counts.merge(counts)
         if self.raster is None:
             cells = spike_raster(res, sample=0, nodes=self.lifs, max_neurons=RASTER_NEURONS)

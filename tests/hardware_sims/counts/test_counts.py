@@ -343,3 +343,43 @@ def test_lava_and_the_emulator_give_identical_counts(precision):
     assert all(nodes[n]["spikes"] > 0 for n in ("lif0", "thr", "q", "k", "v", "l1"))
     assert nodes["conv"]["dense_macs"] > 0 and nodes["head"]["synaptic_events"] > 0
     assert nodes["att"]["ext_acs"] > 0 and nodes["fuse"]["ext_macs"] > 0
+
+
+@pytest.mark.parametrize("make", [conv_pool, residual])
+def test_a_reused_counter_and_the_shortcuts_count_what_the_full_computation_counts(make):
+    """`ActivityCounter` over chunks of one quantized plan equals a fresh `count_activity` per chunk, and the active
+    updates (reach computed only for elements without a bias, by im2col for convolutions) equal the full
+    computation: every element's reach through the synapse matrices, or its bias, or its spike."""
+    from hardware_sims.counts import ActivityCounter
+    from hardware_sims.counts.activity import _neuron_bias
+    from hardware_sims.counts.signals import PlanSignals, reaches
+    from hardware_sims.plan.plan import SYNAPSE_KINDS
+
+    rng = np.random.default_rng(3)
+    graph = make(rng)
+    name, node = next((k, n) for k, n in graph.nodes.items() if isinstance(n, nir.Input))
+    x = binary(rng, 5, 6, tuple(np.asarray(node.output_type["output"]).tolist()))
+    counter = ActivityCounter(graph)
+    plan = None
+    for b in (0, 3):
+        res = emulate(plan or graph, {name: x[:, b:b + 3]}, precision="fixed")
+        plan = res.plan
+        assert counter(res) == count_activity(res, graph)
+        sig = PlanSignals(res.plan, res.records, 5, 3)
+        counts = count_activity(res, graph)
+        for spec in res.plan.of_kind("neuron"):
+            if spec.role == "bias":
+                continue
+            got = np.zeros((5, 3, int(np.prod(spec.shape))), dtype=bool)
+            for conn in sig.inbound[spec.name]:
+                src = res.plan.processes[conn.src]
+                if src.kind not in SYNAPSE_KINDS:
+                    got |= (sig.delivered(conn) != 0).reshape(got.shape)
+                    continue
+                off = spec.live_step - src.latency
+                xin = sig.value(sig.inbound[conn.src][0].src, off, off + 5)
+                got |= reaches(sig.synapses_of(conn.src), xin != 0).reshape(got.shape)
+            got |= _neuron_bias(res.plan, spec)[None, None, :]
+            if spec.spiking:
+                got |= np.asarray(res.records[spec.name]).reshape(got.shape) != 0
+            assert counts.nodes[spec.node].neuron_updates_active == got.sum(axis=(0, 2)).mean()
