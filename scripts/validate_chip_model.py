@@ -15,8 +15,8 @@ import argparse
 import itertools
 import sys
 from dataclasses import dataclass
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import nir
 import numpy as np
