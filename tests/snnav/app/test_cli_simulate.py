@@ -97,3 +97,18 @@ def test_out_saves_the_result_with_counts_and_a_raster(exported, tmp_path, capsy
     assert sum(saved["spikes"].values()) == pytest.approx(10 * sum(
         n["spikes"] for k, n in saved["counts"]["nodes"].items() if k in lifs))
     assert len(saved["model"]["sha256"]) == 64 and "--out" in saved["command"]
+
+
+def test_stream_reports_the_window_nodes_of_faithful_scmrl(exported, capsys):
+    """Faithful S-CMRL waits for its windows: --stream names them and the first output comes after all T steps."""
+    graph_path, data = exported
+    graph = read_graph(graph_path)
+    result = simulate(graph, open_test_split(graph, data), 10, "fixed", backend="emulator", stream=True,
+                      progress=lambda *_: None)
+    st = result.stream
+    assert len(st.window_nodes) == 4 and any("temporal_attend" in n for n in st.window_nodes)
+    assert st.pipeline_depth >= 2 * st.steps  # the temporal attention's window, then the fusion's
+    assert st.accuracy_by_step[-1] == pytest.approx(result.accuracy)
+    assert cli.main(["simulate", str(graph_path), "--backend", "emulator", "--samples", "10", "--data", str(data),
+                     "--stream"]) == 0
+    assert "WINDOW nodes" in capsys.readouterr().out
