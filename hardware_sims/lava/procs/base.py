@@ -58,9 +58,9 @@ class ExtensionProcess(AbstractProcess):
             super().__del__()
 
     def _build(self, in_shapes: dict[str, tuple[int, ...]], out_shape: tuple[int, ...], window: int,
-               window_vars: bool | None = None, state: dict[str, tuple[int, ...]] | None = None,
-               fixed_state: bool = False) -> None:
-        """Ports, and the window state Vars when `window_vars` (default: when ``window > 0``).
+               window_vars: bool | None = None, state: dict[str, tuple[int, ...]] | None = None) -> None:
+        """Ports, the window state Vars when `window_vars` (default: when ``window > 0``), and for a RUNNING process
+        ``steps_seen`` and one Var per entry of `state` (name -> shape).
 
         A model class serves one process class, and Lava requires every Var a model declares to exist on the
         process: SpikeAttention's model serves both axes, so its per-step (tokens) process gets the window Vars with
