@@ -13,7 +13,14 @@ from torch import nn
 import export.ir.extensions as ext
 from export.from_torch.builder import Builder, ExportError, Value, convert, converter, sum_values
 from export.from_torch.fold import fold_bn
-from snnav.models.attention import CCSSA, RelativeBiasCrossAttention, SpatialCrossAttention, TemporalCrossAttention
+from snnav.models.attention import (
+    CCSSA,
+    CausalCCSSA,
+    CausalTemporalCrossAttention,
+    RelativeBiasCrossAttention,
+    SpatialCrossAttention,
+    TemporalCrossAttention,
+)
 from snnav.models.audiovisual import AudioVisualSpikformer, CrossModalResidualBlock
 from snnav.models.baselines import CMCIBranch, CMCISpikformer, ReplacingAttentionBlock, WeightAttentionBlock
 from snnav.models.layers import ATTN_SCALE, MLP, SSA, ConvBNLIF1d, ConvStage, MLPBlock, PatchSplitting, SpikformerBlock
@@ -80,10 +87,12 @@ def _attention_core(b: Builder, m: SSA, path: str, q: Value, k: Value, v: Value)
     """``0.25 Q K^T V`` per head, as the extension node matching the module's attend()."""
     c, n = q.shape
     ports = {"q": q, "k": k, "v": v}
-    if isinstance(m, TemporalCrossAttention):
-        node: nir.NIRNode = ext.SpikeAttention(shape=np.array([c, n]), num_heads=m.num_heads, scale=ATTN_SCALE,
-                                               axis="time", layout=m.temporal_reshape,
-                                               window=b.config.time_steps)
+    if isinstance(m, CausalTemporalCrossAttention):  # running form, no window: step t reads steps 0..t
+        node: nir.NIRNode = ext.CausalSpikeAttention(shape=np.array([c, n]), num_heads=m.num_heads,
+                                                     scale=ATTN_SCALE)
+    elif isinstance(m, TemporalCrossAttention):
+        node = ext.SpikeAttention(shape=np.array([c, n]), num_heads=m.num_heads, scale=ATTN_SCALE, axis="time",
+                                  layout=m.temporal_reshape, window=b.config.time_steps)
     elif isinstance(m, RelativeBiasCrossAttention):
         if m.random_rpb:
             raise ExportError(f"{path} redraws its relative position bias at random on every forward "
@@ -116,6 +125,15 @@ def _ccssa(b: Builder, m: CCSSA, path: str, x: Value, y: Value) -> Value:
     s = convert(b, m.spatial, _p(path, "spatial"), x, y)
     tm = convert(b, m.temporal, _p(path, "temporal"), x, y)
     node = ext.ComplementaryFusion(shape=np.array(s.shape), window=b.config.time_steps)
+    return Value((b.add(_p(path, "fusion"), node, f"{path}:fusion", {"spatial": s, "temporal": tm}),), s.shape)
+
+
+@converter(CausalCCSSA)
+def _causal_ccssa(b: Builder, m: CausalCCSSA, path: str, x: Value, y: Value) -> Value:
+    """``mean_N(S)[t] * running mean_{s<=t}(Tm)[n]``: a RUNNING node, nothing waits for later steps."""
+    s = convert(b, m.spatial, _p(path, "spatial"), x, y)
+    tm = convert(b, m.temporal, _p(path, "temporal"), x, y)
+    node = ext.CausalFusion(shape=np.array(s.shape))
     return Value((b.add(_p(path, "fusion"), node, f"{path}:fusion", {"spatial": s, "temporal": tm}),), s.shape)
 
 
@@ -205,4 +223,4 @@ def _cmci(b: Builder, m: CMCISpikformer, path: str, audio: Value, visual: Value)
 
 
 # SpatialCrossAttention and TemporalCrossAttention are SSA subclasses: _ssa handles both (the MRO lookup finds SSA).
-_ = (SpatialCrossAttention, TemporalCrossAttention)
+_ = (SpatialCrossAttention, TemporalCrossAttention, CausalTemporalCrossAttention)

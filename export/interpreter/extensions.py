@@ -15,20 +15,35 @@ AttentionApply         ``O[g*d+j, n] = scale * sum_m P[g, n, m] V[g*d+j, m]`` pe
 ComplementaryFusion    WINDOW W: ``O_t[c, n] = mean_m S_t[c, m] * mean_{s in window} Tm_s[c, n]`` (means are
                        ``sum / count`` as ``torch.mean``; the m-mean, the s-mean, then the product)
 Gate                   ``O[c, n] = X[c, n] * G[0]`` per step
+CausalSpikeAttention   RUNNING: ``KV_t[g, i, j, n] = KV_{t-1} + K_t[g*d+i, n] V_t[g*d+j, n]``,
+                       ``O_t[g*d+j, n] = scale * sum_i Q_t[g*d+i, n] KV_t[g, i, j, n]``
+CausalFusion           RUNNING: ``O_t[c, n] = mean_m S_t[c, m] * (sum_{s<=t} Tm_s[c, n] / (t + 1))`` (the m-mean as
+                       ``torch.mean``, the running sum divided by the step count, then the product)
 =====================  ==========================================================================================
 
-WINDOW nodes cut the sequence into consecutive windows ``[kW, (k+1)W)``; T must be a multiple of W.
+WINDOW nodes cut the sequence into consecutive windows ``[kW, (k+1)W)``; T must be a multiple of W. RUNNING nodes
+carry their state (running sums and the step count) from one call to the next: the whole sequence at once or
+step by step gives the same values; the state starts at zero with every run.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+import torch
 from torch import Tensor
 
 from export.interpreter.nodes import Context, Op, sum_terms
 from export.ir.errors import InvalidNodeError
-from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+from export.ir.extensions import (
+    AttentionApply,
+    AttentionScores,
+    CausalFusion,
+    CausalSpikeAttention,
+    ComplementaryFusion,
+    Gate,
+    SpikeAttention,
+)
 
 __all__ = ["EXTENSION_BUILDERS"]
 
@@ -113,10 +128,43 @@ def build_gate(node: Gate, ctx: Context) -> Op:
     return _ports(gate, node.PORTS)
 
 
+def build_causal_spike_attention(node: CausalSpikeAttention, ctx: Context) -> Op:
+    h = node.num_heads
+
+    def forward(terms: dict, kv0: Tensor | None) -> tuple[Tensor, Tensor]:
+        q, k, v = (sum_terms(terms[p]) for p in node.PORTS)  # [T, B, C, N]
+        qh, kh, vh = _heads(q, h), _heads(k, h), _heads(v, h)  # [T, B, h, d, N]
+        kv = (kh.unsqueeze(4) * vh.unsqueeze(3)).cumsum(dim=0)  # [T, B, h, d(i), d(j), N]
+        if kv0 is not None:
+            kv = kv + kv0
+        out = (qh.unsqueeze(4) * kv).sum(dim=3)  # [T, B, h, d(j), N]: sum_i Q_t[i] KV_t[i, j]
+        return out.reshape(q.shape) * node.scale, kv[-1:]
+
+    return Op(forward)
+
+
+def build_causal_fusion(node: CausalFusion, ctx: Context) -> Op:
+    def forward(terms: dict, state: tuple[Tensor, int] | None) -> tuple[Tensor, tuple[Tensor, int]]:
+        spatial, temporal = (sum_terms(terms[p]) for p in node.PORTS)  # [T, B, C, N]
+        running = temporal.cumsum(dim=0)
+        seen = 0
+        if state is not None:
+            running, seen = running + state[0], state[1]
+        t = temporal.shape[0]
+        count = torch.arange(seen + 1, seen + t + 1, dtype=temporal.dtype, device=temporal.device)
+        s = spatial.mean(dim=-1, keepdim=True)  # [T, B, C, 1]
+        out = s * (running / count.reshape(t, *([1] * (temporal.dim() - 1))))
+        return out, (running[-1:], seen + t)
+
+    return Op(forward)
+
+
 EXTENSION_BUILDERS: dict[type, Callable[[Any, Context], Op]] = {
     SpikeAttention: build_spike_attention,
     AttentionScores: build_attention_scores,
     AttentionApply: build_attention_apply,
     ComplementaryFusion: build_complementary_fusion,
     Gate: build_gate,
+    CausalSpikeAttention: build_causal_spike_attention,
+    CausalFusion: build_causal_fusion,
 }

@@ -1,6 +1,7 @@
 """snnav's NIR extension nodes: the operations a spiking transformer needs that NIR 1.0.8 lacks.
 
-Five node types multiply two activations or look at a window of time steps; NIR has neither. Each is a
+Seven node types multiply two activations, look at a window of time steps, or keep a running state over the steps
+seen so far; NIR has none of these. Each is a
 dataclass subclassing `nir.NIRNode`, like NIR's own primitives, with named input ports. The written
 specification (math, shapes, ports, serialization, version policy) is `export/EXTENSIONS.md`; the docstrings
 below repeat the discrete-time definitions.
@@ -34,6 +35,8 @@ __all__ = [
     "AttentionApply",
     "ComplementaryFusion",
     "Gate",
+    "CausalSpikeAttention",
+    "CausalFusion",
     "EXTENSIONS",
     "is_extension",
     "parse_stored_type",
@@ -64,13 +67,16 @@ class ExtensionNode(nir.NIRNode):
     """Common base of snnav's extension nodes (not instantiated itself).
 
     Class attributes: `KIND` (``"SpikeAttention"``), `VERSION` (int, bumped on any change of semantics or
-    layout), `PORTS` (input port names, in order). `window` is 0 for per-step nodes; WINDOW nodes (whose output
-    at step t depends on inputs at later steps of the window) have a `window` field ``W > 0``.
+    layout), `PORTS` (input port names, in order), `STATEFUL`. `window` is 0 for per-step nodes; WINDOW nodes
+    (whose output at step t depends on inputs at later steps of the window) have a `window` field ``W > 0``.
+    RUNNING nodes (`STATEFUL` True) have ``window = 0`` and a state over the steps since the start of the sample:
+    their output at step t depends on the inputs at steps ``0..t`` only (causal, nothing buffered).
     """
 
     KIND: ClassVar[str] = ""
     VERSION: ClassVar[int] = 1
     PORTS: ClassVar[tuple[str, ...]] = ()
+    STATEFUL: ClassVar[bool] = False
     window = 0  # overridden by a dataclass field in WINDOW nodes
 
     @_ClassValue
@@ -87,6 +93,11 @@ class ExtensionNode(nir.NIRNode):
     def needs_future(self) -> bool:
         """True when the output at step t uses inputs of later steps (a streaming backend buffers `window`)."""
         return self.window > 0
+
+    @property
+    def stateful(self) -> bool:
+        """True for a RUNNING node: its output depends on past steps of the sample (state reset per sample)."""
+        return self.STATEFUL
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:
@@ -363,8 +374,76 @@ class Gate(ExtensionNode):
         self._types({"x": self.shape, "gate": (1,)}, self.shape)
 
 
+@dataclass(eq=False)
+class CausalSpikeAttention(ExtensionNode):
+    r"""Causal spiking attention over time (RUNNING node, ``window = 0``). Ports ``q``, ``k``, ``v``: ``(C, N)``.
+
+    Per token n and head g, over the steps ``s <= t`` since the start of the sample (no future step)::
+
+        O_t[g*d+j, n] = scale * sum_{s<=t} sum_i Q_t[g*d+i, n] K_s[g*d+i, n] V_s[g*d+j, n]
+
+    computed in running form with the state ``KV_t[g, i, j, n] = KV_{t-1}[g, i, j, n] + K_t[g*d+i, n] V_t[g*d+j, n]``
+    (``KV_{-1} = 0``): ``O_t[g*d+j, n] = scale * sum_i Q_t[g*d+i, n] KV_t[g, i, j, n]``. At the last step of a window
+    of T steps it equals ``SpikeAttention(axis="time", layout="clean")``'s output for that step. Output ``(C, N)``.
+
+    Args:
+        shape: ``(C, N)``.
+        num_heads: heads h; must divide C.
+        scale: finite constant factor, applied last.
+    """
+
+    KIND: ClassVar[str] = "CausalSpikeAttention"
+    PORTS: ClassVar[tuple[str, ...]] = ("q", "k", "v")
+    STATEFUL: ClassVar[bool] = True
+
+    shape: tuple[int, int]
+    num_heads: int
+    scale: float
+
+    def __post_init__(self):
+        self._metadata()
+        self.shape = self._shape()
+        self.num_heads = self._heads()
+        self.scale = self._scale()
+        self._types({p: self.shape for p in self.PORTS}, self.shape)
+
+    @property
+    def head_dim(self) -> int:
+        """Channels per head, ``d = C / num_heads``."""
+        return self.shape[0] // self.num_heads
+
+
+@dataclass(eq=False)
+class CausalFusion(ExtensionNode):
+    r"""Causal complementary fusion (RUNNING node, ``window = 0``). Ports ``spatial``, ``temporal``: ``(C, N)``.
+
+    For every step t since the start of the sample, with the running mean of the temporal input over ``s <= t``::
+
+        O_t[c, n] = (1/N sum_m S_t[c, m]) * (1/(t+1) sum_{s<=t} Tm_s[c, n])
+
+    State: the running sum ``Sum_t[c, n] = Sum_{t-1}[c, n] + Tm_t[c, n]`` and the step count ``t + 1``. Float order:
+    the mean over tokens m, the running sum divided by ``t + 1``, then the product. At the last step of a window of
+    T steps the running mean equals `ComplementaryFusion`'s mean over the window. Output ``(C, N)``.
+
+    Args:
+        shape: ``(C, N)``.
+    """
+
+    KIND: ClassVar[str] = "CausalFusion"
+    PORTS: ClassVar[tuple[str, ...]] = ("spatial", "temporal")
+    STATEFUL: ClassVar[bool] = True
+
+    shape: tuple[int, int]
+
+    def __post_init__(self):
+        self._metadata()
+        self.shape = self._shape()
+        self._types({p: self.shape for p in self.PORTS}, self.shape)
+
+
 EXTENSIONS: dict[str, type[ExtensionNode]] = {
-    cls.type_name: cls for cls in (SpikeAttention, AttentionScores, AttentionApply, ComplementaryFusion, Gate)
+    cls.type_name: cls for cls in (SpikeAttention, AttentionScores, AttentionApply, ComplementaryFusion, Gate,
+                                   CausalSpikeAttention, CausalFusion)
 }
 
 

@@ -136,12 +136,40 @@ def gate_ops(node: Any, ports: Mapping[str, np.ndarray]) -> Ops:
     return _pair_counts(x, g, -1, -1, (0, 2))
 
 
+def causal_attention_ops(node: Any, ports: Mapping[str, np.ndarray]) -> Ops:
+    """CausalSpikeAttention in running form, per step, token and head: the update ``KV += K_t[i] V_t[j]`` (every
+    nonzero pair (i, j)), then ``sum_i Q_t[i] KV_t[i, j]`` (every nonzero Q_t[i] with every nonzero KV_t[i, j]; KV
+    holds counts, so mostly MACs)."""
+    q, k, v, h = ports["q"], ports["k"], ports["v"], int(node.num_heads)
+    qh, kh, vh = (_heads(x, h) for x in (q, k, v))  # [T, B, h, d, N]
+    a1, m1 = _pair_counts(kh, vh, 3, 3, (0, 2, 3))
+    kv = np.cumsum(kh[:, :, :, :, None, :] * vh[:, :, :, None, :, :], axis=0)  # [T, B, h, d(i), d(j), N]
+    q_nz, q_gr = _split(qh[:, :, :, :, None, :])
+    kv_nz, kv_gr = _split(kv)
+    total = (q_nz * kv_nz).sum(axis=(0, 2, 3, 4, 5))
+    a2 = ((q_nz - q_gr) * (kv_nz - kv_gr)).sum(axis=(0, 2, 3, 4, 5))
+    return a1 + a2, m1 + total - a2
+
+
+def causal_fusion_ops(node: Any, ports: Mapping[str, np.ndarray]) -> Ops:
+    """CausalFusion, per step: ``a_t[c] = sum_m S_t[c, m]`` and ``Sum_t[c, n] += Tm_t[c, n]`` (one AC per nonzero
+    term), then ``a_t[c] * Sum_t[c, n]`` for every token n (``1/N``, ``1/(t+1)`` not counted)."""
+    s, tm = ports["spatial"], ports["temporal"]  # [T, B, C, N]
+    adds = (s != 0).sum(axis=(0, 2, 3)) + (tm != 0).sum(axis=(0, 2, 3))
+    a = s.sum(axis=-1)[..., None]  # [T, B, C, 1]
+    b = np.cumsum(tm, axis=0)  # [T, B, C, N]
+    acs, macs = _pair_counts(a[..., None], b[..., None], -1, -1, (0, 2, 3))
+    return adds + acs, macs
+
+
 EXTENSION_COUNTERS: dict[str, Callable[[Any, Mapping[str, np.ndarray]], Ops]] = {
     "snnav.SpikeAttention": spike_attention_ops,
     "snnav.AttentionScores": scores_node_ops,
     "snnav.AttentionApply": apply_node_ops,
     "snnav.ComplementaryFusion": fusion_ops,
     "snnav.Gate": gate_ops,
+    "snnav.CausalSpikeAttention": causal_attention_ops,
+    "snnav.CausalFusion": causal_fusion_ops,
 }
 """Extension type name -> ``counter(node, ports) -> (acs, macs)`` (ports: name -> ``[T, B, *shape]``)."""
 

@@ -152,7 +152,8 @@ class Network:
         """
         procs, period = self.plan.processes, self.plan.steps_per_sample(steps)
         stateless = {n for n, p in procs.items()
-                     if p.kind in SYNAPSE_KINDS or (p.kind == "extension" and not p.params.get("window"))}
+                     if p.kind in SYNAPSE_KINDS or (p.kind == "extension" and not p.params.get("window")
+                                                    and not p.params.get("stateful"))}
         first = {n: 0 if p.kind == "input" else p.live_step for n, p in procs.items()}
         last = {n: min(p.latency + steps, period) for n, p in procs.items()}
 

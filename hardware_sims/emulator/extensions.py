@@ -12,8 +12,9 @@ stored message wraps as it does in the Lava Var).
 
 A batch reaches ``evaluate`` in one call where the kernel's math allows folding the batch into an axis it treats
 independently (`BATCH_FOLDS`): heads for the per-step attentions (``num_heads`` passed as ``B * h``), tokens for the
-time attention, channels for the complementary fusion. Other extensions (``snnav.Gate``, third-party ones) run
-sample by sample.
+time attention, channels for the complementary fusion; the RUNNING (causal) nodes' kernels take the batch as a
+leading axis and keep their state per sample. Other extensions (``snnav.Gate``, third-party ones) run sample by
+sample.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from hardware_sims.extensions.kernels import window_step
+from hardware_sims.extensions.semantics import new_state
 from hardware_sims.plan.plan import ProcessSpec
 from hardware_sims.plan.registry import extension_semantics, registered_builder
 
@@ -92,7 +94,9 @@ class ExtensionEmu:
             self.params = dict(sem.params)
             evaluate = sem.evaluate(fixed)
             self._call = lambda params, *xs: evaluate(params, *xs)
+            self.sem = sem
         else:
+            self.sem = None
             built = registered_builder(node)(node, f"emulator:{spec.name}",
                                             **({"bias": bias} if bias else {}), **fixed_args)
             proc = built.process
@@ -108,6 +112,8 @@ class ExtensionEmu:
         self.fold = fold(node) if fold is not None else None
         self.dtype = np.int32 if fixed else np.float64  # the Lava Vars' dtype (window buffers)
         self.steps_seen = self.in_bufs = self.out_buf = None
+        self.running = self.sem is not None and self.sem.stateful
+        self.state: dict[str, np.ndarray] | None = None  # RUNNING: state arrays with a batch axis, steps_seen
 
     def _evaluate(self, overrides: dict, *inputs: np.ndarray) -> np.ndarray:
         return self._call({**self.params, **overrides}, *inputs)
@@ -120,6 +126,8 @@ class ExtensionEmu:
         return np.stack(outs, axis=batch_axis)
 
     def start(self, batch: int) -> None:
+        if self.running:  # zero state at the live step, as Lava's reset (the first step overwrites it anyway)
+            self.state = new_state(self.sem, self.fixed, (batch,))
         if self.window:
             w = self.window
             self.steps_seen = np.zeros(1, dtype=np.int32)
@@ -133,7 +141,9 @@ class ExtensionEmu:
         for p in self.ports:
             x = received[p].reshape(b, *self.in_shapes[p])
             xs.append(x + self.bias[p] if p in self.bias else x)  # ExtensionModel.run_spk
-        if self.window:
+        if self.running:  # the running kernels take the batch as a leading axis
+            out = self._call(self.params, self.state, *xs)
+        elif self.window:
             out = window_step(self.steps_seen, self.in_bufs, self.out_buf, xs,
                               lambda *bufs: self._batched(list(bufs), 1))
         else:

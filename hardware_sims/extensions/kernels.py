@@ -15,7 +15,14 @@ attention_scores       ``S[g, n, m] = sum_i Q[g*d+i, n] K[g*d+i, m]``
 attention_apply        ``O[g*d+j, n] = scale * sum_m P[g, n, m] V[g*d+j, m]``
 complementary_fusion   window: ``O_t[c, n] = (sum_m S_t[c, m] / N) * (sum_s Tm_s[c, n] / W)``
 gate                   ``O[c, n] = X[c, n] * G[0]``
+causal_attention       running: ``KV[g, i, j, n] += K_t[g*d+i, n] V_t[g*d+j, n]`` (``=`` at the sample's first
+                       step), ``O_t[g*d+j, n] = scale * sum_i Q_t[g*d+i, n] KV[g, i, j, n]``
+causal_fusion          running: ``Sum[c, n] += Tm_t[c, n]`` (``=`` at the first step),
+                       ``O_t[c, n] = (sum_m S_t[c, m] / N) * (Sum[c, n] / (t + 1))``
 =====================  ==================================================================================
+
+The running kernels take arrays with any leading axes (``[..., C, N]``, the state ``[..., h, d, d, N]`` /
+``[..., C, N]``), so one call serves one sample (Lava) or a batch (the emulator).
 
 The time attention associates as the spec writes it (per token, a ``W x W`` score matrix over steps, then applied to
 ``V``); the torch interpreter associates ``Q (K^T V)``. Both are exact for integer-valued (spike) inputs.
@@ -43,6 +50,13 @@ __all__ = [
     "apply_gain",
     "WindowState",
     "window_step",
+    "causal_kv_update",
+    "causal_attention_acc",
+    "causal_attention_float",
+    "running_sum_update",
+    "causal_fusion_acc",
+    "causal_fusion_float",
+    "advance",
 ]
 
 
@@ -177,3 +191,49 @@ def window_step(steps_seen: np.ndarray, in_bufs: list[np.ndarray], out_buf: np.n
     seen += 1
     steps_seen[0] = seen - w if seen >= 2 * w else seen
     return out
+
+
+# ---------------------------------------------------------------------------- running (causal) nodes, latency 0
+def advance(steps_seen: np.ndarray) -> int:
+    """The step count of a RUNNING process before this step (0: the sample's first step, state to overwrite), and
+    ``steps_seen += 1`` in place (saturating at the int32 maximum)."""
+    seen = int(steps_seen[0])
+    steps_seen[0] = min(seen + 1, np.iinfo(np.int32).max)
+    return seen
+
+
+def causal_kv_update(kv: np.ndarray, first: bool, k: np.ndarray, v: np.ndarray, h: int) -> None:
+    """``KV[..., g, i, j, n] (+)= K[..., g*d+i, n] V[..., g*d+j, n]`` in place (``=`` when `first`)."""
+    term = heads(k, h)[..., :, :, None, :] * heads(v, h)[..., :, None, :, :]  # [..., h, d(i), d(j), N]
+    if first:
+        kv[...] = term
+    else:
+        kv += term
+
+
+def causal_attention_acc(kv: np.ndarray, q: np.ndarray, h: int) -> np.ndarray:
+    """``sum_i Q[..., g*d+i, n] KV[..., g, i, j, n]``: ``[..., C, N]`` out."""
+    return (heads(q, h)[..., :, :, None, :] * kv).sum(axis=-3).reshape(q.shape)
+
+
+def causal_attention_float(kv: np.ndarray, q: np.ndarray, h: int, scale: float, gain: float = 1.0) -> np.ndarray:
+    return apply_gain(causal_attention_acc(kv, q, h) * scale, gain)
+
+
+def running_sum_update(total: np.ndarray, first: bool, x: np.ndarray) -> None:
+    """``total (+)= x`` in place (``=`` when `first`)."""
+    if first:
+        total[...] = x
+    else:
+        total += x
+
+
+def causal_fusion_acc(spatial: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``(sum_m S[..., c, m]) * Sum[..., c, n]`` (integer accumulator, before ``1 / (N (t+1))``)."""
+    return spatial.sum(axis=-1, keepdims=True) * total
+
+
+def causal_fusion_float(spatial: np.ndarray, total: np.ndarray, count: int, gain: float = 1.0) -> np.ndarray:
+    """Mean over tokens, the running sum divided by the step count ``t + 1``, then the product (the spec's order)."""
+    s_mean = spatial.sum(axis=-1, keepdims=True) / spatial.shape[-1]
+    return apply_gain(s_mean * (total / count), gain)

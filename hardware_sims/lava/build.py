@@ -47,7 +47,8 @@ class LavaNetwork:
         processes: plan process name -> Lava process.
         sources: Input node -> (memory-mapped input file, its path); rows are Lava steps.
         records: (plan process, var) -> (memory-mapped record file, path).
-        resettable: extension processes with state, and their live step (``reset()`` there every sample).
+        resettable: extension processes with state (WINDOW and RUNNING), and their live step (``reset()`` there
+            every sample).
         n_rows: rows of every input/record file (steps per run chunk).
     """
 
@@ -193,7 +194,7 @@ def build_network(plan: Plan, *, period: int, n_rows: int, workdir: str, record:
             continue
         proc, built[spec.name] = _make(spec, period, dict(fixed.get(spec.name, {})))
         net.processes[spec.name] = proc
-        if spec.kind == "extension" and spec.params["window"]:
+        if spec.kind == "extension" and (spec.params["window"] or spec.params.get("stateful")):
             net.resettable.append((proc, spec.live_step))
     specs = plan.processes
     for c in plan.connections:

@@ -111,7 +111,8 @@ class Materializer:
             # a constant in a port's value (an upstream bias) is added by the process itself, with no latency
             bias = {port: np.broadcast_to(v.bias, v.shape).astype(np.float64) for port, v in ports.items()
                     if v.bias is not None and np.any(v.bias)}
-            params = {"node": node, "type_name": node.type_name, "window": lat - live, "bias": bias}
+            params = {"node": node, "type_name": node.type_name, "window": lat - live, "bias": bias,
+                      "stateful": bool(getattr(node, "stateful", False))}
             self._add(ProcessSpec(name, "extension", name, "node", tuple(shape), None, lat, live, True, params))
 
     def _bias_source(self, consumer: str, current: np.ndarray, live: int) -> None:

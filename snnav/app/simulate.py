@@ -31,6 +31,88 @@ RASTER_NEURONS = 256  # neurons per layer kept in the raster of one sample
 
 
 @dataclass(frozen=True)
+class StreamResult:
+    """The decision read at every step (``snnav simulate --stream``), over the samples run.
+
+    Attributes:
+        steps: T.
+        pipeline_depth: Lava steps between an input step and the output step that carries it (the Output node's
+            latency): the decision on input steps ``0..t`` is read at Lava step ``t + pipeline_depth``.
+        window_nodes: names of the graph's nodes that wait for future steps (none for a causal export); with any,
+            the output at every step already depends on all T input steps.
+        accuracy_by_step: ``[T]`` accuracy of ``argmax logits[t]`` (the backend's output at NIR step t).
+        float_accuracy_by_step: the same for the float reference (NIR interpreter, float64).
+        final_steps: ``[samples]`` the step t* from which the decision no longer changes (``argmax logits[s]`` equals
+            the last step's for every ``s >= t*``).
+        spikes_total: ``[samples]`` spikes of every LIF layer over the T steps (empty without spike records).
+        spikes_to_decision: ``[samples]`` the same over the steps ``0..t*``.
+    """
+
+    steps: int
+    pipeline_depth: int
+    window_nodes: tuple[str, ...]
+    accuracy_by_step: np.ndarray
+    float_accuracy_by_step: np.ndarray
+    final_steps: np.ndarray
+    spikes_total: np.ndarray
+    spikes_to_decision: np.ndarray
+
+    @property
+    def decision_latency(self) -> np.ndarray:
+        """``[samples]`` Lava steps from a sample's first input step to the step its final decision is read:
+        ``t* + pipeline_depth`` for a causal graph; a graph with WINDOW nodes cannot decide before its windows
+        have buffered all T steps, so its outputs start at ``pipeline_depth >= T``."""
+        return self.final_steps + self.pipeline_depth
+
+
+def final_decision_steps(predictions: np.ndarray) -> np.ndarray:
+    """``[T, B]`` predicted classes -> ``[B]`` the first step from which the prediction equals the last step's."""
+    same = predictions == predictions[-1:]  # [T, B]
+    changed = ~same
+    steps = predictions.shape[0]
+    last_change = np.where(changed.any(axis=0), steps - 1 - np.argmax(changed[::-1], axis=0), -1)
+    return last_change + 1
+
+
+def pipeline_depth(plan) -> int:
+    """Lava steps from an input step to the output step carrying it: the ``logits`` readout's latency."""
+    terms = plan.readouts["logits"].terms
+    return int(max(term.latency - term.shift for term in terms))
+
+
+class _Stream:
+    """Sums of the per-step decisions over chunks."""
+
+    def __init__(self, graph, plan, steps: int):
+        self.steps, self.depth = steps, pipeline_depth(plan)
+        self.windows = tuple(sorted(k for k, n in graph.nodes.items() if getattr(n, "needs_future", False)))
+        self.correct, self.ref_correct = np.zeros(steps), np.zeros(steps)
+        self.final: list[np.ndarray] = []
+        self.spikes_total: list[np.ndarray] = []
+        self.spikes_to_decision: list[np.ndarray] = []
+        self.samples = 0
+
+    def add(self, logits: np.ndarray, ref_logits: np.ndarray, labels: np.ndarray, records: dict, lifs: list) -> None:
+        pred, ref_pred = logits.argmax(-1), ref_logits.argmax(-1)  # [T, B]
+        self.correct += (pred == labels[None]).sum(axis=1)
+        self.ref_correct += (ref_pred == labels[None]).sum(axis=1)
+        final = final_decision_steps(pred)
+        self.final.append(final)
+        if lifs and all(name in records for name in lifs):
+            per_step = sum(np.asarray(records[n]).reshape(self.steps, len(labels), -1).sum(axis=2) for n in lifs)
+            cumulative = np.cumsum(per_step, axis=0)  # [T, B]
+            self.spikes_total.append(cumulative[-1])
+            self.spikes_to_decision.append(cumulative[final, np.arange(len(labels))])
+        self.samples += len(labels)
+
+    def result(self) -> StreamResult:
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+        return StreamResult(self.steps, self.depth, self.windows, self.correct / self.samples,
+                            self.ref_correct / self.samples, cat(self.final), cat(self.spikes_total),
+                            cat(self.spikes_to_decision))
+
+
+@dataclass(frozen=True)
 class SimulationResult:
     """What ``simulate`` measured on ``samples`` test samples."""
 
@@ -45,6 +127,7 @@ class SimulationResult:
     counts: Any = None  # hardware_sims.counts.ActivityCounts over all samples, when counted
     raster: dict[str, Any] | None = None  # spikes of the first sample (see snnav.app.report.results), when counted
     convention: str = "nir"  # whose neuron stepping ran (hardware_sims.plan.neurons)
+    stream: StreamResult | None = None  # the decision at every step, with --stream
 
 
 def open_test_split(graph, data: Path):
@@ -70,13 +153,15 @@ def batch_arrays(dataset, start: int, stop: int) -> tuple[dict[str, np.ndarray],
 
 
 def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool = True, progress=print,
-             backend: str = "lava", count: bool = False, convention: str | None = "nir") -> SimulationResult:
+             backend: str = "lava", count: bool = False, convention: str | None = "nir",
+             stream: bool = False) -> SimulationResult:
     """Run ``samples`` test samples on ``backend`` and on the float reference; see the module docstring.
 
     With ``count``, every node is recorded and its activity counted (``SimulationResult.counts``, summed over the
     chunks) and the spikes of the first sample are kept (``SimulationResult.raster``). ``convention`` ("nir",
     "snntorch", "norse", "auto") is whose neuron stepping the backend and the float reference follow
-    (`hardware_sims.plan.build_plan`); the one used is ``SimulationResult.convention``.
+    (`hardware_sims.plan.build_plan`); the one used is ``SimulationResult.convention``. With ``stream``, the decision
+    is read at every step (``SimulationResult.stream``).
     """
 
     samples = min(samples, len(dataset))
@@ -89,6 +174,7 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
     spikes = dict.fromkeys(lifs, 0)
     neuron_steps = dict.fromkeys(lifs, 0)
     counter = _Counter(graph, lifs) if count else None
+    streamer = None
     t0, lava_s, lava_steps = time.perf_counter(), 0.0, 0
     runner = run_lava if backend == "lava" else emulate
     record = True if count else lifs if record_spikes else False
@@ -104,6 +190,11 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
         pred = res.outputs["logits"][step].argmax(-1)
         ref_out = ref.run({k: torch.from_numpy(v) for k, v in inputs.items()}, record=False)
         ref_pred = ref_out.outputs["logits"][step].argmax(-1).numpy()
+        if stream:
+            logits = np.asarray(res.outputs["logits"])
+            streamer = streamer or _Stream(graph, plan, logits.shape[0])
+            streamer.add(logits, ref_out.outputs["logits"].numpy(), labels, res.records,
+                         lifs if record_spikes or count else [])
         correct += int((pred == labels).sum())
         ref_correct += int((ref_pred == labels).sum())
         agree += int((pred == ref_pred).sum())
@@ -120,7 +211,7 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
     return SimulationResult(samples, correct / samples, ref_correct / samples, agree / samples, spikes,
                             neuron_steps, time.perf_counter() - t0, 1e3 * lava_s / max(1, lava_steps),
                             counter.counts if counter else None, counter.raster if counter else None,
-                            plan.convention)
+                            plan.convention, streamer.result() if streamer else None)
 
 
 class _Counter:
@@ -154,4 +245,32 @@ def format_result(result: SimulationResult, precision: str, backend: str = "lava
         for name, n in result.spikes.items():
             rate = n / max(1, result.neuron_steps[name])
             lines.append(f"  {name:<{width}} {n:>9} / {result.neuron_steps[name]:<10} rate {rate:.4f}")
+    if result.stream is not None:
+        lines.append(format_stream(result.stream))
+    return "\n".join(lines)
+
+
+def format_stream(st: StreamResult) -> str:
+    """The accuracy against the steps seen, when decisions become final, and the decision latency, as text."""
+    lines = ["streaming decision (argmax of the logits read at every step):"]
+    if st.window_nodes:
+        lines.append(f"  WINDOW nodes {', '.join(st.window_nodes)} wait for the whole window: the output at any step "
+                     f"already reads all {st.steps} input steps; the first output is read at Lava step "
+                     f"{st.pipeline_depth}")
+    else:
+        lines.append(f"  causal graph (no node waits for later steps): the decision on input steps 0..t is read at "
+                     f"Lava step t + {st.pipeline_depth} (pipeline depth {st.pipeline_depth} steps)")
+    lines.append("  steps seen  Lava step  accuracy  float reference")
+    for t in range(st.steps):
+        seen = st.steps if st.window_nodes else t + 1
+        lines.append(f"  {seen:>10}  {t + st.pipeline_depth:>9}  {100 * st.accuracy_by_step[t]:>7.1f}%  "
+                     f"{100 * st.float_accuracy_by_step[t]:>14.1f}%")
+    final, latency = st.final_steps, st.decision_latency
+    lines.append(f"  decision final from step t* (NIR): mean {final.mean():.2f}, median {np.median(final):.0f}, "
+                 f"at step 0 for {100 * (final == 0).mean():.1f}% of samples")
+    lines.append(f"  decision latency (Lava steps from the first input to the final decision): mean "
+                 f"{latency.mean():.2f}, median {np.median(latency):.0f}, max {latency.max()}")
+    if st.spikes_total.size:
+        lines.append(f"  spikes per sample: {st.spikes_total.mean():.0f} over all {st.steps} steps, "
+                     f"{st.spikes_to_decision.mean():.0f} up to the final decision")
     return "\n".join(lines)

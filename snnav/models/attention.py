@@ -19,11 +19,13 @@ __all__ = [
     "SpatialCrossAttention",
     "TemporalCrossAttention",
     "CCSSA",
+    "CausalTemporalCrossAttention",
+    "CausalCCSSA",
     "RelativeBiasCrossAttention",
     "make_cross_attention",
 ]
 
-ATTN_VARIANTS = ("spatial", "temporal", "spatial-temporal")
+ATTN_VARIANTS = ("spatial", "temporal", "spatial-temporal", "causal-temporal", "causal-spatial-temporal")
 TEMPORAL_RESHAPES = ("faithful", "clean")
 
 
@@ -95,6 +97,48 @@ class CCSSA(nn.Module):
         return s * tm  # (T, B, C, N)
 
 
+class CausalTemporalCrossAttention(SSA):
+    """Causal temporal branch (docs/scmrl.md §8): step t attends to the steps ``s <= t`` only, per token and head.
+
+    ``out_t[g*d+j, n] = 0.25 * sum_{s<=t} sum_i Q_t[g*d+i, n] K_s[g*d+i, n] V_s[g*d+j, n]`` (the clean layout: the
+    faithful one reads every step of the window into every output step and cannot be causal). At the last step it
+    equals the clean TemporalCrossAttention's output for that step. Exported as ``snnav.CausalSpikeAttention``, whose
+    running form keeps ``sum_{s<=t} K_s V_s^T``; here the masked ``(T, T)`` score matrix (cheaper to train, the same
+    integers for binary spikes).
+    """
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        t, b, c, n = q.shape
+        h = self.num_heads
+
+        def per_token(z: Tensor) -> Tensor:
+            return z.permute(3, 1, 0, 2).reshape(n, b, t, h, c // h).transpose(2, 3)  # (N, B, h, T, d)
+
+        qt, kt, vt = per_token(q), per_token(k), per_token(v)
+        scores = (qt @ kt.transpose(-2, -1)).tril()  # (N, B, h, T(t), T(s)), s <= t only
+        out = (scores @ vt) * ATTN_SCALE  # (N, B, h, T, d)
+        return out.transpose(2, 3).reshape(n, b, t, c).permute(2, 1, 3, 0)  # (T, B, C, N), c = head*d + j
+
+
+class CausalCCSSA(nn.Module):
+    """Causal CCSSA (docs/scmrl.md §8): the spatial branch and the causal temporal branch, fused with a running mean.
+
+    ``out[t, b, c, n] = mean_n'(S)[t, b, c] * (sum_{s<=t} Tm[s, b, c, n] / (t + 1))``: the temporal profile is the
+    mean over the steps seen so far instead of over all T. At t = T-1 it is CCSSA's (clean-layout) value.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 16, neuron_layer: NeuronLayer = MultiStepLIF) -> None:
+        super().__init__()
+        self.spatial = SpatialCrossAttention(dim, num_heads, neuron_layer)
+        self.temporal = CausalTemporalCrossAttention(dim, num_heads, neuron_layer)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        s = self.spatial(x, y).mean(dim=3, keepdim=True)  # (T, B, C, 1)
+        tm = self.temporal(x, y)  # (T, B, C, N)
+        count = torch.arange(1, tm.shape[0] + 1, dtype=tm.dtype, device=tm.device).reshape(-1, 1, 1, 1)
+        return s * (tm.cumsum(dim=0) / count)  # (T, B, C, N)
+
+
 def relative_position_index(grid: int, margin: int = 0) -> Tensor:
     """Index ``(N, N)`` into a flattened square table of relative offsets for a G x G token grid (N = G^2).
 
@@ -160,9 +204,17 @@ def make_cross_attention(
     neuron_layer: NeuronLayer = MultiStepLIF,
     temporal_reshape: str = "faithful",
 ) -> nn.Module:
-    """Build the cross-attention named by ``variant`` (``spatial``, ``temporal`` or ``spatial-temporal``)."""
+    """Build the cross-attention named by ``variant`` (``spatial``, ``temporal``, ``spatial-temporal``, or the causal
+    ``causal-temporal`` / ``causal-spatial-temporal``, which have the clean layout whatever ``temporal_reshape``)."""
     check_choice("attn_variant", variant, ATTN_VARIANTS)
     check_choice("temporal_reshape", temporal_reshape, TEMPORAL_RESHAPES)
+    if variant.startswith("causal-") and temporal_reshape != "clean":
+        raise ValueError(f"attn_variant={variant!r} is causal and has only the clean layout; the faithful layout "
+                         "reads every step of the window into every output step. Set temporal_reshape='clean'.")
+    if variant == "causal-temporal":
+        return CausalTemporalCrossAttention(dim, num_heads, neuron_layer)
+    if variant == "causal-spatial-temporal":
+        return CausalCCSSA(dim, num_heads, neuron_layer)
     if variant == "spatial":
         return SpatialCrossAttention(dim, num_heads, neuron_layer)
     if variant == "temporal":

@@ -183,12 +183,14 @@ class AudioVisualSpikformer(nn.Module):
             feat_a, feat_v = a0.mean(dim=3).mean(dim=0), v0.mean(dim=3).mean(dim=0)  # (B, D)
         else:
             feat_a, feat_v = a.mean(dim=0), v.mean(dim=0)  # (B, D): the head reads cat(...) or their sum
+        count = torch.arange(1, fused.shape[0] + 1, dtype=fused.dtype, device=fused.device).reshape(-1, 1, 1)
         return ModelOutput(
             logits=self.head(fused.mean(dim=0)),  # (B, K)
             feat_audio=feat_a,
             feat_visual=feat_v,
             align_audio=align_a,
             align_visual=align_v,
+            step_logits=self.head(fused.cumsum(dim=0) / count),  # (T, B, K): head(running mean up to step t)
         )
 
     def fusion_blocks(self) -> list[nn.Module]:
@@ -271,4 +273,14 @@ def _cmrl(num_classes: int, **cfg) -> CrossModalResidualSpikformer:
 @register_model("scmrl", defaults=_CMRL_DEFAULTS)
 def _scmrl(num_classes: int, **cfg) -> CrossModalResidualSpikformer:
     """Full S-CMRL: CCSSA + trans_linear + trans_lif re-spiked residual, alpha 1.5, alignment features."""
+    return CrossModalResidualSpikformer(num_classes, project=True, **cfg)
+
+
+_CAUSAL_DEFAULTS = {**_CMRL_DEFAULTS, "attn_variant": "causal-spatial-temporal", "temporal_reshape": "clean"}
+
+
+@register_model("scmrl-causal", defaults=_CAUSAL_DEFAULTS)
+def _scmrl_causal(num_classes: int, **cfg) -> CrossModalResidualSpikformer:
+    """Streaming S-CMRL (docs/scmrl.md §8): S-CMRL whose temporal branch and fusion see the current and past steps
+    only, so every step's output (and ``step_logits``) uses no future input; exports without WINDOW nodes."""
     return CrossModalResidualSpikformer(num_classes, project=True, **cfg)

@@ -162,8 +162,11 @@ class CMCISpikformer(AudioVisualSpikformer):
         check_same_tokens(a0, v0)
         branch = self.block_audio(a0, v0)  # (T, B, D, N)
         a2, v2 = self.mlp_audio(a0), self.mlp_visual(v0)  # (T, B, D, N)
+        fused = branch.mean(dim=3)  # (T, B, D)
+        count = torch.arange(1, fused.shape[0] + 1, dtype=fused.dtype, device=fused.device).reshape(-1, 1, 1)
         return ModelOutput(
-            logits=self.head(branch.mean(dim=3).mean(dim=0)),  # (B, K)
+            logits=self.head(fused.mean(dim=0)),  # (B, K)
+            step_logits=self.head(fused.cumsum(dim=0) / count),  # (T, B, K): head(running mean up to step t)
             feat_audio=a0.mean(dim=3).mean(dim=0),
             feat_visual=v0.mean(dim=3).mean(dim=0),
             aux_logits={

@@ -25,6 +25,9 @@ class ModelOutput:
             semantic-alignment loss, docs/scmrl.md §2). Only models with the alignment projection set it.
         align_visual: ``[T, B, D]`` the same for the visual residual.
         aux_logits: extra ``[B, K]`` heads trained with their own loss (CMCI: ``"audio"`` and ``"visual"``).
+        step_logits: ``[T, B, K]`` the decision readable at every step: the head applied to the running mean over
+            the steps ``0..t`` of its input (``step_logits[T-1]`` is ``logits``). Audio-visual models set it; for a
+            causal model step t uses no later input.
     """
 
     logits: Tensor
@@ -33,6 +36,7 @@ class ModelOutput:
     align_audio: Tensor | None = None
     align_visual: Tensor | None = None
     aux_logits: dict[str, Tensor] = field(default_factory=dict)
+    step_logits: Tensor | None = None
 
     def present(self) -> tuple[str, ...]:
         """Names of the fields this output carries (non-``None``, non-empty)."""

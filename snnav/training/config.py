@@ -32,6 +32,7 @@ __all__ = ["IEMFConfig", "TrainConfig", "load_config", "config_diff", "RESUME_IG
 
 OPTIMIZERS = ("adamw", "sgd")
 ALIGN_LOSSES = ("exact", "symmetric", "off")
+STEP_LOSSES = ("final", "every-step")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")
 IEMF_MODES = ("auto", "grad", "lr")
@@ -127,6 +128,9 @@ class TrainConfig:
         align_loss: ``exact`` (docs/scmrl.md §2), ``symmetric`` (L2-normalised, both directions, per positive) or
             ``off``; used only by models that produce alignment features (S-CMRL).
         align_tau, align_weight: the alignment loss's temperature and weight.
+        step_loss: ``final`` (CE of the logits after T steps, the reference) or ``every-step`` (the mean over t of
+            the CE of ``step_logits[t]``, the decision readable at step t: rewards early correct decisions, for
+            streaming models such as ``scmrl-causal``).
         grad_clip_norm: clip the global gradient norm (0 = off), before IEMF's edit (docs/iemf.md §5 pitfalls).
         seed: seeds torch, numpy, python, the data order (per epoch) and IEMF's noise.
         device: ``auto`` (cuda when available), ``cpu`` or ``cuda``.
@@ -162,6 +166,7 @@ class TrainConfig:
     align_loss: str = "exact"
     align_tau: float = 0.07
     align_weight: float = 1.0
+    step_loss: str = "final"
     grad_clip_norm: float = 0.0
     seed: int = 42
     device: str = "auto"
@@ -178,6 +183,7 @@ class TrainConfig:
             object.__setattr__(self, "iemf", IEMFConfig.from_dict(self.iemf))
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("align_loss", self.align_loss, ALIGN_LOSSES)
+        _choice("step_loss", self.step_loss, STEP_LOSSES)
         _choice("device", self.device, DEVICES)
         _choice("dtype", self.dtype, DTYPES)
         for name in ("epochs", "batch_size", "lr", "align_tau"):

@@ -127,7 +127,8 @@ class Trainer:
         fusion = self.iemf.fusion_parameters() if self.iemf is not None else ()
         self.optimizer = build_optimizer(config, named, fusion)
         self.loss_fn = TrainingLoss(config.label_smoothing, config.align_loss, config.align_tau,
-                                    config.align_weight, gather=ctx.gather if ctx.distributed else None)
+                                    config.align_weight, gather=ctx.gather if ctx.distributed else None,
+                                    step_loss=config.step_loss)
         self.epoch, self.step, self.epoch_step = 0, 0, 0
         self.partial = dict.fromkeys(_SUMS, 0.0)
         self.history: list[dict[str, Any]] = []

@@ -99,13 +99,28 @@ class TrainingLoss:
         tau, weight: the alignment loss's temperature and weight.
         gather: differentiable all-gather of a per-process tensor along ``dim`` (see
             :meth:`snnav.training.distributed.DistContext.gather`); ``None`` in a single process.
+        step_loss: ``"final"`` (``ce`` of ``output.logits``) or ``"every-step"``: ``ce`` is the mean over the T steps
+            of the CE of ``output.step_logits[t]`` (the decision readable after t+1 steps), which rewards correct
+            decisions early in the sequence.
     """
 
     def __init__(self, label_smoothing: float = 0.1, align: str = "exact", tau: float = 0.07, weight: float = 1.0,
-                 gather: Gather | None = None) -> None:
+                 gather: Gather | None = None, step_loss: str = "final") -> None:
+        if step_loss not in ("final", "every-step"):
+            raise ValueError(f"step_loss must be 'final' or 'every-step'; got {step_loss!r}")
+        self.step_loss = step_loss
         self.ce = LabelSmoothingCE(label_smoothing)
         self.align, self.tau, self.weight = align, tau, weight
         self.gather = gather or _no_gather
+
+    def _decision_ce(self, output: ModelOutput, labels: Tensor) -> Tensor:
+        if self.step_loss == "final":
+            return self.ce(output.logits, labels)
+        if output.step_logits is None:
+            raise ValueError("step_loss = 'every-step' needs a model that reads its decision at every step "
+                             "(ModelOutput.step_logits: the audio-visual models); this one does not")
+        steps = output.step_logits
+        return torch.stack([self.ce(steps[t], labels) for t in range(steps.shape[0])]).mean()
 
     def uses_alignment(self, output: ModelOutput) -> bool:
         return self.align != "off" and output.align_audio is not None and output.align_visual is not None
@@ -113,7 +128,7 @@ class TrainingLoss:
     def __call__(self, output: ModelOutput, labels: Tensor,
                  extra_logits: Mapping[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss and its detached parts (``ce``, ``aux``, ``align`` when present)."""
-        parts: dict[str, Tensor] = {"ce": self.ce(output.logits, labels)}
+        parts: dict[str, Tensor] = {"ce": self._decision_ce(output, labels)}
         aux = [self.ce(logits, labels) for logits in (*output.aux_logits.values(), *(extra_logits or {}).values())]
         if aux:
             parts["aux"] = torch.stack(aux).sum()

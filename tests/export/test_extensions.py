@@ -14,6 +14,8 @@ from export.ir.extensions import (
     EXTENSIONS,
     AttentionApply,
     AttentionScores,
+    CausalFusion,
+    CausalSpikeAttention,
     ComplementaryFusion,
     ExtensionNode,
     Gate,
@@ -37,12 +39,15 @@ def examples() -> list[ExtensionNode]:
         AttentionApply(shape=(6, 4), num_heads=3, scale=0.25),
         ComplementaryFusion(shape=(4, 7), window=5),
         Gate(shape=(3, 2)),
+        CausalSpikeAttention(shape=(8, 5), num_heads=2, scale=0.25),
+        CausalFusion(shape=(4, 7)),
     ]
 
 
-def test_registry_holds_the_five_types_by_type_name():
+def test_registry_holds_the_seven_types_by_type_name():
     assert set(EXTENSIONS) == {"snnav.SpikeAttention", "snnav.AttentionScores", "snnav.AttentionApply",
-                               "snnav.ComplementaryFusion", "snnav.Gate"}
+                               "snnav.ComplementaryFusion", "snnav.Gate", "snnav.CausalSpikeAttention",
+                               "snnav.CausalFusion"}
     for name, cls in EXTENSIONS.items():
         assert cls.type_name == name and issubclass(cls, nir.NIRNode) and cls.VERSION == 1
 
@@ -54,11 +59,12 @@ def test_common_properties(node):
     assert node.stored_type == f"snnav.{node.KIND}/v1; spec export/EXTENSIONS.md#{node.KIND.lower()}"
     assert set(node.input_type) == set(node.PORTS) and list(node.output_type) == ["output"]
     assert node.needs_future == (node.window > 0)
+    assert node.stateful == (node.KIND.startswith("Causal")) and not (node.stateful and node.needs_future)
     assert node.metadata == {}
 
 
 def test_shapes_ports_and_windows():
-    tokens, time, scores, apply, fusion, gate = examples()
+    tokens, time, scores, apply, fusion, gate, causal_attn, causal_fusion = examples()
     assert tokens.PORTS == ("q", "k", "v") and tokens.window == 0 and not tokens.needs_future
     assert time.window == 3 and time.needs_future and time.head_dim == 2
     np.testing.assert_array_equal(tokens.output_type["output"], [8, 5])

@@ -4,7 +4,8 @@
   ``MemmapVarReader``);
 * `delay`: the ``Delay`` process (alignment delays and NIR Delay nodes);
 * one process per extension node (``export/EXTENSIONS.md``): `spike_attention`, `attention_scores`,
-  `attention_apply`, `complementary_fusion`, `gate`, on the shared run loop of `base`; `builders` holds the
+  `attention_apply`, `complementary_fusion`, `gate`, and the two RUNNING (causal) nodes in `causal`, on the shared
+  run loop of `base`; `builders` holds the
   ``type name -> builder`` table (``EXTENSION_BUILDERS``) the backend uses.
 
 The extension processes' semantics (no Lava) are in ``hardware_sims.extensions``, their fixed-point formats in

@@ -58,8 +58,9 @@ class ExtensionProcess(AbstractProcess):
             super().__del__()
 
     def _build(self, in_shapes: dict[str, tuple[int, ...]], out_shape: tuple[int, ...], window: int,
-               window_vars: bool | None = None) -> None:
-        """Ports, and the window state Vars when `window_vars` (default: when ``window > 0``).
+               window_vars: bool | None = None, state: dict[str, tuple[int, ...]] | None = None) -> None:
+        """Ports, the window state Vars when `window_vars` (default: when ``window > 0``), and for a RUNNING process
+        ``steps_seen`` and one Var per entry of `state` (name -> shape).
 
         A model class serves one process class, and Lava requires every Var a model declares to exist on the
         process: SpikeAttention's model serves both axes, so its per-step (tokens) process gets the window Vars with
@@ -83,6 +84,10 @@ class ExtensionProcess(AbstractProcess):
                 shape = (window, *in_shapes[port])
                 setattr(self, f"{port}_buf", Var(shape=shape, init=np.zeros(shape)))
             self.out_buf = Var(shape=(window, *out_shape), init=np.zeros((window, *out_shape)))
+        if state:  # a RUNNING process: steps_seen and its state arrays (int64 in fixed point: exact sums)
+            self.steps_seen = Var(shape=(1,), init=np.zeros(1, dtype=np.int32))
+            for var, shape in state.items():
+                setattr(self, var, Var(shape=tuple(shape), init=np.zeros(tuple(shape))))
 
     # Read-only views of the parameters (properties: Lava's post-init scans attributes with getattr).
     @property
@@ -103,6 +108,9 @@ class ExtensionProcess(AbstractProcess):
     @property
     def state_var_names(self) -> tuple[str, ...]:
         """Names of the state Vars (empty for per-step processes)."""
+        running = tuple(self.proc_params.get("state_vars") or ())
+        if running:
+            return ("steps_seen", *running)
         if not self.latency:
             return ()
         return ("steps_seen", *(f"{p}_buf" for p in self.PORTS), "out_buf")
@@ -111,11 +119,12 @@ class ExtensionProcess(AbstractProcess):
         """Reset the state between samples with ``Var.set`` (no-op for per-step processes).
 
         ``steps_seen <- 0`` is sufficient: the first window after it emits zeros and rewrites every buffer slot
-        before reading it (see :func:`~hardware_sims.extensions.kernels.window_step`). ``full=True`` also zeroes
+        before reading it (see :func:`~hardware_sims.extensions.kernels.window_step`); a RUNNING process overwrites
+        its state at the first step after it. ``full=True`` also zeroes
         ``<port>_buf`` and ``out_buf`` (slower: Lava's ``Var.set`` sends arrays element by element). Before the
         first run there is no runtime and nothing to reset.
         """
-        if not self.latency or self.runtime is None:
+        if not self.state_var_names or self.runtime is None:
             return
         for name in self.state_var_names if full else ("steps_seen",):
             var = getattr(self, name)

@@ -22,10 +22,19 @@ from typing import Any, Callable, NamedTuple
 
 from lava.magma.core.process.ports.ports import InPort, OutPort
 
-from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+from export.ir.extensions import (
+    AttentionApply,
+    AttentionScores,
+    CausalFusion,
+    CausalSpikeAttention,
+    ComplementaryFusion,
+    Gate,
+    SpikeAttention,
+)
 from hardware_sims.lava.procs.attention_apply import AttentionApplyProcess
 from hardware_sims.lava.procs.attention_scores import AttentionScoresProcess
 from hardware_sims.lava.procs.base import ExtensionProcess
+from hardware_sims.lava.procs.causal import CausalFusionProcess, CausalSpikeAttentionProcess
 from hardware_sims.lava.procs.complementary_fusion import ComplementaryFusionProcess
 from hardware_sims.lava.procs.gate import GateProcess
 from hardware_sims.lava.procs.spike_attention import SpikeAttentionProcess
@@ -69,12 +78,23 @@ def build_gate(node: Gate, name: str, **fixed: Any) -> ExtensionBuild:
     return _built(GateProcess(shape=node.shape, name=name, **fixed))
 
 
+def build_causal_spike_attention(node: CausalSpikeAttention, name: str, **fixed: Any) -> ExtensionBuild:
+    return _built(CausalSpikeAttentionProcess(shape=node.shape, num_heads=node.num_heads, scale=node.scale,
+                                              name=name, **fixed))
+
+
+def build_causal_fusion(node: CausalFusion, name: str, **fixed: Any) -> ExtensionBuild:
+    return _built(CausalFusionProcess(shape=node.shape, name=name, **fixed))
+
+
 EXTENSION_BUILDERS: dict[str, Callable[..., ExtensionBuild]] = {
     SpikeAttention.type_name: build_spike_attention,
     AttentionScores.type_name: build_attention_scores,
     AttentionApply.type_name: build_attention_apply,
     ComplementaryFusion.type_name: build_complementary_fusion,
     Gate.type_name: build_gate,
+    CausalSpikeAttention.type_name: build_causal_spike_attention,
+    CausalFusion.type_name: build_causal_fusion,
 }
 
 PROCESS_CLASSES: dict[str, type[ExtensionProcess]] = {
@@ -83,6 +103,8 @@ PROCESS_CLASSES: dict[str, type[ExtensionProcess]] = {
     AttentionApply.type_name: AttentionApplyProcess,
     ComplementaryFusion.type_name: ComplementaryFusionProcess,
     Gate.type_name: GateProcess,
+    CausalSpikeAttention.type_name: CausalSpikeAttentionProcess,
+    CausalFusion.type_name: CausalFusionProcess,
 }
 
 

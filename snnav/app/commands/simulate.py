@@ -13,6 +13,12 @@ spike for spike (``tests/hardware_sims/lava/test_lava_float.py``) — and spikes
 spikes, neuron updates, synaptic events, dense MACs, the operations inside extension nodes) and keeps a spike raster
 of the first sample, and saves all of it with its provenance (``snnav.app.report.results``) for ``snnav report``.
 Counting records every node, so chunks are smaller (:data:`COUNT_CHUNK`) to bound the memory the records take.
+
+``--stream`` reads the decision (``argmax`` of the logits output) at every step instead of only at the last: the
+accuracy against the steps seen, the step from which each sample's decision no longer changes, the decision latency
+in Lava steps (that step plus the pipeline depth), and spikes per sample up to the decision. For a causal export
+(``scmrl-causal``: no WINDOW node) the output at step t reads input steps 0..t only; a graph with WINDOW nodes is
+reported as such (its every output reads the whole window).
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-fast-runtime", action="store_true",
                         help="do not apply the fast CPU process settings (glibc malloc keeps large blocks, denormal "
                         "floats flush to zero; see snnav/training/runtime.py); SNNAV_FAST_RUNTIME=0 does the same")
+    parser.add_argument("--stream", action="store_true",
+                        help="read the decision at every step: accuracy against the steps seen, the step at which "
+                             "each sample's decision becomes final, the decision latency in steps")
     parser.add_argument("--out", type=Path, default=None,
                         help="also count every node's activity and save the result, counts and a spike raster of "
                              "the first sample to this JSON file (for snnav report; written atomically)")
@@ -72,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         if args.out is not None:
             check_writable_destination(args.out)  # fail before minutes of simulation, not after
         result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes,
-                          backend=args.backend, count=args.out is not None, convention=args.convention)
+                          backend=args.backend, count=args.out is not None, convention=args.convention,
+                          stream=args.stream)
     except ValueError as exc:  # the backend's errors (unsupported node, binding) are ValueErrors with a message
         raise SnnavError(str(exc)) from exc
     print(format_result(result, args.precision, args.backend))

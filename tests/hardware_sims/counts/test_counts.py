@@ -14,7 +14,7 @@ import pytest
 from lava_graphs import DT, binary, conv_pool, lif, residual
 
 import hardware_sims  # noqa: F401  (lava compatibility fixes before any lava import)
-from export.ir.extensions import ComplementaryFusion, SpikeAttention
+from export.ir.extensions import CausalFusion, CausalSpikeAttention, ComplementaryFusion, SpikeAttention
 from hardware_sims.counts import ActivityCounts, MissingRecordError, count_activity, merge_all, spike_raster
 from hardware_sims.counts.extensions import (
     apply_ops,
@@ -230,6 +230,37 @@ def test_attention_counters_equal_brute_force(seed):
     ref = np.array([[brute_time(q[w:w + 2, b], k[w:w + 2, b], v[w:w + 2, b], h) for w in (0, 2)]
                     for b in range(batch)])
     assert acs.tolist() == ref[..., 0].sum(axis=1).tolist() and macs.tolist() == ref[..., 1].sum(axis=1).tolist()
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_running_node_counters_equal_brute_force(seed):
+    """CausalSpikeAttention: per step, token and head the pairs (K_t[i], V_t[j]) of the KV update, then (Q_t[i],
+    KV_t[i, j]); CausalFusion: one add per nonzero term of the token sum and the running sum, then the pairs
+    (a_t[c], Sum_t[c, n])."""
+    rng = np.random.default_rng(seed)
+    steps, batch, c, n, h = 3, 2, 4, 3, 2
+    d = c // h
+    values = np.array([0, 0, 0, 1, 1, -1, 0.5, 2.0])
+    q, k, v = (rng.choice(values, size=(steps, batch, c, n)) for _ in range(3))
+    acs, macs = extension_ops(CausalSpikeAttention(shape=(c, n), num_heads=h, scale=0.25), {"q": q, "k": k, "v": v})
+    for b in range(batch):
+        pairs = []
+        for g, tok in itertools.product(range(h), range(n)):
+            kv = np.zeros((d, d))
+            for t in range(steps):
+                ch = range(g * d, (g + 1) * d)
+                pairs += [(k[t, b, i, tok], v[t, b, j, tok]) for i in ch for j in ch]
+                kv += np.outer([k[t, b, i, tok] for i in ch], [v[t, b, j, tok] for j in ch])
+                pairs += [(q[t, b, g * d + i, tok], kv[i, j]) for i in range(d) for j in range(d)]
+        assert (acs[b], macs[b]) == _tally(pairs)
+    s, tm = (rng.choice(values, size=(steps, batch, c, n)) for _ in range(2))
+    acs, macs = extension_ops(CausalFusion(shape=(c, n)), {"spatial": s, "temporal": tm})
+    for b in range(batch):
+        adds = int((s[:, b] != 0).sum() + (tm[:, b] != 0).sum())
+        total = np.cumsum(tm[:, b], axis=0)
+        pairs = [(s[t, b, ch].sum(), total[t, ch, tok]) for t in range(steps) for ch in range(c) for tok in range(n)]
+        ac, mac = _tally(pairs)
+        assert (acs[b], macs[b]) == (adds + ac, mac)
 
 
 def test_unknown_extension_type_is_refused():

@@ -275,7 +275,15 @@ def test_synapse_products_stay_exact_beyond_float32():
 
 
 def _extension_specs():
-    from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+    from export.ir.extensions import (
+        AttentionApply,
+        AttentionScores,
+        CausalFusion,
+        CausalSpikeAttention,
+        ComplementaryFusion,
+        Gate,
+        SpikeAttention,
+    )
     from hardware_sims.plan.plan import ProcessSpec
 
     c, n, w = 8, 5, 4
@@ -286,6 +294,8 @@ def _extension_specs():
         "apply": AttentionApply(shape=(c, n), num_heads=4, scale=0.125),
         "fusion": ComplementaryFusion(shape=(c, n), window=w),
         "gate": Gate(shape=(c, n)),
+        "causal": CausalSpikeAttention(shape=(c, n), num_heads=2, scale=0.3),
+        "cfusion": CausalFusion(shape=(c, n)),
     }
     specs = {}
     for k, node in nodes.items():
@@ -296,7 +306,7 @@ def _extension_specs():
 
 
 @pytest.mark.parametrize("fixed", [True, False])
-@pytest.mark.parametrize("kind", ["tokens", "time", "scores", "apply", "fusion", "gate"])
+@pytest.mark.parametrize("kind", ["tokens", "time", "scores", "apply", "fusion", "gate", "causal", "cfusion"])
 def test_extension_batch_folding_equals_one_sample_at_a_time(kind, fixed):
     spec = _extension_specs()[kind]
     rng = np.random.default_rng(3)
@@ -378,6 +388,7 @@ def _models() -> list[str]:
 @pytest.mark.lava
 @pytest.mark.slow
 @pytest.mark.parametrize("name,precision", [("av-add", "fixed"), ("av-add", "float"), ("scmrl", "float"),
+                                            ("scmrl-causal", "float"),
                                             *((m, "fixed") for m in _models() if m != "av-add")])
 def test_equals_lava_on_model_exports(name, precision):
     """Every registered model's export, fixed point (float: av-add and S-CMRL): every node, and v of every spiking
@@ -591,9 +602,10 @@ def test_random_graphs_equal_lava_many(case):
     _random_graph_case(case)
 
 
-EXTENSION_KINDS = ("tokens", "time", "sca", "fusion", "gate")
+EXTENSION_KINDS = ("tokens", "time", "sca", "fusion", "gate", "causal", "cfusion")
 """What `random_extension_graphs` draws: SpikeAttention over tokens / over time (window), AttentionScores -> LIF ->
-AttentionApply (SCA), ComplementaryFusion (window), Gate."""
+AttentionApply (SCA), ComplementaryFusion (window), Gate, and the RUNNING nodes CausalSpikeAttention and
+CausalFusion."""
 
 
 @st.composite
@@ -622,7 +634,15 @@ def random_extension_graphs(draw, kinds: tuple[str, ...] | None = None):
 
     Returns ``(graph, graded inputs, T)``.
     """
-    from export.ir.extensions import AttentionApply, AttentionScores, ComplementaryFusion, Gate, SpikeAttention
+    from export.ir.extensions import (
+        AttentionApply,
+        AttentionScores,
+        CausalFusion,
+        CausalSpikeAttention,
+        ComplementaryFusion,
+        Gate,
+        SpikeAttention,
+    )
 
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
     heads = draw(st.sampled_from([2, 1]))
@@ -681,7 +701,8 @@ def random_extension_graphs(draw, kinds: tuple[str, ...] | None = None):
         e = f"e{j}"
         # fusion and gate may take an earlier extension's graded output alone (the quantizer refuses a port summing
         # messages of different exponents, spikes and graded)
-        upstream = [draw(st.sampled_from(graded_outputs))] if kind in ("fusion", "gate") and graded_outputs and \
+        upstream = [draw(st.sampled_from(graded_outputs))] if kind in ("fusion", "cfusion", "gate") and \
+            graded_outputs and \
             draw(st.sampled_from([True, False])) else sources
         if kind in ("tokens", "time"):
             nodes[e] = SpikeAttention(shape=tok, num_heads=heads, scale=scale(), axis=kind,
@@ -699,6 +720,14 @@ def random_extension_graphs(draw, kinds: tuple[str, ...] | None = None):
             edges += [(f"{e}_scores", f"{e}_lif"), (f"{e}_lif", f"{e}.p")]
         elif kind == "fusion":
             nodes[e] = ComplementaryFusion(shape=tok, window=window)
+            feed(f"{e}.spatial", sources)
+            feed(f"{e}.temporal", upstream)
+        elif kind == "causal":
+            nodes[e] = CausalSpikeAttention(shape=tok, num_heads=heads, scale=scale())
+            for p in ("q", "k", "v"):
+                feed(f"{e}.{p}", sources)
+        elif kind == "cfusion":
+            nodes[e] = CausalFusion(shape=tok)
             feed(f"{e}.spatial", sources)
             feed(f"{e}.temporal", upstream)
         else:
@@ -744,13 +773,13 @@ def _random_extension_case(case) -> None:
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("kinds", [("tokens", "gate"), ("time", "fusion"), ("sca",)])
+@pytest.mark.parametrize("kinds", [("tokens", "gate"), ("time", "fusion"), ("sca",), ("causal", "cfusion")])
 @settings(max_examples=2, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_random_extension_graphs_equal_lava(kinds, data):
     """Random small graphs with snnav's extension nodes (`random_extension_graphs`): every record identical to
     Lava's fixed point (membranes and currents included); float spike for spike, graded values within 1e-9. The
-    default suite draws two graphs for each group of kinds (together all five; the first graph of a group is the
+    default suite draws two graphs for each group of kinds (together all seven; the first graph of a group is the
     strategy's simplest, its corner-heavy one); `test_random_extension_graphs_equal_lava_many` (slow) draws more,
     the kinds too."""
     _random_extension_case(data.draw(random_extension_graphs(kinds), label="case"))

@@ -141,3 +141,18 @@ def test_the_report_opens_with_what_one_inference_costs_on_each_target(exported,
     html = (out / "report.html").read_text()
     assert html.index("What one inference costs") < html.index("Accuracy against energy")
     assert html.count("<svg") >= 3 and "Not modelled" in html
+
+
+def test_stream_reports_the_window_nodes_of_faithful_scmrl(exported, capsys):
+    """Faithful S-CMRL waits for its windows: --stream names them and the first output comes after all T steps."""
+    graph_path, data = exported
+    graph = read_graph(graph_path)
+    result = simulate(graph, open_test_split(graph, data), 10, "fixed", backend="emulator", stream=True,
+                      progress=lambda *_: None)
+    st = result.stream
+    assert len(st.window_nodes) == 4 and any("temporal_attend" in n for n in st.window_nodes)
+    assert st.pipeline_depth >= 2 * st.steps  # the temporal attention's window, then the fusion's
+    assert st.accuracy_by_step[-1] == pytest.approx(result.accuracy)
+    assert cli.main(["simulate", str(graph_path), "--backend", "emulator", "--samples", "10", "--data", str(data),
+                     "--stream"]) == 0
+    assert "WINDOW nodes" in capsys.readouterr().out

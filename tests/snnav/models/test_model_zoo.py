@@ -20,10 +20,11 @@ SMALL = dict(num_classes=K, embed_dim=D, num_heads=4, stem="shallow", in_channel
 EXPECTED_FIELDS = {
     "spikformer-audio": {"logits", "feat_audio"},
     "spikformer-visual": {"logits", "feat_visual"},
-    "scmrl": {"logits", "feat_audio", "feat_visual", "align_audio", "align_visual"},
-    "cmci": {"logits", "feat_audio", "feat_visual", "aux_logits"},
+    "scmrl": {"logits", "feat_audio", "feat_visual", "align_audio", "align_visual", "step_logits"},
+    "scmrl-causal": {"logits", "feat_audio", "feat_visual", "align_audio", "align_visual", "step_logits"},
+    "cmci": {"logits", "feat_audio", "feat_visual", "aux_logits", "step_logits"},
 }
-AV_FIELDS = {"logits", "feat_audio", "feat_visual"}
+AV_FIELDS = {"logits", "feat_audio", "feat_visual", "step_logits"}
 
 
 def inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +58,7 @@ def total_loss(out: ModelOutput) -> torch.Tensor:
 
 
 def test_registry_lists_every_model():
-    names = ["spikformer-audio", "spikformer-visual", "av-add", "av-concat", "cmrl", "scmrl"]
+    names = ["spikformer-audio", "spikformer-visual", "av-add", "av-concat", "cmrl", "scmrl", "scmrl-causal"]
     assert list_models() == sorted(names + ["weight-attention", "sca", "cmci"])
 
 
@@ -68,6 +69,9 @@ def test_output_fields_and_shapes(name):
     assert isinstance(out, ModelOutput)
     assert set(out.present()) == EXPECTED_FIELDS.get(name, AV_FIELDS)
     assert out.logits.shape == (B, K)
+    if out.step_logits is not None:  # the decision readable at every step; the last one is the logits
+        assert out.step_logits.shape == (T, B, K)
+        torch.testing.assert_close(out.step_logits[-1], out.logits, rtol=1e-5, atol=1e-6)
     for feat in (out.feat_audio, out.feat_visual):
         assert feat is None or feat.shape == (B, D)
     for align in (out.align_audio, out.align_visual):

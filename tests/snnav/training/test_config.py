@@ -71,3 +71,15 @@ def test_shipped_configs_load(name):
 
     model = build_model(cfg)
     assert model.model_name == "scmrl"
+
+
+def test_streaming_config_loads_a_causal_model_trained_at_every_step():
+    cfg = load_config(CONFIGS / "av-digits-scmrl-causal.toml")
+    assert cfg.model == "scmrl-causal" and cfg.step_loss == "every-step" and cfg.time_steps == 16
+    from snnav.training.loop import build_model
+
+    model = build_model(cfg)
+    assert model.model_name == "scmrl-causal"
+    assert type(model.block_audio.attn).__name__ == "CausalCCSSA"
+    with pytest.raises(ConfigError, match="step_loss"):
+        TrainConfig(step_loss="sometimes")

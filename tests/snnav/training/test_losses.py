@@ -114,3 +114,20 @@ def test_training_loss_composes_the_parts():
     assert total.item() == pytest.approx(sum(p.item() for p in parts.values()))
     total_off, parts_off = TrainingLoss(0.1, "off")(out, labels)
     assert "align" not in parts_off and total_off.item() == pytest.approx((parts["ce"] + ce(aux, labels)).item())
+
+
+def test_every_step_loss_is_the_mean_ce_of_the_step_logits():
+    gen = torch.Generator().manual_seed(5)
+    steps = torch.randn(3, 4, 5, generator=gen)  # [T, B, K]
+    labels = torch.tensor([0, 4, 1, 1])
+    out = ModelOutput(logits=steps[-1], step_logits=steps)
+    ce = LabelSmoothingCE(0.1)
+    _, parts = TrainingLoss(0.1, "off", step_loss="every-step")(out, labels)
+    assert parts["ce"].item() == pytest.approx(sum(ce(steps[t], labels).item() for t in range(3)) / 3)
+    _, final = TrainingLoss(0.1, "off")(out, labels)
+    assert final["ce"].item() == pytest.approx(ce(steps[-1], labels).item())
+    assert parts["ce"].item() != pytest.approx(final["ce"].item())
+    with pytest.raises(ValueError, match="step_logits"):
+        TrainingLoss(0.1, "off", step_loss="every-step")(ModelOutput(logits=steps[-1]), labels)
+    with pytest.raises(ValueError, match="step_loss"):
+        TrainingLoss(step_loss="early")
