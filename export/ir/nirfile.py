@@ -243,8 +243,8 @@ def _read_node(group: Any, qualname: str) -> nir.NIRNode:
         return nir.dict2NIRNode(data)
     except _NIR_NODE_ERRORS as e:
         raise InvalidNodeError(f"node {qualname!r} of type {stored!r} could not be built from its datasets "
-                               f"({type(e).__name__}: {e}); the file may come from an incompatible NIR "
-                               "version") from e
+                               f"({type(e).__name__}: {e}); the file is damaged or was edited; re-export "
+                               "it") from e
 
 
 def _dataset(group: h5py.Group, key: str, qualname: str) -> Any:

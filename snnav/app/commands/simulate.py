@@ -25,7 +25,7 @@ from export.ir.nirfile import read_graph
 from snnav.app.report.results import simulate_command, write_simulation_result
 from snnav.app.simulate import SimulationResult, format_result, open_test_split, simulate
 from snnav.errors import SnnavError
-from snnav.io import check_writable_destination
+from snnav.io import check_writable_destination, refuse_existing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=8, help="test samples to run (default %(default)s)")
     parser.add_argument("--data", type=Path, default=Path("runs/default/av_digits.h5"),
                         help="the dataset file or folder the model was trained on (default %(default)s)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     parser.add_argument("--no-spikes", action="store_true", help="do not record spikes per layer (faster)")
     parser.add_argument("--out", type=Path, default=None,
                         help="also count every node's activity and save the result, counts and a spike raster of "
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise SnnavError(f"--samples must be >= 1; got {args.samples}")
+    if args.out is not None:  # fail before minutes of simulation, not after
+        refuse_existing(args.out, args.force)
+        check_writable_destination(args.out)
     try:
         graph = read_graph(args.model)
     except NIRFormatError as exc:
@@ -55,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"simulating {args.model} ({graph.metadata.get('model', '?')}) on {where}, {args.precision} "
           f"point, {min(args.samples, len(dataset))} test samples of {args.data}")
     try:
-        if args.out is not None:
-            check_writable_destination(args.out)  # fail before minutes of simulation, not after
         result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes,
                           backend=args.backend, count=args.out is not None)
     except ValueError as exc:  # the backend's errors (unsupported node, binding) are ValueErrors with a message
