@@ -39,6 +39,8 @@ def export_checkpoint(source: Path, out: Path, dt_s: float, dtype: str = "float3
         write_graph(out, graph)
     except (ExportError, NIRFormatError) as exc:
         raise SnnavError(str(exc)) from exc
+    except SnnavError:
+        raise
     except OSError as exc:
         raise OutputError(f"cannot write {out}: {exc}") from exc
     return graph_summary(graph)

@@ -23,7 +23,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL
 
 from snnav.app import cli
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
@@ -31,6 +30,7 @@ from snnav.training.config import TrainConfig
 from snnav.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[3]
+TINY_MODEL = {"embed_dim": 16, "num_heads": 4, "mlp_ratio": 2}  # as tests/snnav/conftest.py
 
 
 # ------------------------------------------------------------------------------------------------- the world
@@ -406,6 +406,7 @@ FULL_DISK = [
     ("data-make", ["data", "make", "av-digits", "--out", "{d}/x.h5", "--n-train", "20", "--n-test", "10",
                    "--frame-size", "32", "--time-steps", "4", "--voices", "4", "--workers", "1"], 60 * 1024),
     ("export", ["export", "{w}/run", "--out", "{d}/m.nir", "--dt-s", "1e-3"], 0),
+    ("export-midway", ["export", "{w}/run", "--out", "{d}/m.nir", "--dt-s", "1e-3"], 48 * 1024),
     ("simulate-out", ["simulate", "{w}/model.nir", "--data", "{w}/avd.h5", "--backend", "emulator", "--samples", "2",
                       "--out", "{d}/r.json"], 1024),
     ("report", ["report", "{w}/run", "--out", "{d}/rep", "--result", "{w}/result.json"], 0),
