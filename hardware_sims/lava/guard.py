@@ -9,7 +9,7 @@ cannot see — ``kill -9`` of snnav, a crash of the interpreter — and Ctrl-C t
   whole foreground job; only snnav itself reacts, and stops Lava: one line, not one traceback per worker), records
   its pid and start time in the run's folder. The shared-memory segments created during the run (Lava's manager
   client creates them in snnav's process) are named ``/dev/shm/snnav_<pid>_<token>_<hex>`` (snnav's pid and the
-  run's token) instead of Python's ``psm_<hex>``.
+  run's token) instead of Python's ``psm_<hex>``, and are kept from Python's resource tracker (snnav removes them).
 * **A watchdog** (a small stdlib-only Python process in its own session, so a Ctrl-C does not reach it) reads a
   pipe from snnav; when the pipe closes — snnav returned, failed or was killed — it kills the recorded processes
   still alive, unlinks the run's segments and removes the run's folder, then exits. After a normal exit there is
@@ -29,6 +29,7 @@ import ctypes
 import glob
 import logging
 import multiprocessing.process
+import multiprocessing.resource_tracker as resource_tracker
 import multiprocessing.shared_memory
 import multiprocessing.util
 import os
@@ -173,6 +174,7 @@ class RunGuard:
         self.libc = None
         self._watchdog: subprocess.Popen | None = None
         self._make_filename = None
+        self._tracker = None
 
     def __enter__(self) -> RunGuard:
         base = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
@@ -196,6 +198,16 @@ class RunGuard:
         prefix = self.shm_prefix
         self._make_filename = multiprocessing.shared_memory._make_filename
         multiprocessing.shared_memory._make_filename = lambda: "/" + prefix + secrets.token_hex(8)
+        # ...and are not handed to Python's resource tracker: the guard, the watchdog and `clean_stale_runs` remove
+        # them. (After kill -9 the tracker would try to unlink each segment again, printing one warning per segment
+        # — about a thousand lines for S-CMRL — onto the terminal after snnav is gone.)
+        self._tracker = (resource_tracker.register, resource_tracker.unregister)
+        register, unregister = self._tracker
+
+        def skip_ours(call):
+            return lambda name, rtype: None if name.lstrip("/").startswith(prefix) else call(name, rtype)
+
+        resource_tracker.register, resource_tracker.unregister = skip_ours(register), skip_ours(unregister)
         return self
 
     def release(self) -> None:
@@ -203,6 +215,9 @@ class RunGuard:
         if self._make_filename is not None:
             multiprocessing.shared_memory._make_filename = self._make_filename
             self._make_filename = None
+        if self._tracker is not None:
+            resource_tracker.register, resource_tracker.unregister = self._tracker
+            self._tracker = None
         if self.workdir is not None:
             _kill_recorded(self.workdir)
             _remove_segments(self.shm_prefix)

@@ -77,6 +77,8 @@ def test_kill_9_of_a_lava_run_leaves_no_process_segment_or_file(tmp_path):
 
     assert _wait(gone, 30), [(p.pid, p.cmdline()) for p in descendants if p.is_running()]
     assert _wait(lambda: not _segments(prefix) and not _running(tmp_path), 10), (_segments(prefix), _running(tmp_path))
+    # nothing printed after snnav died (Python's resource tracker would warn once per segment it finds gone)
+    assert "resource_tracker" not in child.stderr.read().decode()
 
 
 def test_stale_runs_are_cleaned_and_reported_in_one_line(tmp_path):
