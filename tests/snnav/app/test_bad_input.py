@@ -146,6 +146,7 @@ CASES = [
     ("cli/float-not-a-number", ["train", "--out", "{t}/r", "--lr", "fast"], "invalid float value"),
     ("cli/bad-choice", ["simulate", "{w}/model.nir", "--backend", "loihi"], "invalid choice"),
     ("cli/missing-required", ["export", "{w}/run"], "required"),
+    ("info/unknown-option", ["info", "--check-lavaa"], "unrecognized arguments"),
     # data make / data info
     ("data/unknown-dataset", ["data", "make", "cifar", "--out", "{t}/x.h5"], "cannot make dataset"),
     ("data/existing-output", ["data", "make", "av-digits", "--out", "{t}/keep.nir"], "pass --force"),
@@ -340,7 +341,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(world, tmp_path, capsy
 
 def test_there_are_at_least_60_cases_across_every_subcommand():
     commands = {case.split("/")[0] for case, _, _ in CASES}
-    assert len(CASES) >= 60 and {"data", "train", "export", "simulate", "report", "run", "cli"} <= commands
+    assert len(CASES) >= 60 and {"data", "train", "export", "simulate", "report", "run", "info", "cli"} <= commands
 
 
 def test_nan_training_data_writes_no_weights(world, tmp_path, capsys):
