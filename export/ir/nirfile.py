@@ -12,8 +12,11 @@ This module imports only nir, numpy, h5py and the standard library (hardware_sim
 
 from __future__ import annotations
 
+import errno
+import io
 import numbers
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +46,7 @@ from export.ir.nirvalidate import (
 from export.ir.nirvalidate import (
     type_name as _type_name,
 )
-from snnav.io import atomic_path
+from snnav.io import DiskFullError, atomic_path
 
 __all__ = ["make_graph", "validate_graph", "write_graph", "read_graph", "graph_summary", "format_summary"]
 
@@ -107,16 +110,32 @@ def write_graph(path: str | os.PathLike, graph: nir.NIRGraph, *, nir_type_check:
         raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
     validate_graph(graph, require_dt=needs_dt(graph.metadata))
     _check_storable(graph, "")
+    _check_space(path, graph)
     with atomic_path(path) as tmp:
         _write_hdf5(tmp, graph)
         if nir_type_check and not any(is_extension(n) for n in _all_nodes(graph)):
             _check_nir_reads(tmp)
 
 
-def _write_hdf5(path: Path, graph: nir.NIRGraph) -> None:
-    nir.write(str(path), graph)  # extension nodes serialize through their own to_dict
+def _check_space(path: Path, graph: nir.NIRGraph) -> None:
+    """Refuse to start writing when the disk lacks room for the file (its size measured by writing it in memory):
+    HDF5 handles that fail to flush onto a full disk can end the process with a segmentation fault."""
+    image = io.BytesIO()
+    _write_hdf5(image, graph)
+    need = len(image.getbuffer())
+    free = shutil.disk_usage(path.parent).free
+    if free < need + need // 10 + 2**16:
+        raise DiskFullError(errno.ENOSPC, f"cannot write {path}: No space left on device (the disk is full: the graph needs about "
+                                          f"{need / 1e6:.2f} MB, {free / 1e6:.2f} MB are free); nothing was written; "
+                                          "free some space and run the command again")
+
+
+def _write_hdf5(path: Path | io.BytesIO, graph: nir.NIRGraph) -> None:
+    nir.write(path if isinstance(path, io.BytesIO) else str(path), graph)  # extension nodes serialize through their own to_dict
     kinds = sorted({n.stored_type.split(";")[0] for n in _all_nodes(graph) if is_extension(n)})
     if kinds:
+        if isinstance(path, io.BytesIO):
+            path.seek(0)
         with h5py.File(path, "r+") as f:
             f.attrs["snnav_note"] = (
                 f"Contains snnav extension nodes ({', '.join(kinds)}) that plain nir.read cannot load (it fails "
@@ -243,8 +262,8 @@ def _read_node(group: Any, qualname: str) -> nir.NIRNode:
         return nir.dict2NIRNode(data)
     except _NIR_NODE_ERRORS as e:
         raise InvalidNodeError(f"node {qualname!r} of type {stored!r} could not be built from its datasets "
-                               f"({type(e).__name__}: {e}); the file may come from an incompatible NIR "
-                               "version") from e
+                               f"({type(e).__name__}: {e}); the file is damaged or was edited; re-export "
+                               "it") from e
 
 
 def _dataset(group: h5py.Group, key: str, qualname: str) -> Any:

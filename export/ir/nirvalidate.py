@@ -5,6 +5,7 @@ Imports only nir, numpy and the standard library (hardware_sims imports it throu
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 from typing import Any
@@ -89,16 +90,30 @@ def _check_node_name(nodes: dict, name: Any, node: Any) -> None:
                                    "rename the node")
 
 
+def _short(name: str, limit: int = 60) -> str:
+    """``repr(name)``, shortened in the middle past ``limit`` characters (a message stays one readable line)."""
+    text = repr(name)
+    return text if len(text) <= limit else f"{text[: limit // 2]}...{text[-limit // 2 + 3:]}"
+
+
+def _known(nodes: dict, name: str) -> str:
+    """A short hint: the closest node names (at most 3) and how many nodes there are — never the whole list."""
+    close = difflib.get_close_matches(name, list(nodes), n=3, cutoff=0.6)
+    listed = f"did you mean {', '.join(_short(c) for c in close)}? " if close else ""
+    sample = "" if close or len(nodes) > 12 else f" ({', '.join(sorted(nodes))})"
+    return f"{listed}the graph has {len(nodes)} nodes{sample}"
+
+
 def _check_edge(nodes: dict, shapes: dict, src: str, dst: str) -> tuple[str, str | None]:
-    edge = f"edge ({src!r}, {dst!r})"
+    edge = f"edge ({_short(src)}, {_short(dst)})"
     if src not in nodes:
         owner, port = split_port(src)
         hint = (f"; sources are plain node names (every node has one output): write ({owner!r}, {dst!r})"
-                if port is not None and owner in nodes else f"; nodes are {sorted(nodes)}")
-        raise GraphValidationError(f"{edge}: source node {src!r} does not exist{hint}")
+                if port is not None and owner in nodes else f"; {_known(nodes, src)}")
+        raise GraphValidationError(f"{edge}: source node {_short(src)} does not exist{hint}")
     name, port = resolve_target(nodes, dst)
     if name not in nodes:
-        raise GraphValidationError(f"{edge}: target node {name!r} does not exist; nodes are {sorted(nodes)}")
+        raise GraphValidationError(f"{edge}: target node {_short(name)} does not exist; {_known(nodes, name)}")
     node = nodes[name]
     expected = None
     if is_extension(node):

@@ -9,16 +9,16 @@ samples; inputs and records travel through memory-mapped files (`procs.memmap_io
 
 Lava is always stopped: after the run, on any error, and on ``KeyboardInterrupt`` (then its processes are killed
 at once rather than asked to finish). Its shared memory is released, its processes are joined, the memory-mapped
-files are deleted, and the logging handlers Lava adds to the root logger for every process are removed.
+files are deleted, and the logging handlers Lava adds to the root logger for every process are removed. Exits the
+run cannot see (``kill -9``, a crash) are covered by `hardware_sims.lava.guard`: Lava's processes die with snnav,
+a watchdog removes the shared memory and files, and the next run cleans what even the watchdog could not.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -30,6 +30,7 @@ import numpy as np
 import hardware_sims  # noqa: F401  (lava compatibility fixes first)
 from hardware_sims.fixed_point.prepare import prepare_fixed
 from hardware_sims.lava.build import LavaNetwork, build_network
+from hardware_sims.lava.guard import RunGuard, clean_stale_runs
 from hardware_sims.plan.errors import LavaRunError
 from hardware_sims.plan.plan import Plan, Readout
 from hardware_sims.runs import RunResult, assemble_readout, bind_inputs, chosen_readouts, load_plan, with_state
@@ -196,7 +197,11 @@ def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str
     results = {n: np.zeros((steps, batch, *r.shape)) for n, r in readouts.items()}
     timing = {"build_s": 0.0, "compile_s": 0.0, "run_s": 0.0, "lava_steps": 0}
     root_handlers = list(logging.getLogger().handlers)
-    workdir = tempfile.mkdtemp(prefix="snnav-lava-")
+    stale = clean_stale_runs()
+    if stale:
+        logger.warning(stale)
+    guard = RunGuard().__enter__()
+    workdir = str(guard.workdir)
     net, runtime, interrupted, info = None, None, False, {}
     try:
         t0 = time.perf_counter()
@@ -235,7 +240,7 @@ def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str
             if net is not None:
                 for rows, _ in {id(v[0]): v for v in (*net.sources.values(), *net.records.values())}.values():
                     _close(rows)
-            shutil.rmtree(workdir, ignore_errors=True)
+            guard.release()
             root = logging.getLogger()
             for handler in root.handlers[:]:
                 if handler not in root_handlers:

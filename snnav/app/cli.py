@@ -28,7 +28,18 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("report", "snnav.app.commands.report", "accuracy, activity and energy of a simulated model: JSON, CSV, Markdown, HTML"),
     ("info", "snnav.app.commands.info", "show versions of the stack and check that Lava runs"),
 )
+INTERRUPTED = {
+    "train": "interrupted; the last checkpoint is kept: re-running the same command continues the run from it",
+    "run": "interrupted; finished stages are kept: re-running the same command continues from the stage it was in",
+}
 BUG_HINT = "this is a bug in snnav, not a mistake of yours; please report it with the command and the traceback above"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``snnav SUB: error: ...; see snnav SUB --help`` (exit status 2)."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
 def _chosen(argv: Sequence[str]) -> str | None:
@@ -42,7 +53,7 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with ``only``, just that subcommand's arguments are loaded (the others list their help)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="snnav",
         description="Train spiking audio-visual models, export them to NIR, run them on Loihi-style simulators, "
         "and report what they cost.",
@@ -85,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print(f"snnav {args.command}: interrupted; outputs that were being written were discarded", file=sys.stderr)
+        message = INTERRUPTED.get(args.command, "interrupted; outputs that were being written were discarded")
+        print(f"snnav {args.command}: {message}", file=sys.stderr)
         return 130
     except Exception:  # noqa: BLE001  (anything that is not an SnnavError is a bug: show it, and say so)
         traceback.print_exc()

@@ -20,8 +20,9 @@ from hardware_sims.counts import ActivityCounter, spike_raster
 from hardware_sims.emulator import emulate
 from hardware_sims.lava.run import run_lava
 from hardware_sims.plan import build_plan
+from snnav.data.av_digits_file import read_av_digits_info
 from snnav.data.datasets import open_dataset
-from snnav.errors import ConfigError
+from snnav.errors import ConfigError, DatasetError
 
 CHUNK = {"lava": 8, "emulator": 250}  # samples per run; progress is reported per chunk (Lava compiles each time)
 # With every node recorded (counting), the emulator's float64 records of the default S-CMRL take ~6.7 MB per sample:
@@ -142,6 +143,11 @@ def open_test_split(graph, data: Path):
     options = {"time_steps": steps, **info}
     if name == "av-digits":
         options["size"] = size
+        stored = read_av_digits_info(data).config.frame_size
+        if stored % size != 0:
+            raise DatasetError(f"the model needs {size}x{size} data but {data} has {stored}x{stored} frames; give "
+                               f"--data a dataset made with --frame-size {size} (or a multiple of it), such as the "
+                               "file the model was trained on")
     return open_dataset(name, data, "test", **options)
 
 

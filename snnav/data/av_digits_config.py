@@ -4,6 +4,7 @@ file I/O: :mod:`snnav.data.av_digits` generates, :mod:`snnav.data.av_digits_file
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -65,9 +66,13 @@ class AVDigitsConfig(Record):
         _require(self.n_voices >= 2, "n_voices", ">= 2", self.n_voices)
         _require(0 < self.test_voice_frac < 1 and 0 < self.test_image_frac < 1, "test_voice_frac/test_image_frac",
                  "in (0, 1)", (self.test_voice_frac, self.test_image_frac))
-        _require(self.pixel_noise_std >= 0 and 0 <= self.occlusion_frac < 1, "pixel_noise_std/occlusion_frac",
-                 ">= 0 and in [0, 1)", (self.pixel_noise_std, self.occlusion_frac))
-        _require(self.max_pad_s >= 0, "max_pad_s", ">= 0", self.max_pad_s)
+        _require(math.isfinite(self.pixel_noise_std) and self.pixel_noise_std >= 0 and 0 <= self.occlusion_frac < 1,
+                 "pixel_noise_std/occlusion_frac", "finite, >= 0 and in [0, 1)",
+                 (self.pixel_noise_std, self.occlusion_frac))
+        _require(math.isfinite(self.max_pad_s) and self.max_pad_s >= 0, "max_pad_s", "a finite number >= 0",
+                 self.max_pad_s)
+        _require(self.audio_snr_db is None or math.isfinite(self.audio_snr_db), "audio_snr_db (--audio-snr-db)",
+                 "a finite number of dB (or inf / null for clean audio)", self.audio_snr_db)
         # Validate the nested configurations now, not in a worker halfway through generation.
         self.augment_config()
         self.dvs_config()

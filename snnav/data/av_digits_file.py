@@ -14,6 +14,7 @@ Layout (format ``snnav.av-digits``, version 1)::
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -48,33 +49,42 @@ def write_av_digits(out: str | Path, config: AVDigitsConfig, plans: Mapping[str,
     """Write a complete file to a temporary name and rename it to ``out``; ``samples[split]`` yields in order."""
 
     shapes = view_shapes(config)
+    # The file is built in memory and written with one plain write: HDF5 never writes to the disk itself, so a full
+    # disk is an ordinary OSError (HDF5 handles failing to flush onto a full disk end in a segmentation fault).
+    image = io.BytesIO()
+    # track_times=False everywhere and no creation timestamp: the same config gives the same bytes.
+    with h5py.File(image, "w", libver="v108", track_order=False) as f:
+        _fill(f, config, plans, voices, samples, shapes)
     with atomic_path(out) as tmp:
-        # track_times=False everywhere and no creation timestamp: the same config gives the same bytes.
-        with h5py.File(tmp, "w", libver="v108", track_order=False) as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["snnav_version"] = __version__
-            f.attrs["config"] = config_json(config)
-            f.attrs["voices"] = json.dumps(voices, sort_keys=True)
-            for split in SPLITS:
-                plan = plans[split]
-                n = len(plan.labels)
-                g = f.create_group(split, track_order=False)
-                for name, values in (("label", plan.labels), ("image_index", plan.image_index),
-                                     ("voice_index", plan.voice_index)):
-                    g.create_dataset(name, data=values, track_times=False)
-                views = {name: g.create_dataset(name, shape=(n, *shape), dtype=dtype, chunks=(1, *shape),
-                                                compression="gzip", compression_opts=4, shuffle=True,
-                                                track_times=False)
-                         for name, (shape, dtype) in shapes.items()}
-                count = 0
-                for i, sample in enumerate(samples[split]):
-                    for name, ds in views.items():
-                        ds[i] = sample[name]
-                    count += 1
-                if count != n:
-                    raise DatasetError(f"AV-Digits {split}: generated {count} samples, planned {n}")
+        with open(tmp, "wb") as fh:
+            fh.write(image.getbuffer())
     return Path(out)
+
+
+def _fill(f: h5py.File, config: AVDigitsConfig, plans: Mapping[str, SplitPlan], voices: list[dict[str, Any]],
+          samples: Mapping[str, Iterable[dict[str, np.ndarray]]], shapes: Mapping[str, Any]) -> None:
+    f.attrs["format"] = FORMAT_NAME
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["snnav_version"] = __version__
+    f.attrs["config"] = config_json(config)
+    f.attrs["voices"] = json.dumps(voices, sort_keys=True)
+    for split in SPLITS:
+        plan = plans[split]
+        n = len(plan.labels)
+        g = f.create_group(split, track_order=False)
+        for name, values in (("label", plan.labels), ("image_index", plan.image_index),
+                             ("voice_index", plan.voice_index)):
+            g.create_dataset(name, data=values, track_times=False)
+        views = {name: g.create_dataset(name, shape=(n, *shape), dtype=dtype, chunks=(1, *shape),
+                                        compression="gzip", compression_opts=4, shuffle=True, track_times=False)
+                 for name, (shape, dtype) in shapes.items()}
+        count = 0
+        for i, sample in enumerate(samples[split]):
+            for name, ds in views.items():
+                ds[i] = sample[name]
+            count += 1
+        if count != n:
+            raise DatasetError(f"AV-Digits {split}: generated {count} samples, planned {n}")
 
 
 @dataclass(frozen=True)

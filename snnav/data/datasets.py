@@ -58,6 +58,8 @@ class AVDigits(Dataset):
         self.labels = torch.from_numpy(arrays["label"].astype(np.int64))
         self._audio = arrays[f"audio_{audio_view}"]
         self._visual = arrays[f"visual_{visual_view}"]
+        for view, values in ((f"audio_{audio_view}", self._audio), (f"visual_{visual_view}", self._visual)):
+            _check_finite(path, split, view, values)
         stored_size = self.info.config.frame_size
         self.frame_size = stored_size if size is None else int(size)
         if self.frame_size < 1 or stored_size % self.frame_size != 0:
@@ -102,6 +104,17 @@ class AVDigits(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         return self._audio_item(i), self._visual_item(i), int(self.labels[i])
+
+
+def _check_finite(path: str | Path, split: str, view: str, values: np.ndarray) -> None:
+    """Refuse NaN or infinite values in a float view, naming the file, split, view and first sample index."""
+    if not np.issubdtype(values.dtype, np.floating):
+        return
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise DatasetError(f"{path}: {split}/{view} holds NaN or infinite values in {int(bad.sum())} sample(s), the "
+                           f"first at sample index {first}; regenerate the file (snnav data make ... --force)")
 
 
 def time_first(batch: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from snnav.data.datasets import DATASETS, open_dataset, time_first
-from snnav.errors import ConfigError, DatasetError
+from snnav.errors import ConfigError, DatasetError, InputError
 from snnav.models import FiringRates, create_model, list_models, model_preset
 from snnav.neurons import MultiStepLIF
 from snnav.training.config import TrainConfig
@@ -129,6 +129,11 @@ def _spiking_layers(model: nn.Module) -> list[str]:
 
 def batch_to(batch: tuple[Tensor, Tensor, Tensor], device: str, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
     audio, visual, labels = batch
+    for name, values in (("audio", audio), ("visual", visual)):
+        if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+            rows = (~torch.isfinite(values.reshape(len(values), -1))).any(dim=1).nonzero().flatten().tolist()
+            raise InputError(f"a batch of {name} data holds NaN or infinite values (rows {rows[:5]} of the batch); "
+                             "stopped before they reach the weights; check or regenerate the data")
     return (time_first(audio).to(device, dtype), time_first(visual).to(device, dtype),  # (T, B, C, H, W)
             labels.to(device))
 

@@ -18,6 +18,7 @@ states of torch/numpy/python, the metrics history, the best accuracy and the snn
 from __future__ import annotations
 
 import csv
+import io
 import os
 import random
 from pathlib import Path
@@ -80,8 +81,11 @@ def restore_rng(state: Mapping[str, Any]) -> None:
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` (plus format tag and snnav version) to ``path`` atomically."""
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, "snnav_version": __version__, **payload}
+    buffer = io.BytesIO()  # serialised in memory first: a full disk is then a plain OSError from write, not a
+    torch.save(data, buffer)  # RuntimeError from torch's C++ stream ("basic_ios::clear")
     with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+        with open(tmp, "wb") as fh:
+            fh.write(buffer.getbuffer())
     return Path(path)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -49,9 +50,10 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 def _positive(name: str, value: Any, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+            or (value == 0 and not allow_zero)):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{name} must be a number {bound}; got {value!r}.")
+        raise ConfigError(f"{name} must be a finite number {bound}; got {value!r}.")
 
 
 @dataclass(frozen=True)

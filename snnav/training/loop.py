@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from snnav.errors import ConfigError, InputError
+from snnav.errors import ConfigError, InputError, OutputError
 from snnav.io import atomic_path, write_json
 from snnav.models import create_model
 from snnav.training import checkpoint as ckpt_io
@@ -226,6 +226,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(self.params, self.ctx)
+        if not all(bool(torch.isfinite(p.grad).all()) for p in self.params if p.grad is not None):
+            raise NonFiniteLossError(
+                f"the gradients hold NaN or infinite values at epoch {epoch}, step {self.epoch_step + 1}/{n_steps} "
+                f"(global step {self.step + 1}); stopped before applying them. {self._kept()} Lower the learning "
+                "rate (--lr), set grad_clip_norm, or check the data for NaN/inf.")
         if self.config.grad_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip_norm)
         if record is not None:
@@ -386,6 +391,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool | Non
         NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
     """
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(f"--out {run_dir} is a file; a run is a folder (it is created if missing)")
     ctx = ctx or init_distributed(config.device)
     last = run_dir / "last.pt"
     ckpt = None

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from export.from_torch.exporter import ExportError, export_model
 from export.ir.errors import NIRFormatError
 from export.ir.nirfile import format_summary, graph_summary, write_graph
 from snnav.app.checkpoint_export import export_config_for, load_trained_model
-from snnav.errors import OutputError, SnnavError
-from snnav.io import check_writable_destination
+from snnav.errors import InputError, OutputError, SnnavError
+from snnav.io import check_writable_destination, refuse_existing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,27 +19,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the .nir file to write (atomically)")
     parser.add_argument("--dt-s", type=float, required=True,
                         help="seconds per time step, recorded in the graph (sets every LIF's tau = 2 dt)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="dtype of the exported weights (default %(default)s)")
 
 
-def export_checkpoint(source: Path, out: Path, dt_s: float, dtype: str = "float32") -> dict:
-    """Export ``source`` to ``out``; return the graph summary. Errors become one-line :class:`SnnavError`."""
+def export_checkpoint(source: Path, out: Path, dt_s: float, dtype: str = "float32", *, force: bool = False) -> dict:
+    """Export ``source`` to ``out``; return the graph summary. Errors become one-line :class:`SnnavError`.
 
+    An existing ``out`` is refused unless ``force`` (then it is replaced once the new file is complete)."""
+
+    if not (isinstance(dt_s, (int, float)) and math.isfinite(dt_s) and dt_s > 0):
+        raise InputError(f"dt_s must be a positive finite number of seconds (--dt-s, e.g. 1e-3); got {dt_s}")
     try:
+        refuse_existing(out, force)
         check_writable_destination(out)
         model, ckpt = load_trained_model(source)
         graph = export_model(model, export_config_for(ckpt, dt_s, dtype))
         write_graph(out, graph)
     except (ExportError, NIRFormatError) as exc:
         raise SnnavError(str(exc)) from exc
+    except SnnavError:
+        raise
     except OSError as exc:
         raise OutputError(f"cannot write {out}: {exc}") from exc
     return graph_summary(graph)
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = export_checkpoint(args.source, args.out, args.dt_s, args.dtype)
+    summary = export_checkpoint(args.source, args.out, args.dt_s, args.dtype, force=args.force)
     print(f"wrote {args.out}")
     print(format_summary(summary, file_size_bytes=args.out.stat().st_size))
     return 0

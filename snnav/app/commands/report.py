@@ -14,12 +14,15 @@ from pathlib import Path
 
 from snnav.app.report import make_report
 from snnav.app.report.headline import headline_lines
+from snnav.app.report.writer import REPORT_FILES
+from snnav.errors import OutputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
                         help="a training run folder, or the main job's work folder (snnav run --workdir)")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default RUN_DIR/report)")
+    parser.add_argument("--force", action="store_true", help="replace the files of an existing report in --out")
     parser.add_argument("--result", type=Path, action="append", default=[], metavar="FILE",
                         help="a simulation result (snnav simulate --out FILE) besides RUN_DIR/simulations/*.json; "
                              "repeatable")
@@ -31,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = args.run_dir / "report" if args.out is None else args.out
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; give a folder for the report")
+    existing = [name for name in REPORT_FILES if (out / name).exists()]
+    if existing and not args.force:
+        raise OutputError(f"{out} already holds a report ({', '.join(existing)}); pass --force to replace it")
     report, files = make_report(args.run_dir, args.out, results=args.result, cost_models=args.cost_model,
                                 gpu_measurement=args.gpu_measurement)
     for line in headline_lines(report):

@@ -54,7 +54,7 @@ from snnav.app.report.results import (
 from snnav.app.simulate import format_result, open_test_split, simulate
 from snnav.data.av_digits import AVDigitsConfig
 from snnav.data.av_digits_file import read_av_digits_info
-from snnav.errors import ConfigError, DatasetError, SnnavError
+from snnav.errors import ConfigError, DatasetError, OutputError, SnnavError
 from snnav.io import write_json
 from snnav.training import runtime
 from snnav.training.build import open_datasets
@@ -154,7 +154,7 @@ def _stage_train(workdir: Path, data: Path, force: bool, fresh_data: bool = Fals
 
 def _stage_export(workdir: Path, run_dir: Path, data: Path) -> Path:
     out = workdir / "model.nir"
-    summary = export_checkpoint(run_dir, out, DT_S)
+    summary = export_checkpoint(run_dir, out, DT_S, force=True)
     print(f"[3/{STAGES} export] wrote {out} (dt {DT_S * 1e3:g} ms)")
     print(format_summary(summary, file_size_bytes=out.stat().st_size))
     model, ckpt = load_trained_model(run_dir)
@@ -274,7 +274,14 @@ def run(args: argparse.Namespace) -> int:
     if args.gpu_measurement is not None and not args.gpu_measurement.is_file():
         raise SnnavError(f"--gpu-measurement {args.gpu_measurement} is not a file; write one with python "
                          "scripts/measure_gpu.py on a machine with a GPU, or leave the option out (45 nm estimate)")
-    args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1; got {args.workers}")
+    if args.workdir.exists() and not args.workdir.is_dir():
+        raise OutputError(f"--workdir {args.workdir} is a file; give a folder (it is created if missing)")
+    try:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the work folder {args.workdir}: {exc.strerror}") from exc
     data, fresh_data = _stage_data(args.workdir, args.workers, args.force)
     run_dir = _stage_train(args.workdir, data, args.force, fresh_data)
     graph_path = _stage_export(args.workdir, run_dir, data)

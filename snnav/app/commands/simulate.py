@@ -32,7 +32,7 @@ from hardware_sims.plan.conventions import CHOICES, detect_convention
 from snnav.app.report.results import simulate_command, write_simulation_result
 from snnav.app.simulate import SimulationResult, format_result, open_test_split, simulate
 from snnav.errors import SnnavError
-from snnav.io import check_writable_destination
+from snnav.io import check_writable_destination, refuse_existing
 from snnav.training import runtime
 
 
@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=8, help="test samples to run (default %(default)s)")
     parser.add_argument("--data", type=Path, default=Path("runs/default/av_digits.h5"),
                         help="the dataset file or folder the model was trained on (default %(default)s)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     parser.add_argument("--no-spikes", action="store_true", help="do not record spikes per layer (faster)")
     parser.add_argument("--convention", choices=CHOICES, default="nir",
                         help="whose neuron stepping to run: NIR's, snnTorch's or Norse's where Loihi can express it "
@@ -65,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     runtime.apply_runtime_settings(not args.no_fast_runtime)  # first: before large allocations and torch's threads
     if args.samples < 1:
         raise SnnavError(f"--samples must be >= 1; got {args.samples}")
+    if args.out is not None:  # fail before minutes of simulation, not after
+        refuse_existing(args.out, args.force)
+        check_writable_destination(args.out)
     try:
         graph = read_graph(args.model)
     except NIRFormatError as exc:
@@ -78,8 +82,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: the graph looks like a {found!r} export ({why}); running {args.convention!r} as asked "
               f"(--convention {found} or auto to follow its producer)")
     try:
-        if args.out is not None:
-            check_writable_destination(args.out)  # fail before minutes of simulation, not after
         result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes,
                           backend=args.backend, count=args.out is not None, convention=args.convention,
                           stream=args.stream)

@@ -121,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"snnav train: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("snnav train: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        print("snnav train: interrupted; the last checkpoint is kept: re-running the same command (or with --resume) "
+              "continues the run from it", file=sys.stderr)
         return 130
 
 

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hardware_sims.cost.energy import available_cost_models, builtin_cost_model, load_cost_model
-from snnav.app.report.results import ResultFileError, read_json, read_simulation_result, sha256_of, simulate_command
+from snnav.app.report.results import (
+    ResultFileError,
+    check_field,
+    read_json,
+    read_simulation_result,
+    sha256_of,
+    simulate_command,
+)
 
 __all__ = ["SIMULATIONS_DIR", "GPU_FORMAT", "Source", "ReportInputs", "collect_inputs", "find_training_run"]
 
@@ -68,8 +75,12 @@ def _read_training(run_dir: Path) -> tuple[Source, dict[str, Any]]:
     hint = f"retrain with snnav train --out {train_dir}, or run snnav run"
     metrics = read_json(train_dir / "metrics.json", "training metrics file", hint)
     epochs = metrics.get("epochs")
-    if not isinstance(epochs, list) or not epochs or "test_acc" not in epochs[-1]:
+    if not isinstance(epochs, list) or not epochs or not all(isinstance(e, dict) and "test_acc" in e for e in epochs):
         raise ResultFileError(f"{train_dir / 'metrics.json'} has no finished epoch with a test accuracy; {hint}")
+    for i, epoch in enumerate(epochs):
+        check_field(f"{train_dir / 'metrics.json'} (epochs[{i}])", epoch, "test_acc", "fraction", hint=hint)
+    check_field(train_dir / "metrics.json", metrics, "best_acc", "fraction", optional=True, hint=hint)
+    check_field(train_dir / "metrics.json", metrics, "best_epoch", "count0", optional=True, hint=hint)
     config_path = train_dir / "config.json"
     config = read_json(config_path, "training config", hint) if config_path.is_file() else {}
     source = Source("run", "training-run", str((train_dir / "metrics.json").resolve()),
@@ -106,10 +117,21 @@ def _read_gpu(path: Path) -> tuple[Source, dict[str, Any]]:
         raise ResultFileError(f"{path} is not a GPU measurement (format {data.get('format')!r}, expected "
                               f"{GPU_FORMAT!r}); {hint}")
     rows = data.get("measurements")
-    if not isinstance(rows, list) or not rows or not all(
-            isinstance(r, dict) and {"target", "batch_size", "energy_j_per_sample"} <= set(r) for r in rows):
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise ResultFileError(f"{path} has no measurements with target, batch_size and energy_j_per_sample; {hint}")
-    gpu = (data.get("hardware") or {}).get("gpu_name", "?")
+    for i, row in enumerate(rows):
+        where = f"{path} (measurements[{i}])"
+        check_field(where, row, "target", "text")
+        check_field(where, row, "batch_size", "count", unit="samples per call")
+        check_field(where, row, "energy_j_per_sample", "positive", unit="joules per sample, a number")
+        check_field(where, row, "dynamic_energy_j_per_sample", "number", unit="joules per sample", optional=True)
+        for key in ("wall_s_per_sample", "samples_per_s"):
+            check_field(where, row, key, "positive", optional=True)
+    for key in ("hardware", "idle", "run"):
+        check_field(path, data, key, "object", optional=True)
+    hardware = data.get("hardware") or {}
+    check_field(path, hardware, "gpu_name", "text", optional=True)
+    gpu = hardware.get("gpu_name") or "?"
     return Source("gpu", "gpu-measurement", str(path.resolve()), sha256_of(path),
                   f"{data.get('method', 'measured')} on {gpu}"), data
 

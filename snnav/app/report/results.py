@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,7 +35,7 @@ from snnav.errors import FileFormatError
 from snnav.io import write_json
 
 __all__ = ["FORMAT", "VERSION", "ResultFileError", "sha256_of", "write_json", "write_simulation_result",
-           "read_json", "read_simulation_result", "simulate_command"]
+           "read_json", "read_simulation_result", "simulate_command", "check_field"]
 
 FORMAT = "snnav.simulation-result"
 VERSION = 1
@@ -117,6 +118,61 @@ def read_json(path: str | Path, what: str, hint: str) -> dict[str, Any]:
     return data
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_KINDS = {
+    "text": ("a string", lambda v: isinstance(v, str)),
+    "object": ("an object {...}", lambda v: isinstance(v, dict)),
+    "list": ("a list [...]", lambda v: isinstance(v, list)),
+    "count": ("an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+    "count0": ("an integer >= 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+    "fraction": ("a number from 0 to 1", lambda v: _number(v) and 0 <= v <= 1),
+    "number": ("a finite number", _number),
+    "positive": ("a finite number > 0", lambda v: _number(v) and v > 0),
+    "nonneg": ("a finite number >= 0", lambda v: _number(v) and v >= 0),
+}
+
+
+def check_field(path: str | Path, data: dict[str, Any], key: str, kind: str, *, unit: str = "",
+                choices: tuple[str, ...] = (), optional: bool = False, hint: str = "") -> Any:
+    """``data[key]`` if it is of ``kind`` (see ``_KINDS``; or one of ``choices``); else a one-line
+    :class:`ResultFileError` naming the file, the field, what was found and what was expected (with the unit)."""
+    if key not in data or data[key] is None:
+        if optional:
+            return None
+        expected = f"one of {list(choices)}" if choices else _KINDS[kind][0] + (f" ({unit})" if unit else "")
+        raise ResultFileError(f"{path}: the field {key!r} is missing; expected {expected}{'; ' + hint if hint else ''}")
+    value = data[key]
+    ok = value in choices if choices else _KINDS[kind][1](value)
+    if not ok:
+        expected = f"one of {list(choices)}" if choices else _KINDS[kind][0] + (f" ({unit})" if unit else "")
+        shown = json.dumps(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise ResultFileError(f"{path}: the field {key!r} is {shown}; expected {expected}{'; ' + hint if hint else ''}")
+    return value
+
+
+def _check_result_fields(path: Path, data: dict[str, Any], hint: str) -> None:
+    check_field(path, data, "backend", "text", choices=("lava", "emulator"), hint=hint)
+    check_field(path, data, "precision", "text", choices=("fixed", "float"), hint=hint)
+    model = check_field(path, data, "model", "object", hint=hint)
+    for key in ("path", "sha256", "name"):
+        check_field(path, model, key, "text", optional=True, hint=hint)
+    data_info = check_field(path, data, "data", "object", hint=hint)
+    check_field(path, data_info, "path", "text", hint=hint)
+    check_field(path, data, "samples", "count", unit="test samples", hint=hint)
+    for key in ("accuracy", "float_accuracy", "agreement"):
+        check_field(path, data, key, "fraction", unit="a fraction, not a percentage", hint=hint)
+    for key in ("spikes", "neuron_steps"):
+        counts = check_field(path, data, key, "object", optional=True, hint=hint) or {}
+        for node, value in counts.items():
+            check_field(path, {f"{key}.{node}": value}, f"{key}.{node}", "count0", hint=hint)
+    for key in ("timing", "raster"):
+        check_field(path, data, key, "object", optional=True, hint=hint)
+
+
 def read_simulation_result(path: str | Path, *, need_counts: bool = True) -> dict[str, Any]:
     """Read and check a file written by :func:`write_simulation_result`.
 
@@ -134,6 +190,7 @@ def read_simulation_result(path: str | Path, *, need_counts: bool = True) -> dic
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise ResultFileError(f"{path} lacks the keys {missing}; {hint}")
+    _check_result_fields(Path(path), data, hint)
     if need_counts and not isinstance(data.get("counts"), dict):
         raise ResultFileError(f"{path} has no activity counts; {hint}")
     return data
