@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,7 @@ def build_spec(model: nn.Module, graph, *, weight_bits: int = lf.WEIGHT_BITS, v_
             fixed, _, _ = prepare_fixed(plan, {}, **options, weight_exps=pinned)
             quant = fixed.quant
     weights: dict[str, WeightQuant] = {}
+    inexact: list[str] = []
     for node_name, procs in by_node.items():
         path = _module_path(graph.nodes[node_name])
         if path is None:
@@ -92,16 +94,28 @@ def build_spec(model: nn.Module, graph, *, weight_bits: int = lf.WEIGHT_BITS, v_
         module = model.get_submodule(path)
         if not isinstance(getattr(module, "weight", None), nn.Parameter):
             continue
-        p = procs[0]
-        q = quant.synapses[p.name]
         node_w = np.asarray(graph.nodes[node_name].weight, dtype=np.float64)
         torch_w = module.weight.detach().double().cpu().numpy()
-        plan_w = _weights(p)
-        factor = np.abs(plan_w).max() / max(np.abs(node_w).max(), 1e-300)  # the plan's folds (1/tau, Scale)
-        folds = _channel_folds(node_w, torch_w) * factor
+        top = max(np.abs(node_w).max(), 1e-300)
+        # Per path: the plan's folds (1/tau, a Scale such as S-CMRL's alpha) over its mantissa unit.
+        units = [np.abs(_weights(p)).max() / top / quant.synapses[p.name].step for p in procs]
+        ref = int(np.argmin(units))
+        p, q = procs[ref], quant.synapses[procs[ref].name]
+        folds = _channel_folds(node_w, torch_w) * (units[ref] * q.step)
         lo, hi, step_q = lf.weight_mant_grid(q.sign_mode, q.num_weight_bits)
-        weights[path] = WeightQuant(torch.as_tensor(q.step / folds, dtype=torch.float64), int(lo), int(hi),
-                                    int(step_q), int(q.exp))
+        # A path whose folds are rho times the reference path's gets mantissas rho * m: exact only if rho * m lies
+        # on the grid, so the reference grid is made coarser by rho's denominator and narrower by rho.
+        den, lo_r, hi_r = 1, lo, hi
+        for u in units:
+            rho = Fraction(float(u / units[ref])).limit_denominator(64)
+            if abs(float(rho) - u / units[ref]) > 1e-9 * (u / units[ref]):
+                inexact.append(node_name)  # no small ratio: that path's mantissas round on their own
+                continue
+            den = int(np.lcm(den, rho.denominator))
+            lo_r, hi_r = max(lo_r, int(np.ceil(lo / float(rho)))), min(hi_r, int(np.floor(hi / float(rho))))
+        grid = step_q * den
+        weights[path] = WeightQuant(torch.as_tensor(q.step / folds, dtype=torch.float64),
+                                    -(-lo_r // grid) * grid, hi_r // grid * grid, int(grid), int(q.exp))
     neurons: dict[str, NeuronQuant] = {}
     for p in plan.processes.values():
         if p.kind != "neuron" or p.role != "node" or not p.spiking:
@@ -111,6 +125,10 @@ def build_spec(model: nn.Module, graph, *, weight_bits: int = lf.WEIGHT_BITS, v_
         if path is None or not isinstance(model.get_submodule(path), MultiStepLIF):
             continue  # e.g. the Threshold of a spike max-pool: exact in float already
         n = quant.neurons[p.name]
+        feeding = [c.src for c in fixed.connections if c.dst == p.name]
+        feeding = [fixed.processes[src] for src in feeding]
+        shifts = [quant.synapses[f.name].exp for f in feeding if f.kind in SYNAPSES]
+        floor = len(feeding) == 1 and len(shifts) == 1 and shifts[0] < 0  # a_out = sum >> -exp floors
         axes = (node.metadata or {}).get("source_axes")
         bias_f = np.broadcast_to(np.asarray(p.params.get("bias", 0.0), dtype=np.float64), p.shape)
         bias_i = np.broadcast_to(np.asarray(n.bias_mant, dtype=np.float64) * 2.0**n.bias_exp, p.shape)
@@ -118,11 +136,11 @@ def build_spec(model: nn.Module, graph, *, weight_bits: int = lf.WEIGHT_BITS, v_
             bias_f, bias_i = np.transpose(bias_f, tuple(axes)), np.transpose(bias_i, tuple(axes))
         neurons[path] = NeuronQuant(float(lf.state_scale(n.state_exp)), int(n.dv), int(n.du),
                                     int(n.vth_mant) << lf.VTH_SHIFT, float(p.params["dv"]),
-                                    torch.as_tensor(np.ascontiguousarray(bias_f)),
-                                    torch.as_tensor(np.ascontiguousarray(bias_i)))
+                                    torch.tensor(np.ascontiguousarray(bias_f)),
+                                    torch.tensor(np.ascontiguousarray(bias_i)), floor)
     modalities = getattr(model, "modalities", ("audio", "visual"))
     input_exps = tuple(int(quant.message_exps.get(plan.inputs[m], 0)) for m in modalities if m in plan.inputs)
-    settings = {**options, "weight_exps": {k: int(v) for k, v in pinned.items()}}
+    settings = {**options, "weight_exps": {k: int(v) for k, v in pinned.items()}, "inexact": sorted(set(inexact))}
     return QATSpec(weights, neurons, input_exps, settings)
 
 
@@ -161,7 +179,7 @@ def export_finetuned(run_dir: str | os.PathLike, spec: QATSpec, out: str | os.Pa
     """Write the deployed graph of a fine-tuned run: weights on their grid, ``metadata["quantizer"]`` pinned."""
     model, ckpt = finetuned_model(run_dir, spec)
     graph = export_model(model, export_config_for(ckpt, dt_s))
-    graph.metadata["quantizer"] = {"weight_bits": int(spec.settings["weight_bits"]),
+    graph.metadata["quantizer"] = {"weight_bits": int(spec.settings["weight_bits"]),  # what prepare_fixed reads
                                    "v_headroom": float(spec.settings["v_headroom"]),
                                    "weight_exps": dict(spec.settings["weight_exps"])}
     out = Path(out)

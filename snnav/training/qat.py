@@ -16,8 +16,9 @@ synapse and neuron back to the module it came from through the export's ``metada
   saturated to 24 bits, a spike when ``v > vth_int``, reset to 0. The spikes are the integer model's; the gradient
   is the float neuron's sigmoid surrogate at ``v / scale`` (detached membrane, as S-CMRL trains).
 * **Inputs**: graded model inputs are rounded to ``2**-input_exp``, as the chip's input messages are.
-* **Batch norm** is frozen (eval statistics, no trainable affine): its fold into the deployed weights must not move
-  while the grid is defined through it.
+* **Batch norm** is frozen (eval statistics, no trainable affine), and so are the biases of quantized layers: the
+  fold into the deployed weights must not move while the grid is defined through it, and the constant parts land
+  in the neurons' integer biases, which the spec holds.
 
 Checkpoints keep plain parameter names (:func:`plain_state_dict`, :func:`load_plain_state_dict`), so a fine-tuned
 checkpoint loads into an unmodified model (its weights are the latent float ones; :func:`snap_weights` writes the
@@ -45,6 +46,7 @@ STATE_LIMIT = 2**23
 """``u`` wraps past +-2**23, ``v`` saturates at +-(2**23 - 1) (24-bit state)."""
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 ACT_UNIT = 64
+FLOOR_MARGIN = 2.0**-12
 """A synapse's integer output enters ``u`` shifted left by 6 (``a_in << 6``)."""
 
 
@@ -73,10 +75,12 @@ class NeuronQuant:
     c: float  # the fold of the neuron's input into the synapses: dt / tau
     bias_float: Tensor  # the exporter's real bias of the population (c * folded bias), module layout or scalar
     bias_int: Tensor  # bias_mant << bias_exp, same shape
+    floor: bool = False  # one synapse with a negative weight exponent feeds it: its output is floored, not rounded
 
     def to_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "dv": self.dv, "du": self.du, "vth_int": self.vth_int, "c": self.c,
-                "bias_float": self.bias_float.double().cpu(), "bias_int": self.bias_int.double().cpu()}
+                "bias_float": self.bias_float.double().cpu(), "bias_int": self.bias_int.double().cpu(),
+                "floor": self.floor}
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class QATSpec:
     neurons: Mapping[str, NeuronQuant] = field(default_factory=dict)
     input_exps: tuple[int, ...] = ()  # per positional model input: round to 2**-exp (empty: no rounding)
     settings: Mapping[str, Any] = field(default_factory=dict)  # the quantizer settings (weight_bits, weight_exps, ...)
+    # plus "inexact": NIR nodes whose fan-in paths' folds have no small rational ratio (their spikes may differ)
 
     def to_dict(self) -> dict[str, Any]:
         return {"weights": {k: w.to_dict() for k, w in self.weights.items()},
@@ -100,7 +105,7 @@ class QATSpec:
                                       int(w["q"]), int(w.get("exp", 0))) for k, w in data["weights"].items()}
             neurons = {k: NeuronQuant(float(n["scale"]), int(n["dv"]), int(n["du"]), int(n["vth_int"]),
                                       float(n["c"]), torch.as_tensor(n["bias_float"], dtype=torch.float64),
-                                      torch.as_tensor(n["bias_int"], dtype=torch.float64))
+                                      torch.as_tensor(n["bias_int"], dtype=torch.float64), bool(n.get("floor", False)))
                        for k, n in data["neurons"].items()}
             return cls(weights, neurons, tuple(int(e) for e in data.get("input_exps", ())),
                        dict(data.get("settings", {})))
@@ -142,7 +147,9 @@ class _FixedPointLIF(torch.autograd.Function):
         s = nq.scale
         # The synapses' integer output: c x minus the float bias the exporter folded into the neuron, on the grid of
         # a_in << 6; rint removes the float rounding of the model's (non-dyadic) batch-norm arithmetic.
-        a = torch.round((xs * nq.c - bias_f) * (s / ACT_UNIT)) * ACT_UNIT
+        a = (xs * nq.c - bias_f) * (s / ACT_UNIT)
+        # A right-shifted synapse floors its sum (exact multiples of 2**exp in a; the margin absorbs float error).
+        a = (torch.floor(a + FLOOR_MARGIN) if nq.floor else torch.round(a)) * ACT_UNIT
         m = float(STATE_LIMIT)
         u = torch.zeros_like(a[0])
         v = torch.zeros_like(a[0])
@@ -211,6 +218,8 @@ def apply_qat(model: nn.Module, spec: QATSpec) -> nn.Module:
             raise ConfigError(f"quantization spec of {path!r} has {wq.step.numel()} steps for "
                               f"{mod.weight.shape[0]} output channels: the spec is of another model")
         parametrize.register_parametrization(mod, "weight", _WeightFakeQuant(wq))
+        if isinstance(getattr(mod, "bias", None), nn.Parameter):
+            mod.bias.requires_grad_(False)  # it lands in a neuron's bias, which the spec holds as integers
     for path, nq in spec.neurons.items():
         mod = _submodule(model, path)
         if not isinstance(mod, MultiStepLIF):
