@@ -29,11 +29,16 @@ import numpy as np
 import torch
 
 import hardware_sims  # noqa: F401  (lava compatibility fixes first; the emulator itself imports no Lava)
+from export.from_torch.exporter import export_model
+from export.ir.nirfile import read_graph
 from hardware_sims.cost.energy import estimate_energy
 from hardware_sims.counts import count_activity, merge_all
 from hardware_sims.emulator import emulate
+from snnav.app.checkpoint_export import export_config_for, load_trained_model
+from snnav.app.qat import DEFAULT_DT_S, finetuned_model
 from snnav.app.simulate import batch_arrays, open_test_split
 from snnav.io import atomic_path
+from snnav.training.loop import load_qat_spec
 
 
 def _emulate(graph, dataset, n, chunk, precision, quant_options, cost_model):
@@ -71,11 +76,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from export.from_torch.exporter import export_model
-    from snnav.app.checkpoint_export import export_config_for, load_trained_model
-    from snnav.app.qat import DEFAULT_DT_S, finetuned_model
-    from snnav.training.loop import load_qat_spec
-
     t_start, load0 = time.perf_counter(), os.getloadavg()[0]
     model, ckpt = load_trained_model(args.float_run)
     graph = export_model(model, export_config_for(ckpt, DEFAULT_DT_S))
@@ -100,8 +100,6 @@ def main() -> None:
             t0 = time.perf_counter()
             run = Path(finetuned[str(bits)])
             ft_graph = run / "model.nir"
-            from export.ir.nirfile import read_graph
-
             ft_graph = read_graph(ft_graph)
             pred, energy = _emulate(ft_graph, dataset, n, args.chunk, "fixed", None, args.cost_model)
             ft_model, ft_ckpt = finetuned_model(run, load_qat_spec(run / "qat_spec.pt"))

@@ -37,7 +37,7 @@ from snnav.app.checkpoint_export import export_config_for, load_trained_model
 from snnav.errors import ConfigError
 from snnav.io import atomic_path
 from snnav.neurons import MultiStepLIF
-from snnav.training.qat import NeuronQuant, QATSpec, WeightQuant, apply_qat, snap_weights
+from snnav.training.qat import NeuronQuant, QATSpec, WeightQuant, apply_qat, load_plain_state_dict, snap_weights
 
 __all__ = ["build_spec", "spec_for_run", "save_spec", "export_finetuned", "SYNAPSES", "DEFAULT_DT_S"]
 
@@ -165,8 +165,6 @@ def save_spec(spec: QATSpec, path: str | os.PathLike) -> Path:
 
 def finetuned_model(run_dir: str | os.PathLike, spec: QATSpec) -> tuple[nn.Module, dict]:
     """The fine-tuned model of `run_dir` with its fixed-point forward (`spec`) applied, weights on their grid."""
-    from snnav.training.qat import load_plain_state_dict  # noqa: PLC0415  (kept next to its only use)
-
     model, ckpt = load_trained_model(run_dir)  # loads the latent weights into a plain model
     state = {k: v.clone() for k, v in model.state_dict().items()}
     apply_qat(model, spec)

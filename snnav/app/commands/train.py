@@ -24,11 +24,12 @@ import torch
 
 from snnav.app.checkpoint_export import checkpoint_path
 from snnav.app.progress import TrainingBars
+from snnav.app.qat import export_finetuned, save_spec, spec_for_run
 from snnav.errors import ConfigError, SnnavError
 from snnav.training.checkpoint import load_checkpoint
 from snnav.training.config import QATConfig, TrainConfig, load_config, packaged_configs
 from snnav.training.distributed import init_distributed, shutdown_distributed
-from snnav.training.loop import train
+from snnav.training.loop import load_qat_spec, train
 
 # option -> TrainConfig field
 _OVERRIDES = {"model": "model", "dataset": "dataset", "data": "data", "epochs": "epochs",
@@ -95,8 +96,6 @@ FINETUNE_LR_FACTOR = 0.1
 
 def finetune_config(args: argparse.Namespace) -> TrainConfig:
     """The config of a quantization-aware fine-tuning run: the float run's, with the spec written into RUN_DIR."""
-    from snnav.app.qat import save_spec, spec_for_run  # noqa: PLC0415  (imports the exporter and hardware_sims)
-
     if not args.fixed_point:
         raise ConfigError("--finetune needs --fixed-point (the only fine-tuning mode).")
     if args.config is not None or args.resume:
@@ -141,9 +140,6 @@ def run(args: argparse.Namespace) -> int:
         bars.close()
         shutdown_distributed()
     if ctx.is_main and config.qat.enabled and result.epochs_completed == config.epochs:
-        from snnav.app.qat import export_finetuned  # noqa: PLC0415  (imports the exporter and hardware_sims)
-        from snnav.training.loop import load_qat_spec  # noqa: PLC0415  (only for fine-tuning runs)
-
         out = export_finetuned(args.out, load_qat_spec(config.qat.spec), args.out / "model.nir")
         print(f"wrote {out} (fixed-point weights, quantizer settings in metadata['quantizer'])")
     if ctx.is_main:

@@ -19,13 +19,13 @@ from hardware_sims.fixed_point.prepare import prepare_fixed, quantizer_settings
 from hardware_sims.fixed_point.quantize import quantize_weights
 from hardware_sims.plan import build_plan
 from snnav.app import cli
-from snnav.app.qat import finetuned_model
+from snnav.app.qat import finetuned_model, save_spec, spec_for_run
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
 from snnav.training.build import open_datasets
 from snnav.training.checkpoint import load_checkpoint, save_checkpoint
 from snnav.training.config import QATConfig, TrainConfig
 from snnav.training.loop import load_qat_spec, train
-from snnav.training.qat import WeightQuant, apply_qat, plain_state_dict
+from snnav.training.qat import QATSpec, WeightQuant, apply_qat, plain_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -148,15 +148,11 @@ def test_fake_quant_matches_the_quantizer_on_a_layer():
 
 
 def _spec_of(layer, wq):
-    from snnav.training.qat import QATSpec
-
     return QATSpec(weights={"0": wq})
 
 
 def test_a_finetuning_run_resumes_exactly(float_run, tmp_path):
     run_dir, data = float_run
-    from snnav.app.qat import save_spec, spec_for_run
-
     spec, ckpt = spec_for_run(run_dir, weight_bits=4)
     save_spec(spec, tmp_path / "spec.pt")
     config = TrainConfig.from_dict(ckpt["config"]).replace(
@@ -190,6 +186,24 @@ def test_finetune_errors_are_one_line(float_run, tmp_path, capsys, argv, message
 
 def test_plain_state_dict_has_no_quantizer_keys(float_run):
     run_dir, _ = float_run
-    spec, _ = __import__("snnav.app.qat", fromlist=["spec_for_run"]).spec_for_run(run_dir, weight_bits=8)
+    spec, _ = spec_for_run(run_dir, weight_bits=8)
     model, ckpt = finetuned_model(run_dir, spec)
     assert set(plain_state_dict(model)) == set(ckpt["model"])
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_lava_runs_the_finetuned_model_as_it_was_trained(float_run, finetuned):
+    """Two test samples on Lava's bit-accurate models: the same spikes as the fine-tuned torch model's forward."""
+    from hardware_sims.lava.run import run_lava  # noqa: PLC0415  (lava: heavy, only for this test)
+
+    run_dir, data = float_run
+    audio, visual = _test_batch(run_dir, data)
+    audio, visual = audio[:, :2], visual[:, :2]
+    model, _ = finetuned_model(finetuned, load_qat_spec(finetuned / "qat_spec.pt"))
+    _, records = record_model(model, audio, visual)
+    graph = read_graph(finetuned / "model.nir")
+    result = run_lava(graph, {"audio": audio.numpy(), "visual": visual.numpy()}, precision="fixed")
+    diffs = _spike_mismatches(graph, records, result)
+    assert len(diffs) >= 30 and sum(d[2] for d in diffs.values()) > 100
+    assert {n: d for n, d in diffs.items() if d[0]} == {}
