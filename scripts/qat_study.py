@@ -2,7 +2,7 @@
 fixed point (the batched emulator, bit for bit Lava's), per weight-bit setting.
 
     python scripts/qat_study.py --float-run RUN --finetuned 8=RUN_Q8 6=RUN_Q6 4=RUN_Q4 [--data FILE]
-        [--samples 0] [--cost-model loihi1] [--out results/qat_study.md]
+        [--bits 8 6 4] [--samples 0] [--cost-model loihi1] [--out results/qat_study.md]
 
 * *without fine-tuning*: the float run exported (``snnav export``'s graph) and quantized with ``weight_bits = N`` and
   the default threshold scale, as ``scripts/quantization_study.py`` does;
@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--float-run", type=Path, required=True)
     parser.add_argument("--finetuned", nargs="*", default=[], metavar="BITS=RUN_DIR")
     parser.add_argument("--data", type=Path, default=None, help="default: the float run's data path")
+    parser.add_argument("--bits", type=int, nargs="+", default=[8, 6, 4], help="weight bits of the rows without "
+                        "fine-tuning (every --finetuned setting also gets one)")
     parser.add_argument("--samples", type=int, default=0, help="test samples (0: the whole test split)")
     parser.add_argument("--chunk", type=int, default=100)
     parser.add_argument("--cost-model", default="loihi1")
@@ -88,7 +90,7 @@ def main() -> None:
     print(f"float torch {np.mean(ref == labels):.2%}, emulator float {np.mean(flt == labels):.2%} "
           f"({e_flt / 1e3:.1f} nJ)", flush=True)
     finetuned = dict(item.split("=", 1) for item in args.finetuned)
-    bits_all = sorted({int(b) for b in finetuned} | {8, 6, 4}, reverse=True)
+    bits_all = sorted({int(b) for b in finetuned} | set(args.bits), reverse=True)
     rows = []
     for bits in bits_all:
         t0 = time.perf_counter()
