@@ -39,7 +39,7 @@ from snnav.io import atomic_path
 from snnav.neurons import MultiStepLIF
 from snnav.training.qat import NeuronQuant, QATSpec, WeightQuant, apply_qat, load_plain_state_dict, snap_weights
 
-__all__ = ["build_spec", "spec_for_run", "save_spec", "export_finetuned", "SYNAPSES", "DEFAULT_DT_S"]
+__all__ = ["build_spec", "spec_for_run", "save_spec", "export_finetuned", "finetuned_graph", "finetuned_model", "SYNAPSES", "DEFAULT_DT_S"]
 
 SYNAPSES = ("dense", "sparse", "conv")
 DEFAULT_DT_S = 1e-3
@@ -172,14 +172,19 @@ def finetuned_model(run_dir: str | os.PathLike, spec: QATSpec) -> tuple[nn.Modul
     return snap_weights(model).eval(), ckpt
 
 
-def export_finetuned(run_dir: str | os.PathLike, spec: QATSpec, out: str | os.PathLike,
-                     dt_s: float = DEFAULT_DT_S) -> Path:
-    """Write the deployed graph of a fine-tuned run: weights on their grid, ``metadata["quantizer"]`` pinned."""
+def finetuned_graph(run_dir: str | os.PathLike, spec: QATSpec, dt_s: float = DEFAULT_DT_S, dtype: str = "float32"):
+    """The deployed graph of a fine-tuned run: weights on their grid, ``metadata["quantizer"]`` pinned."""
     model, ckpt = finetuned_model(run_dir, spec)
-    graph = export_model(model, export_config_for(ckpt, dt_s))
+    graph = export_model(model, export_config_for(ckpt, dt_s, dtype))
     graph.metadata["quantizer"] = {"weight_bits": int(spec.settings["weight_bits"]),  # what prepare_fixed reads
                                    "v_headroom": float(spec.settings["v_headroom"]),
                                    "weight_exps": dict(spec.settings["weight_exps"])}
+    return graph
+
+
+def export_finetuned(run_dir: str | os.PathLike, spec: QATSpec, out: str | os.PathLike,
+                     dt_s: float = DEFAULT_DT_S) -> Path:
+    """Write :func:`finetuned_graph` to `out` (atomically)."""
     out = Path(out)
-    write_graph(out, graph)  # atomic
+    write_graph(out, finetuned_graph(run_dir, spec, dt_s))
     return out

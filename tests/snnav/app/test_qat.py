@@ -114,6 +114,16 @@ def test_the_deployed_model_is_the_finetuned_one(float_run, finetuned):
     assert np.mean(logits.argmax(-1).numpy() == result.readout().argmax(-1)) >= 0.8
 
 
+def test_snnav_export_of_a_finetuned_run_is_the_deployed_graph(finetuned, tmp_path):
+    out = tmp_path / "m.nir"
+    assert cli.main(["export", str(finetuned), "--out", str(out), "--dt-s", "0.001"]) == 0
+    graph, deployed = read_graph(out), read_graph(finetuned / "model.nir")
+    assert quantizer_settings(graph.metadata) == quantizer_settings(deployed.metadata)
+    for name, node in deployed.nodes.items():
+        if hasattr(node, "weight"):
+            assert np.array_equal(np.asarray(graph.nodes[name].weight), np.asarray(node.weight)), name
+
+
 def test_the_quantizer_uses_the_settings_in_the_metadata(finetuned):
     graph = read_graph(finetuned / "model.nir")
     settings = quantizer_settings(graph.metadata)
