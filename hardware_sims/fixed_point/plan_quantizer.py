@@ -97,7 +97,8 @@ class _Groups:
 
 class _PlanQuantizer:
     def __init__(self, plan, state_exp, source_exps, input_exp, input_max, port_state_exp, v_headroom, readout_v_max,
-                 weight_bits):
+                 weight_bits, weight_exps=None):
+        self.weight_exps = dict(weight_exps or {})
         self.plan, self.procs, self.input_max, self.weight_bits = plan, plan.processes, input_max, weight_bits
         self.fixed_state_exp, self.input_exp = state_exp, input_exp
         self.exp_fn = source_exps if callable(source_exps) else None
@@ -247,7 +248,8 @@ class _PlanQuantizer:
             graded_max = 1.0 if ie == 0 else self.input_max if origin.kind == "input" else GRADED_MAX_ABS * 2.0**-ie
             self.synapses[name] = quantize_weights(
                 w, state_exp=self.group_exp[key], input_exp=ie, target="conv" if spec.kind == "conv" else "dense",
-                input_max=graded_max, signed_input=bool(spec.graded_in), weight_bits=self.weight_bits)
+                input_max=graded_max, signed_input=bool(spec.graded_in), weight_bits=self.weight_bits,
+                exp=self.weight_exps.get(name, self.weight_exps.get(spec.node) if spec.role == "node" else None))
         return self.synapses[name]
 
     def run(self):
@@ -279,7 +281,7 @@ def quantize_plan(plan, *, state_exp: int | None = None,
                   input_exp: int = DEFAULT_INPUT_EXP, input_max: float = 1.0,
                   port_state_exp: int = DEFAULT_PORT_STATE_EXP, v_headroom: float = V_HEADROOM,
                   readout_v_max: float = 64.0,
-                  weight_bits: int = lf.WEIGHT_BITS):
+                  weight_bits: int = lf.WEIGHT_BITS, weight_exps: Mapping[str, int] | None = None):
     """Quantize every synapse and neuron of a float `Plan`.
 
     Args:
@@ -298,6 +300,9 @@ def quantize_plan(plan, *, state_exp: int | None = None,
             thresholds and the weights' integer grid down by ``2**k``: coarser thresholds and inputs, more headroom.
         weight_bits: Loihi's ``numWeightBits`` for every synapse (1..8, default 8 = Lava's default; see
             `hardware_sims.fixed_point.quantize.quantize_weights`). Lava's Dense/Sparse get it as ``num_weight_bits``.
+        weight_exps: pinned weight exponents, by synapse process name or by NIR node name (the synapse that
+            implements the node itself, role "node"); the others are chosen as usual. Quantization-aware fine-tuning
+            trains against these and writes them into ``graph.metadata["quantizer"]`` (`prepare_fixed` reads it).
 
     Returns:
         ``(fixed_plan, report)``: the plan with ``precision="fixed"`` and ``quant`` a :class:`PlanQuant`.
@@ -306,5 +311,5 @@ def quantize_plan(plan, *, state_exp: int | None = None,
         raise ValueError(f"quantize_plan expects a float plan, got precision={plan.precision!r}")
     lf.weight_mant_grid(lf.SignMode.MIXED, weight_bits)  # validates weight_bits
     quant = _PlanQuantizer(plan, state_exp, source_exps, input_exp, input_max, port_state_exp, v_headroom,
-                           readout_v_max, int(weight_bits)).run()
+                           readout_v_max, int(weight_bits), weight_exps).run()
     return dataclasses.replace(plan, precision="fixed", quant=quant), quant.report

@@ -37,7 +37,7 @@ from hardware_sims.fixed_point.reference import sign_mode_of
 from hardware_sims.plan.plan import Plan
 from hardware_sims.plan.registry import extension_semantics, registered_builder
 
-__all__ = ["prepare_fixed", "record_scale", "fixed_arguments", "port_bias_fixed"]
+__all__ = ["prepare_fixed", "record_scale", "fixed_arguments", "port_bias_fixed", "quantizer_settings", "QUANTIZER_KEYS"]
 
 MESSAGE_LIMIT = 2**31
 """Messages into an extension port travel as int32: a port's received sum plus its bias must stay below this."""
@@ -165,18 +165,48 @@ def fixed_arguments(plan: Plan) -> dict[str, dict[str, Any]]:
     return args
 
 
+QUANTIZER_KEYS = ("weight_bits", "v_headroom", "weight_exps")
+"""The ``quantize_plan`` options a graph may pin in ``metadata["quantizer"]``."""
+
+
+def quantizer_settings(metadata) -> dict[str, Any]:
+    """The ``quantize_plan`` options pinned in a graph's ``metadata["quantizer"]`` (empty when there are none).
+
+    Written by ``snnav train --finetune ... --fixed-point`` so that the deployed quantization is the one the model was
+    fine-tuned through: ``weight_bits`` (int), ``v_headroom`` (float), ``weight_exps`` ({synapse process: exp}).
+    """
+    raw = (metadata or {}).get("quantizer")
+    if not raw:
+        return {}
+    unknown = sorted(set(raw) - set(QUANTIZER_KEYS))
+    if unknown:
+        raise ValueError(f"graph metadata 'quantizer' has unknown keys {unknown}; known: {', '.join(QUANTIZER_KEYS)}")
+    out: dict[str, Any] = {}
+    if "weight_bits" in raw:
+        out["weight_bits"] = int(raw["weight_bits"])
+    if "v_headroom" in raw:
+        out["v_headroom"] = float(raw["v_headroom"])
+    if "weight_exps" in raw:
+        out["weight_exps"] = {str(k): int(v) for k, v in dict(raw["weight_exps"]).items()}
+    return out
+
+
 def prepare_fixed(plan: Plan, xs: dict[str, np.ndarray], **options: Any):
     """Quantize `plan` (if float) and the input data.
 
     Args:
         plan: a float plan, or a fixed one from ``quantize_plan``.
         xs: Input name -> ``[T, B, *shape]`` real values.
-        options: keyword arguments of ``quantize_plan`` (used only for a float plan).
+        options: keyword arguments of ``quantize_plan`` (used only for a float plan). A graph whose metadata holds
+            ``"quantizer"`` (the settings quantization-aware fine-tuning trained against: ``weight_bits``,
+            ``v_headroom``, ``weight_exps`` per synapse process; `quantizer_settings`) is quantized with those
+            settings; an option given here overrides its namesake.
 
     Returns:
         ``(fixed_plan, arguments per process, integer inputs)``.
     """
     if plan.precision == "float":
+        options = {**quantizer_settings(plan.metadata), **options}
 
         if plan.of_kind("extension") and "source_exps" not in options:
             first, _ = quantize_plan(plan, **options, source_exps=_extension_exps(plan))

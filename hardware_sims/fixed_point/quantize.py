@@ -204,7 +204,7 @@ def _row_extremes(w) -> tuple[np.ndarray, np.ndarray]:
 
 def quantize_weights(w, *, state_exp: int = 0, input_exp: int = 0, scale_hint: float | None = None,
                      target: str = "dense", input_max: float = 1.0, signed_input: bool = False,
-                     weight_bits: int = lf.WEIGHT_BITS) -> QuantWeights:
+                     weight_bits: int = lf.WEIGHT_BITS, exp: int | None = None) -> QuantWeights:
     """Quantize one synapse layer's real weights to 8-bit mantissas and a per-layer exponent.
 
     Args:
@@ -223,6 +223,9 @@ def quantize_weights(w, *, state_exp: int = 0, input_exp: int = 0, scale_hint: f
             same 8-bit range (`fixed_point.formats.weight_mant_grid`), as Lava's ``truncate_weights`` leaves them. 8 (the
             default) is Lava's default and gives the same result as before the option existed; fewer bits trade
             weight resolution for synaptic memory (the quantization study, ``scripts/quantization_study.py``).
+        exp: the weight exponent to use instead of choosing one (a pinned setting, e.g. the one quantization-aware
+            fine-tuning trained against, ``graph.metadata["quantizer"]["weight_exps"]``); weights outside its range
+            saturate and are counted as clipped. Must lie in the target's range.
 
     Returns:
         The mantissas, exponent, sign mode and error counts (see :class:`QuantWeights`).
@@ -239,6 +242,9 @@ def quantize_weights(w, *, state_exp: int = 0, input_exp: int = 0, scale_hint: f
     # one side (a tiny weight of the other sign rounds to 0), redo the quantization in the mode Lava would infer, so
     # the mantissas are valid under both (e.g. -256 is a mixed-mode mantissa but outside the inhibitory range).
     exp_min = 0 if target == "conv" else lf.WEIGHT_EXP_MIN
+    if exp is not None and not exp_min <= int(exp) <= lf.WEIGHT_EXP_MAX:
+        raise ValueError(f"weight exponent {exp} is outside [{exp_min}, {lf.WEIGHT_EXP_MAX}] (target {target!r})")
+    pinned = exp
     for _ in range(2):
         lo, hi, q = lf.weight_mant_grid(mode, weight_bits)
 
@@ -252,6 +258,7 @@ def quantize_weights(w, *, state_exp: int = 0, input_exp: int = 0, scale_hint: f
         fits = [e for e in range(exp_min, lf.WEIGHT_EXP_MAX + 1)
                 if np.all((mant_at(probes, e) >= lo) & (mant_at(probes, e) <= hi))]
         exp = max(0, exp_min) if not np.any(probes) else (fits[0] if fits else lf.WEIGHT_EXP_MAX)
+        exp = int(pinned) if pinned is not None else exp
         raw = mant_at(x, exp)
         mant_values = np.clip(raw, lo, hi).astype(np.int32)
         step = 2.0 ** (exp - lf.WEIGHT_FRAC_BITS - state_exp + input_exp)

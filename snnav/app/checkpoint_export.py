@@ -15,10 +15,10 @@ from snnav.training.build import preset_name, resolve_input_size
 from snnav.training.checkpoint import load_checkpoint
 from snnav.training.config import TrainConfig
 
-__all__ = ["load_trained_model", "export_config_for"]
+__all__ = ["load_trained_model", "export_config_for", "checkpoint_path"]
 
 
-def _checkpoint_path(path: str | os.PathLike) -> Path:
+def checkpoint_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.is_dir():
         for name in ("best.pt", "last.pt"):
@@ -34,7 +34,7 @@ def _checkpoint_path(path: str | os.PathLike) -> Path:
 def load_trained_model(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """``(model in eval mode, checkpoint)`` from a run directory (best.pt, else last.pt) or a ``.pt`` file."""
 
-    ckpt_path = _checkpoint_path(path)
+    ckpt_path = checkpoint_path(path)
     try:
         ckpt = load_checkpoint(ckpt_path)
         model = create_model(ckpt["model_name"], **ckpt["model_config"])

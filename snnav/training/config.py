@@ -29,7 +29,7 @@ from snnav.records import check_keys, coerce_types
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IEMFConfig", "TrainConfig", "load_config", "config_diff", "RESUME_IGNORED_KEYS"]
+__all__ = ["IEMFConfig", "QATConfig", "TrainConfig", "load_config", "config_diff", "RESUME_IGNORED_KEYS"]
 
 OPTIMIZERS = ("adamw", "sgd")
 ALIGN_LOSSES = ("exact", "symmetric", "off")
@@ -102,6 +102,32 @@ class IEMFConfig:
 
 
 @dataclass(frozen=True)
+class QATConfig:
+    """Quantization-aware fine-tuning (``snnav train --finetune RUN --fixed-point``; :mod:`snnav.training.qat`).
+
+    Attributes:
+        spec: the quantization spec file (``torch.save`` of ``QATSpec.to_dict()``) the forward pass applies;
+            ``None``: ordinary float training.
+        init: the checkpoint whose weights the run starts from (the trained float model).
+    """
+
+    spec: str | None = None
+    init: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.spec is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "QATConfig":
+        check_keys(cls, data, "[qat]")
+        return cls(**coerce_types(cls, data, "qat"))
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run (see the module docstring for the recipe).
 
@@ -140,6 +166,7 @@ class TrainConfig:
         num_workers: DataLoader worker processes.
         checkpoint_every_steps: also write ``last.pt`` every N optimizer steps inside an epoch (0 = epoch ends only).
         iemf: :class:`IEMFConfig`.
+        qat: :class:`QATConfig` (off by default).
     """
 
     model: str = "scmrl"
@@ -176,6 +203,7 @@ class TrainConfig:
     num_workers: int = 0
     checkpoint_every_steps: int = 0
     iemf: IEMFConfig = field(default_factory=IEMFConfig)
+    qat: QATConfig = field(default_factory=QATConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_config", MappingProxyType(dict(self.model_config)))
@@ -183,6 +211,8 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         if isinstance(self.iemf, Mapping):
             object.__setattr__(self, "iemf", IEMFConfig.from_dict(self.iemf))
+        if isinstance(self.qat, Mapping):
+            object.__setattr__(self, "qat", QATConfig.from_dict(self.qat))
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("align_loss", self.align_loss, ALIGN_LOSSES)
         _choice("step_loss", self.step_loss, STEP_LOSSES)
@@ -219,6 +249,7 @@ class TrainConfig:
         out["data_options"] = dict(self.data_options)
         out["betas"] = list(self.betas)
         out["iemf"] = self.iemf.to_dict()
+        out["qat"] = self.qat.to_dict()
         return out
 
     @classmethod
@@ -232,6 +263,10 @@ class TrainConfig:
             if not isinstance(values["iemf"], Mapping):
                 raise ConfigError(f"iemf must be a table ([iemf] in TOML); got {values['iemf']!r}.")
             values["iemf"] = IEMFConfig.from_dict(values["iemf"])
+        if "qat" in values:
+            if not isinstance(values["qat"], Mapping):
+                raise ConfigError(f"qat must be a table ([qat] in TOML); got {values['qat']!r}.")
+            values["qat"] = QATConfig.from_dict(values["qat"])
         return cls(**values)
 
     def __reduce__(self):

@@ -56,11 +56,13 @@ from snnav.training.distributed import (
 )
 from snnav.training.iemf import IEMF
 from snnav.training.losses import TrainingLoss
+from snnav.training.qat import QATSpec, apply_qat, freeze_batchnorm, load_plain_state_dict, plain_state_dict
 from snnav.training.schedule import apply_lr, build_optimizer, config_lr
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ProgressEvent", "TrainResult", "NonFiniteLossError", "train", "evaluate", "read_metrics"]
+__all__ = ["ProgressEvent", "TrainResult", "NonFiniteLossError", "train", "evaluate", "read_metrics", "load_qat_spec",
+           "prepare_qat_model"]
 
 _SUMS = ("loss", "ce", "aux", "align", "correct", "count", "s_audio", "s_visual", "s_fused", "iemf_n", "I", "r",
          "steps")
@@ -111,6 +113,8 @@ class Trainer:
         self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
         _seed_everything(config.seed)
         self.model = build_model(config).to(ctx.device, self.dtype)
+        if config.qat.enabled:  # start from the float run's weights (a resumed run then loads its own)
+            self.model = prepare_qat_model(self.model, config)
         check_data_matches_model(self.model, train_set, resolve_input_size(config))
         if ctx.distributed:
             convert_batchnorm(self.model)
@@ -142,7 +146,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "model_name": self.model.model_name,
             "model_config": dict(self.model.config),
-            "model": self.model.state_dict(),
+            "model": plain_state_dict(self.model),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {"kind": "cosine-warmup-per-epoch", "epoch": self.epoch},
             "iemf": self.iemf.state_dict() if self.iemf is not None else None,
@@ -160,7 +164,7 @@ class Trainer:
         ckpt_io.check_model_matches(ckpt, self.model.model_name, dict(self.model.config),
                                     where=f"{self.run_dir / 'last.pt'}")
         try:
-            self.model.load_state_dict(ckpt["model"])
+            load_plain_state_dict(self.model, ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             if self.iemf is not None:
                 self.iemf.load_state_dict(ckpt["iemf"])
@@ -291,6 +295,8 @@ class Trainer:
         loader = DataLoader(self.train_set, batch_sampler=batches[self.epoch_step:], num_workers=cfg.num_workers,
                             generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         self.model.train()
+        if cfg.qat.enabled:
+            freeze_batchnorm(self.model)
         self._emit("epoch_start", epoch, step=self.epoch_step, steps=len(batches))
         for batch in loader:
             loss = self.train_step(batch, epoch, lr, len(batches))
@@ -347,6 +353,26 @@ class Trainer:
                            s["best_epoch"] if s["best_epoch"] is not None else -1,
                            s["last_acc"] if s["last_acc"] is not None else float("nan"),
                            len(self.history), list(self.history))
+
+
+def load_qat_spec(path: str | os.PathLike) -> QATSpec:
+    """The :class:`QATSpec` saved at `path` (``torch.save`` of its ``to_dict()``)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"cannot read the quantization spec {path} ({str(exc).splitlines()[0][:200]}); write it "
+                          "with snnav train --finetune RUN --fixed-point.") from exc
+    return QATSpec.from_dict(data)
+
+
+def prepare_qat_model(model: torch.nn.Module, config: TrainConfig, init: bool = True) -> torch.nn.Module:
+    """`model` with the float run's weights (``config.qat.init``, when `init`) and the fixed-point forward of
+    ``config.qat.spec`` applied."""
+    if init and config.qat.init:
+        start = ckpt_io.load_checkpoint(config.qat.init)
+        ckpt_io.check_model_matches(start, model.model_name, dict(model.config), where=str(config.qat.init))
+        load_plain_state_dict(model, start["model"])
+    return apply_qat(model, load_qat_spec(config.qat.spec))
 
 
 def _seed_everything(seed: int) -> None:
@@ -431,7 +457,9 @@ def evaluate(checkpoint_or_run_dir: str | os.PathLike, data: str | os.PathLike |
     ckpt = ckpt_io.load_checkpoint(checkpoint_or_run_dir)
     config = TrainConfig.from_dict(ckpt["config"])
     model = create_model(ckpt["model_name"], **ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
+    if config.qat.enabled:
+        model = prepare_qat_model(model, config, init=False)
+    load_plain_state_dict(model, ckpt["model"])
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     model.to(device, dtype)
     if isinstance(data, Dataset):

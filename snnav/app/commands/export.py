@@ -10,8 +10,11 @@ from export.from_torch.exporter import ExportError, export_model
 from export.ir.errors import NIRFormatError
 from export.ir.nirfile import format_summary, graph_summary, write_graph
 from snnav.app.checkpoint_export import export_config_for, load_trained_model
+from snnav.app.qat import finetuned_graph
 from snnav.errors import InputError, OutputError, SnnavError
 from snnav.io import check_writable_destination, refuse_existing
+from snnav.training.config import TrainConfig
+from snnav.training.loop import load_qat_spec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +38,11 @@ def export_checkpoint(source: Path, out: Path, dt_s: float, dtype: str = "float3
         refuse_existing(out, force)
         check_writable_destination(out)
         model, ckpt = load_trained_model(source)
-        graph = export_model(model, export_config_for(ckpt, dt_s, dtype))
+        qat = TrainConfig.from_dict(ckpt["config"]).qat
+        if qat.enabled:  # a fixed-point fine-tuning run: its weights on their grid, the quantizer settings pinned
+            graph = finetuned_graph(source, load_qat_spec(qat.spec), dt_s, dtype)
+        else:
+            graph = export_model(model, export_config_for(ckpt, dt_s, dtype))
         write_graph(out, graph)
     except (ExportError, NIRFormatError) as exc:
         raise SnnavError(str(exc)) from exc
