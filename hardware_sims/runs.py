@@ -22,7 +22,8 @@ from hardware_sims.plan.errors import InputBindingError
 from hardware_sims.plan.lowering import build_plan
 from hardware_sims.plan.plan import STATE_VARS, Plan, Readout, state_readout_name, with_state_readouts
 
-__all__ = ["RunResult", "load_plan", "bind_inputs", "with_state", "chosen_readouts", "assemble_readout"]
+__all__ = ["RunResult", "RunSetup", "set_up_run", "load_plan", "bind_inputs", "with_state", "chosen_readouts",
+           "assemble_readout"]
 
 
 @dataclass(frozen=True)
@@ -171,3 +172,36 @@ def assemble_readout(readout: Readout, plan: Plan, steps: int, batch: int, align
     if readout.bias is not None:
         out += readout.bias
     return out
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What every backend starts from: the plan (with state readouts), the bound inputs, their steps and batch, the
+    readouts to return, and the neurons whose state is recorded."""
+
+    plan: Plan
+    state: list[str]
+    inputs: dict[str, np.ndarray]
+    steps: int
+    batch: int
+    readouts: dict[str, Readout]
+
+
+def set_up_run(graph: Any, inputs: Mapping[str, Any], *, precision: str, dt: float | None, record: Any,
+               record_state: str | Iterable[str] | None, convention: str | None, backend: str) -> RunSetup:
+    """The run set-up of Lava and the emulator alike: load (or take) the plan, check the precision against it, add
+    the state readouts, bind the inputs and choose the readouts.
+
+    Raises:
+        ValueError: an unknown precision, or a quantized plan run in float.
+        InputBindingError: inputs that do not match the graph's Input nodes.
+    """
+    if precision not in ("float", "fixed"):
+        raise ValueError(f"precision must be 'float' or 'fixed', found {precision!r}")
+    plan = load_plan(graph, dt, record, convention)
+    if plan.precision == "fixed" and precision != "fixed":
+        raise ValueError(f"this plan is quantized (precision='fixed'); run it on {backend} with precision='fixed' or "
+                         "pass the float plan")
+    plan, state = with_state(plan, record_state)
+    xs, steps, batch = bind_inputs(plan, inputs)
+    return RunSetup(plan, state, xs, steps, batch, chosen_readouts(plan, record, state))

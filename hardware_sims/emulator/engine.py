@@ -26,7 +26,7 @@ from hardware_sims.emulator.procs import DelayEmu, InputEmu, NeuronEmu, SynapseE
 from hardware_sims.fixed_point.prepare import prepare_fixed, record_scale
 from hardware_sims.plan.errors import LavaBackendError
 from hardware_sims.plan.plan import SYNAPSE_KINDS, Plan, Readout, with_state_readouts
-from hardware_sims.runs import RunResult, assemble_readout, bind_inputs, chosen_readouts, load_plan, with_state
+from hardware_sims.runs import RunResult, assemble_readout, set_up_run
 
 __all__ = ["emulate", "Network", "DEFAULT_BATCH", "with_membrane_readouts", "profile_key"]
 
@@ -319,15 +319,9 @@ def emulate(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str,
         A `RunResult` (``timing``: ``quantize_s`` (fixed point), ``build_s`` (the emulated processes),
         ``run_s``, ``samples_per_s``; ``cleanup`` empty).
     """
-    if precision not in ("float", "fixed"):
-        raise ValueError(f"precision must be 'float' or 'fixed', found {precision!r}")
-    plan = load_plan(graph, dt, record, convention)
-    if plan.precision == "fixed" and precision != "fixed":
-        raise ValueError("this plan is quantized (precision='fixed'); emulate it with precision='fixed' or pass the "
-                         "float plan")
-    plan, state = with_state(plan, record_state)
-    xs, steps, batch = bind_inputs(plan, inputs)
-    readouts = chosen_readouts(plan, record, state)
+    setup = set_up_run(graph, inputs, precision=precision, dt=dt, record=record, record_state=record_state,
+                       convention=convention, backend="the emulator")
+    plan, xs, steps, batch, readouts = setup.plan, setup.inputs, setup.steps, setup.batch, setup.readouts
     fixed_args = None
     t0 = time.perf_counter()
     if precision == "fixed":

@@ -33,7 +33,7 @@ from hardware_sims.lava.build import LavaNetwork, build_network
 from hardware_sims.lava.guard import RunGuard, clean_stale_runs
 from hardware_sims.plan.errors import LavaRunError
 from hardware_sims.plan.plan import Plan, Readout
-from hardware_sims.runs import RunResult, assemble_readout, bind_inputs, chosen_readouts, load_plan, with_state
+from hardware_sims.runs import RunResult, assemble_readout, set_up_run
 
 __all__ = ["run_lava", "FILE_BUDGET_BYTES"]
 
@@ -175,17 +175,11 @@ def run_lava(graph: nir.NIRGraph | Plan | str | os.PathLike, inputs: Mapping[str
         UnsupportedGraphError / LatencyError: from `build_plan`.
         LavaRunError: Lava failed while running (it has been stopped).
     """
-    if precision not in ("float", "fixed"):
-        raise ValueError(f"precision must be 'float' or 'fixed', found {precision!r}")
     from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: PLC0415  (lava: optional, heavy)
 
-    plan = load_plan(graph, dt, record, convention)
-    if plan.precision == "fixed" and precision != "fixed":
-        raise ValueError("this plan is quantized (precision='fixed'); run it with precision='fixed' or pass the float "
-                         "plan")
-    plan, state = with_state(plan, record_state)
-    xs, steps, batch = bind_inputs(plan, inputs)
-    readouts = chosen_readouts(plan, record, state)
+    setup = set_up_run(graph, inputs, precision=precision, dt=dt, record=record, record_state=record_state,
+                       convention=convention, backend="Lava")
+    plan, xs, steps, batch, readouts = setup.plan, setup.inputs, setup.steps, setup.batch, setup.readouts
     fixed = None
     if precision == "fixed":
         plan, fixed, xs = prepare_fixed(plan, xs, **(quant_options or {}))
