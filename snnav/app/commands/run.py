@@ -282,15 +282,29 @@ def run(args: argparse.Namespace) -> int:
         args.workdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the work folder {args.workdir}: {exc.strerror}") from exc
-    data, fresh_data = _stage_data(args.workdir, args.workers, args.force)
-    run_dir = _stage_train(args.workdir, data, args.force, fresh_data)
-    graph_path = _stage_export(args.workdir, run_dir, data)
-    _stage_simulate(args.workdir, graph_path, data, args.force)
-    _stage_emulate(args.workdir, graph_path, data, args.force)
-    gpu_file = args.gpu_measurement
-    if gpu_file is None and not args.no_gpu:
-        gpu_file = _gpu_measurement(f"[6/{STAGES} report]", args.workdir, run_dir, graph_path, data, args.force)
-    page = _stage_report(args.workdir, gpu_file)
-    print(f"main job done in {time.perf_counter() - t0:.1f} s; outputs in {args.workdir}")
+    times: dict[str, float] = {}
+
+    def timed(name: str, stage, *stage_args):
+        start = time.perf_counter()
+        out = stage(*stage_args)
+        times[name] = time.perf_counter() - start
+        print(f"[{len(times)}/{STAGES} {name}] took {times[name]:.1f} s")
+        return out
+
+    data, fresh_data = timed("data", _stage_data, args.workdir, args.workers, args.force)
+    run_dir = timed("train", _stage_train, args.workdir, data, args.force, fresh_data)
+    graph_path = timed("export", _stage_export, args.workdir, run_dir, data)
+    timed("simulate", _stage_simulate, args.workdir, graph_path, data, args.force)
+    timed("emulate", _stage_emulate, args.workdir, graph_path, data, args.force)
+
+    def report() -> Path:
+        gpu_file = args.gpu_measurement
+        if gpu_file is None and not args.no_gpu:
+            gpu_file = _gpu_measurement(f"[6/{STAGES} report]", args.workdir, run_dir, graph_path, data, args.force)
+        return _stage_report(args.workdir, gpu_file)
+
+    page = timed("report", report)
+    print(f"main job done in {time.perf_counter() - t0:.1f} s ("
+          + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in times.items()) + f"); outputs in {args.workdir}")
     print(f"report: {page} (open it in a browser; report.md, report.json and the CSV files are beside it)")
     return 0

@@ -25,3 +25,31 @@ def test_an_unreadable_saved_config_is_stale(tmp_path):
     config = load_config(DEFAULT_TRAIN_CONFIG)
     (tmp_path / "config.json").write_text("{not json")
     assert "cannot be read" in _stale_run(tmp_path, config)
+
+
+def test_every_stage_prints_its_time_and_the_summary_names_them(tmp_path, monkeypatch, capsys):
+    """The stages' order, arguments and results flow as before; each one's time is printed, and the total names all."""
+    from snnav.app import cli
+    from snnav.app.commands import run as run_cmd
+
+    calls = []
+
+    def stage(name, result=None):
+        def fn(*args):
+            calls.append(name)
+            return result
+        return fn
+
+    monkeypatch.setattr(run_cmd, "_stage_data", stage("data", (tmp_path / "d.h5", False)))
+    monkeypatch.setattr(run_cmd, "_stage_train", stage("train", tmp_path / "train"))
+    monkeypatch.setattr(run_cmd, "_stage_export", stage("export", tmp_path / "model.nir"))
+    monkeypatch.setattr(run_cmd, "_stage_simulate", stage("simulate"))
+    monkeypatch.setattr(run_cmd, "_stage_emulate", stage("emulate"))
+    monkeypatch.setattr(run_cmd, "_stage_report", stage("report", tmp_path / "report.html"))
+    assert cli.main(["run", "--workdir", str(tmp_path / "w"), "--no-gpu", "--no-fast-runtime"]) == 0
+    out = capsys.readouterr().out
+    assert calls == ["data", "train", "export", "simulate", "emulate", "report"]
+    for i, name in enumerate(calls, 1):
+        assert f"[{i}/6 {name}] took " in out
+    summary = next(line for line in out.splitlines() if line.startswith("main job done in"))
+    assert all(f"{name} " in summary for name in calls) and str(tmp_path / "report.html") in out
