@@ -22,7 +22,8 @@ from snnav.app.report.inputs import ReportInputs
 from snnav.app.report.tables import Table, fmt, pct
 from snnav.errors import SnnavError
 
-__all__ = ["CALIBRATED_GPU", "NOT_MODELLED", "headline", "headline_table", "components_table", "headline_lines"]
+__all__ = ["CALIBRATED_GPU", "NOT_MODELLED", "headline", "headline_table", "components_table", "headline_lines",
+           "target_label", "value_components"]
 
 CALIBRATED_GPU = "h100-calibrated"
 NOT_MODELLED = (
@@ -103,10 +104,15 @@ def _bounds(b: dict[str, float] | None, scale: float = 1e6) -> str:
     return f"{fmt(v)} [{fmt(lo, 3)}–{fmt(hi, 3)}]"
 
 
-def _label(row: dict[str, Any]) -> str:
+def target_label(row: dict[str, Any]) -> str:
     """The target, with the batch size for a GPU row."""
     gpu = row["chips"] is None and row.get("time_s") is not None
     return f"{row['target']}, batch {row['batch']}" if gpu else row["target"]
+
+
+def value_components(row: dict[str, Any]) -> dict[str, float]:
+    """A row's energy per inference by component at the value bound (J); empty for a measured row."""
+    return dict((row.get("by_component_j") or {}).get("value") or {})
 
 
 def _time(row: dict[str, Any]) -> str:
@@ -128,7 +134,7 @@ def headline_table(report: dict[str, Any]) -> Table | None:
     for r in rows:
         size = f"{r['cores']} cores / {r['chips']} chip(s)" if r.get("chips") else "—"
         fits = "yes" if r["fits"] else "no: " + "; ".join(r["violations"][:2])
-        body.append([_label(r), r["kind"], _bounds(r["energy_dynamic_j"]), _bounds(r["energy_static_j"]),
+        body.append([target_label(r), r["kind"], _bounds(r["energy_dynamic_j"]), _bounds(r["energy_static_j"]),
                      _bounds(r["energy_total_j"]), _time(r), _throughput(r), size, fits,
                      pct(r.get("accuracy"))])
     return Table("Per inference on each target (energy in µJ, time in µs; value [lower–upper])",
@@ -143,12 +149,9 @@ def components_table(report: dict[str, Any]) -> Table | None:
     rows = (report.get("headline") or {}).get("rows") or []
     body = []
     for r in rows:
-        comp = (r.get("by_component_j") or {}).get("value") if isinstance((r.get("by_component_j") or {}).get(
-            "value"), dict) else r.get("by_component_j")
-        if not comp:
-            continue
-        body.append([_label(r), ", ".join(f"{k} {fmt(v * 1e6 if not isinstance(v, dict) else v['value'] * 1e6)}"
-                               for k, v in comp.items())])
+        comp = value_components(r)
+        if comp:
+            body.append([target_label(r), ", ".join(f"{k} {fmt(v * 1e6)}" for k, v in comp.items())])
     if not body:
         return None
     return Table("Where the energy goes (µJ per inference, value bound)", ["target", "components"], body)
@@ -166,5 +169,5 @@ def headline_lines(report: dict[str, Any]) -> list[str]:
                 if row["chips"] else "")
         t = row.get("time_s")
         time = f", {1e6 * t['value']:.4g} µs" if t else ""
-        lines.append(f"{_label(row)}: {_bounds(e)} µJ per inference{time} ({row['kind']}){size}")
+        lines.append(f"{target_label(row)}: {_bounds(e)} µJ per inference{time} ({row['kind']}){size}")
     return lines

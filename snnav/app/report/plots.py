@@ -14,6 +14,8 @@ from typing import Any
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
+from snnav.app.report.headline import target_label, value_components
+
 __all__ = ["accuracy_energy_svg", "components_svg", "layers_svg"]
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -28,11 +30,6 @@ def _svg(fig: Figure) -> str:
     return text[text.index("<svg"):]  # inline: no XML prolog or doctype
 
 
-def _label(row: dict[str, Any]) -> str:
-    gpu = row["chips"] is None and row.get("time_s") is not None
-    return f"{row['target']}, batch {row['batch']}" if gpu else row["target"]
-
-
 def accuracy_energy_svg(rows: list[dict[str, Any]]) -> str:
     """Accuracy (%) against total energy per inference (µJ, log scale) with error bars, one marker per target."""
     fig = Figure(figsize=(7.5, 4.2))
@@ -45,19 +42,13 @@ def accuracy_energy_svg(rows: list[dict[str, Any]]) -> str:
         measured = r["kind"] == "measured"
         ax.errorbar([x], [y], xerr=[[x - lo], [hi - x]], yerr=[[yerr], [yerr]], fmt="o" if measured else "s",
                     color=COLOURS[i % len(COLOURS)], mfc=COLOURS[i % len(COLOURS)] if measured else "white",
-                    capsize=3, label=f"{_label(r)} ({r['kind']})")
+                    capsize=3, label=f"{target_label(r)} ({r['kind']})")
     ax.set_xscale("log")
     ax.set_xlabel("energy per inference (µJ, log scale; bars: lower to upper bound)")
     ax.set_ylabel("test accuracy (%; bars: ±1 standard error)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return _svg(fig)
-
-
-def _components(row: dict[str, Any]) -> dict[str, float]:
-    comp = row.get("by_component_j") or {}
-    comp = comp.get("value", comp) if isinstance(comp.get("value"), dict) else comp
-    return {k: (v["value"] if isinstance(v, dict) else v) for k, v in comp.items()}
 
 
 def _component_order(name: str) -> tuple[int, str]:
@@ -70,17 +61,17 @@ def _component_order(name: str) -> tuple[int, str]:
 def components_svg(rows: list[dict[str, Any]]) -> str:
     """Each target's energy per inference split by component, as shares of its total (value bound), the total in µJ
     beside its name: the totals span orders of magnitude, so the shares are what a bar can show."""
-    rows = [r for r in rows if _components(r)]
-    names = sorted(dict.fromkeys(k for r in rows for k in _components(r)), key=_component_order)
+    rows = [r for r in rows if value_components(r)]
+    names = sorted(dict.fromkeys(k for r in rows for k in value_components(r)), key=_component_order)
     fig = Figure(figsize=(7.5, 0.7 + 0.45 * len(rows)))
     ax = fig.add_subplot()
     left = [0.0] * len(rows)
-    totals = [sum(_components(r).values()) or 1.0 for r in rows]
+    totals = [sum(value_components(r).values()) or 1.0 for r in rows]
     for j, name in enumerate(names):
-        widths = [100 * _components(r).get(name, 0.0) / tot for r, tot in zip(rows, totals)]
+        widths = [100 * value_components(r).get(name, 0.0) / tot for r, tot in zip(rows, totals)]
         ax.barh(range(len(rows)), widths, left=left, color=COLOURS[j % len(COLOURS)], label=name)
         left = [a + b for a, b in zip(left, widths)]
-    ax.set_yticks(range(len(rows)), [f"{_label(r)}\n{1e6 * tot:.4g} µJ" for r, tot in zip(rows, totals)], fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"{target_label(r)}\n{1e6 * tot:.4g} µJ" for r, tot in zip(rows, totals)], fontsize=7)
     ax.set_xlim(0, 100)
     ax.set_xlabel("share of the energy per inference (%)")
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25))
