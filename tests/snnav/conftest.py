@@ -43,3 +43,22 @@ def tiny_config(data, **changes) -> TrainConfig:
 @pytest.fixture(scope="session")
 def make_config(avd_file):
     return lambda **changes: tiny_config(**{"data": avd_file, **changes})
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory):
+    """``(run_dir, data)``: a 1-epoch S-CMRL run (D = 16) on 40 AV-Digits pairs with 16 test pairs (32x32 frames).
+    Shared by the app tests; a test that changes the run works on a copy."""
+    from snnav.training.loop import train
+
+    root = tmp_path_factory.mktemp("tiny_trained_run")
+    data = root / "avd.h5"
+    generate_av_digits(data, AVDigitsConfig(n_train=40, n_test=16, frame_size=32, time_steps=4, n_voices=6), workers=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(TrainConfig(data=str(data), epochs=1, batch_size=8, warmup_epochs=0, lr=0.05, seed=3, device="cpu",
+                          model_config={"embed_dim": 16, "num_heads": 4, "mlp_ratio": 2}), root / "run")
+    finally:
+        torch.set_num_threads(threads)
+    return root / "run", data

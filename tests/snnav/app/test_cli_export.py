@@ -9,27 +9,14 @@ from export.from_torch.equivalence import compare
 from export.ir.nirfile import read_graph
 from snnav.app import cli
 from snnav.app.checkpoint_export import load_trained_model
-from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
 from snnav.training.build import open_datasets
 from snnav.training.config import TrainConfig
-from snnav.training.loop import train
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A 1-epoch S-CMRL run on 40 AV-Digits pairs (32x32 frames, shallow stem, D = 16)."""
-    root = tmp_path_factory.mktemp("export_cli")
-    data = root / "avd.h5"
-    generate_av_digits(data, AVDigitsConfig(n_train=40, n_test=16, frame_size=32, time_steps=4, n_voices=6), workers=1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        config = TrainConfig(data=str(data), epochs=1, batch_size=8, warmup_epochs=0, lr=0.05, seed=3, device="cpu",
-                             model_config={"embed_dim": 16, "num_heads": 4, "mlp_ratio": 2})
-        train(config, root / "run")
-    finally:
-        torch.set_num_threads(threads)
-    return root / "run", data
+def trained_run(tiny_trained_run):
+    """A 1-epoch S-CMRL run on 40 AV-Digits pairs (32x32 frames, D = 16): tests/snnav/conftest.py."""
+    return tiny_trained_run
 
 
 def test_export_writes_a_graph_that_reproduces_the_trained_model(trained_run, tmp_path, capsys):

@@ -7,6 +7,8 @@ from its metadata, produces the same spikes in every spiking layer as the fine-t
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -20,7 +22,6 @@ from hardware_sims.fixed_point.quantize import quantize_weights
 from hardware_sims.plan import build_plan
 from snnav.app import cli
 from snnav.app.qat import finetuned_model, save_spec, spec_for_run
-from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
 from snnav.training.build import open_datasets
 from snnav.training.checkpoint import load_checkpoint, save_checkpoint
 from snnav.training.config import QATConfig, TrainConfig
@@ -29,19 +30,11 @@ from snnav.training.qat import QATSpec, WeightQuant, apply_qat, plain_state_dict
 
 
 @pytest.fixture(scope="module")
-def float_run(tmp_path_factory):
-    """A 1-epoch S-CMRL run on 40 AV-Digits pairs (32x32 frames, D = 16)."""
+def float_run(tiny_trained_run, tmp_path_factory):
+    """The shared 1-epoch S-CMRL run (tests/snnav/conftest.py), copied and livened (`_liven`)."""
+    run_dir, data = tiny_trained_run
     root = tmp_path_factory.mktemp("qat")
-    data = root / "avd.h5"
-    generate_av_digits(data, AVDigitsConfig(n_train=40, n_test=16, frame_size=32, time_steps=4, n_voices=6), workers=1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        config = TrainConfig(data=str(data), epochs=1, batch_size=8, warmup_epochs=0, lr=0.05, seed=3, device="cpu",
-                             model_config={"embed_dim": 16, "num_heads": 4, "mlp_ratio": 2})
-        train(config, root / "float")
-    finally:
-        torch.set_num_threads(threads)
+    shutil.copytree(run_dir, root / "float")
     _liven(root / "float")
     return root / "float", data
 
