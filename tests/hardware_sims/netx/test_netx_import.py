@@ -7,33 +7,13 @@ import h5py
 import nir
 import numpy as np
 import pytest
-from lava_graphs import DT, lif
+from lava_graphs import DT, conv_chain
 
 from hardware_sims.emulator import emulate
 from hardware_sims.netx import write_netx
 from hardware_sims.netx.importer import NetxImportError, read_netx
 
 T, B = 6, 2
-
-
-def conv_chain(rng) -> nir.NIRGraph:
-    c, h, w = 2, 8, 8
-    nodes = {
-        "img": nir.Input(input_type=np.array([c, h, w])),
-        "conv1": nir.Conv2d(input_shape=(h, w), weight=rng.normal(0.15, 0.8, size=(4, c, 3, 3)), stride=1,
-                            padding=1, dilation=1, groups=1, bias=rng.normal(0, 0.2, size=4)),
-        "lif1": lif((4, h, w)),
-        "conv2": nir.Conv2d(input_shape=(h, w), weight=rng.normal(0.05, 0.7, size=(6, 4, 3, 3)), stride=2,
-                            padding=1, dilation=1, groups=1, bias=np.zeros(6)),
-        "lif2": lif((6, 4, 4), tau=4e-3, th=0.8),
-        "flat": nir.Flatten(input_type={"input": np.array([6, 4, 4])}, start_dim=0, end_dim=-1),
-        "fc": nir.Affine(weight=rng.normal(0.02, 0.5, size=(10, 96)), bias=rng.normal(0, 0.1, size=10)),
-        "lif3": lif((10,)),
-        "out": nir.Output(output_type=np.array([10])),
-    }
-    edges = [("img", "conv1"), ("conv1", "lif1"), ("lif1", "conv2"), ("conv2", "lif2"), ("lif2", "flat"),
-             ("flat", "fc"), ("fc", "lif3"), ("lif3", "out")]
-    return nir.NIRGraph(nodes, edges, metadata={"dt": DT})
 
 
 def cuba_chain(rng) -> nir.NIRGraph:
