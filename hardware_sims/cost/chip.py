@@ -135,14 +135,15 @@ def parse_figures(label: str, data: Mapping[str, Any], fields: Mapping[str, str]
 
 
 @dataclass(frozen=True)
-class Chip:
-    """A validated chip description (see the module docstring)."""
+class Description:
+    """A validated hardware description: cited figures by name (chips here, GPUs in ``gpu.py``)."""
+
+    FORMAT = ""
 
     name: str
     description: str
     sources: Mapping[str, str]
     figures: Mapping[str, Figure]
-    path: str | None = None
 
     def __getitem__(self, name: str) -> float:
         return self.figures[name].value
@@ -158,8 +159,17 @@ class Chip:
         return f"{f.citation(self.sources)} [{f.status}]"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": CHIP_FORMAT, "version": 1, "name": self.name, "description": self.description,
+        return {"format": self.FORMAT, "version": 1, "name": self.name, "description": self.description,
                 "sources": dict(self.sources), "figures": {k: f.to_dict() for k, f in self.figures.items()}}
+
+
+@dataclass(frozen=True)
+class Chip(Description):
+    """A validated chip description (see the module docstring)."""
+
+    FORMAT = CHIP_FORMAT
+
+    path: str | None = None
 
 
 def read_header(label: str, data: Any, kind: str) -> tuple[str, str, dict[str, str]]:

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from hardware_sims.cost.chip import Figure, parse_figures, read_header, read_json_file
+from hardware_sims.cost.chip import Description, Figure, parse_figures, read_header, read_json_file
 from hardware_sims.cost.errors import CostModelError
 
 __all__ = ["GPU", "GPU_FIELDS", "DenseWorkload", "GPUPrediction", "Measurement", "Calibration", "get_gpu",
@@ -59,24 +59,16 @@ STATEFUL = ("LIF", "CubaLIF", "IF", "CubaLI", "LI")
 
 
 @dataclass(frozen=True)
-class GPU:
-    name: str
-    description: str
-    sources: TMapping[str, str]
-    figures: TMapping[str, Figure]
+class GPU(Description):
+    """A validated GPU description; ``calibrated_from`` names the measurement file a calibrated one was fitted to."""
+
+    FORMAT = GPU_FORMAT
+
     calibrated_from: str | None = None
-
-    def __getitem__(self, name: str) -> float:
-        return self.figures[name].value
-
-    def cite(self, name: str) -> str:
-        f = self.figures[name]
-        return f"{f.citation(self.sources)} [{f.status}]"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form `gpu_from_dict` reads (a calibrated GPU keeps the file it was calibrated from)."""
-        out = {"format": GPU_FORMAT, "version": 1, "name": self.name, "description": self.description,
-               "sources": dict(self.sources), "figures": {k: f.to_dict() for k, f in self.figures.items()}}
+        out = super().to_dict()
         if self.calibrated_from:
             out["calibrated_from"] = self.calibrated_from
         return out
