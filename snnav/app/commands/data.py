@@ -11,8 +11,8 @@ from tqdm import tqdm
 from snnav.app.flags import deprecated_alias
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
 from snnav.data.av_digits_file import read_av_digits_info
-from snnav.errors import ConfigError, OutputError
-from snnav.io import check_writable_destination
+from snnav.errors import ConfigError
+from snnav.io import check_writable_destination, refuse_existing
 
 MAKEABLE = ("av-digits",)
 
@@ -48,8 +48,7 @@ def make_av_digits(out: Path, config, workers: int, force: bool) -> None:
     """Generate AV-Digits with a progress bar and print what was made (shared by ``data make`` and ``run``)."""
 
     check_writable_destination(out)
-    if out.exists() and not force:
-        raise OutputError(f"{out} exists; pass --force to replace it (it is kept until the new file is complete)")
+    refuse_existing(out, force)
     bars: dict[str, tqdm] = {}
 
     def progress(phase: str, done: int, total: int) -> None:

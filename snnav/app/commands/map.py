@@ -16,8 +16,8 @@ from pathlib import Path
 from export.ir.nirfile import read_graph
 from hardware_sims.cost.mapping import map_plan
 from hardware_sims.plan.lowering import build_plan
-from snnav.errors import OutputError, UnsupportedGraphError
-from snnav.io import write_json
+from snnav.errors import UnsupportedGraphError
+from snnav.io import refuse_existing, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.json is not None and args.json.exists() and not args.force:
-        raise OutputError(f"{args.json} exists; pass --force to replace it, or choose another --json path")
+    if args.json is not None:
+        refuse_existing(args.json, args.force)
     graph = read_graph(args.model)
     plan = build_plan(graph)
     mappings = [map_plan(plan, chip, weight_bits=args.weight_bits) for chip in (args.chip or ["loihi2"])]
