@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     try:
-        record = measure_gpu(args.run, args.data, model=args.model, batch_sizes=tuple(args.batch_sizes),
-                             window_s=args.window_s, idle_s=args.idle_s, warmup=args.warmup, device=args.device,
+        record = measure_gpu(args.run, args.data, nir_path=args.model, batch_sizes=tuple(args.batch_sizes),
+                             window_s=args.window_s, idle_s=args.idle_s, warmup=args.warmup, device_index=args.device,
                              allow_tf32=args.allow_tf32,
                              command=shlex.join(["python", "scripts/measure_gpu.py", *argv]))
         out = args.out or default_out(record["hardware"]["gpu_name"])

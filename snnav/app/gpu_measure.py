@@ -15,7 +15,6 @@ import json
 import re
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
@@ -111,8 +110,9 @@ def default_out(gpu_name: str) -> Path:
     return Path("results") / f"gpu_measurement_{slug}.json"
 
 
-def measure_gpu(run: Path, data: Path, *, model: Path | None = None, batch_sizes: tuple[int, ...] = (1, 64),
-                window_s: float = 2.0, idle_s: float = 2.0, warmup: int = 3, device: int = 0, allow_tf32: bool = False,
+def measure_gpu(run: Path, data: Path, *, nir_path: Path | None = None, batch_sizes: tuple[int, ...] = (1, 64),
+                window_s: float = 2.0, idle_s: float = 2.0, warmup: int = 3, device_index: int = 0,
+                allow_tf32: bool = False,
                 command: str = "", progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure the trained model (and its NIR export, if given) on a CUDA GPU with NVML: one record (module docstring).
 
@@ -120,35 +120,33 @@ def measure_gpu(run: Path, data: Path, *, model: Path | None = None, batch_sizes
         GPUUnavailableError: no CUDA GPU or no NVML energy counter. InputError: a batch size below 1 or above the
             test split.
     """
-    ok, why = gpu_available(device)
+    ok, why = gpu_available(device_index)
     if not ok:
         raise GPUUnavailableError(f"no GPU measurement: {why}")
     if min(batch_sizes) < 1:
         raise InputError(f"batch sizes must be >= 1; got {list(batch_sizes)}")
-    args = SimpleNamespace(run=run, data=data, model=model, batch_sizes=list(batch_sizes), window_s=window_s,
-                           idle_s=idle_s, warmup=warmup, device=device, allow_tf32=allow_tf32)
-    device = f"cuda:{args.device}"
-    torch.cuda.set_device(args.device)
+    device = f"cuda:{device_index}"
+    torch.cuda.set_device(device_index)
     # torch lets cuDNN convolve in TF32 by default; spikes then flip where the CPU's float32 does not
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.allow_tf32
-    info = gpu_info(args.device)
-    progress(f"GPU {args.device}: {info.gpu_name}, driver {info.driver_version}, torch {info.torch_version} "
-          f"(CUDA {info.cuda_version})")
-    model, ckpt, test, steps = load_run(args.run, args.data)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    info = gpu_info(device_index)
+    progress(f"GPU {device_index}: {info.gpu_name}, driver {info.driver_version}, torch {info.torch_version} "
+             f"(CUDA {info.cuda_version})")
+    model, ckpt, test, steps = load_run(run, data)
     model = model.to(device)
     targets = {"torch": "the trained torch model, eval mode, float32, torch.inference_mode"}
     graph = interpreter = None
-    if args.model is not None:
-        graph, interpreter = load_graph(args.model, ckpt, steps, device)
+    if nir_path is not None:
+        graph, interpreter = load_graph(nir_path, ckpt, steps, device)
         targets["nir-interpreter"] = "export.interpreter.Interpreter on the NIR export, float32"
     readout = int((graph.metadata or {}).get("readout_step", -1)) if graph is not None else -1
-    audio, visual, labels = (x.to(device) for x in first_samples(test, max(args.batch_sizes)))
-    torch.cuda.synchronize(args.device)
+    audio, visual, labels = (x.to(device) for x in first_samples(test, max(batch_sizes)))
+    torch.cuda.synchronize(device_index)
 
-    idle = measure_idle_power(args.device, args.idle_s)
+    idle = measure_idle_power(device_index, idle_s)
     progress(f"idle: {idle.power_w:.1f} W over {idle.window_s:.2f} s (counter refresh {idle.counter_refresh_s} s)")
     rows = []
-    for b in args.batch_sizes:
+    for b in batch_sizes:
         a, v, y = audio[:, :b], visual[:, :b], labels[:b]
         predictions = {}
         for target in targets:
@@ -156,7 +154,7 @@ def measure_gpu(run: Path, data: Path, *, model: Path | None = None, batch_sizes
                              else nir_target(interpreter, a, v, readout))
             pred = predict()
             predictions[target] = pred
-            m = measure_inference(call, b, min_window_s=args.window_s, warmup=args.warmup, device_index=args.device,
+            m = measure_inference(call, b, min_window_s=window_s, warmup=warmup, device_index=device_index,
                                   idle=idle)
             row = {"target": target, "description": targets[target], "batch_size": b,
                    "accuracy": float((pred == y).float().mean()), "accuracy_samples": b, **m.to_dict()}
@@ -168,7 +166,7 @@ def measure_gpu(run: Path, data: Path, *, model: Path | None = None, batch_sizes
                   f"{1e3 * m.dynamic_energy_j_per_sample:.3f}) {m.mean_power_w:6.1f} W, {m.calls} calls "
                   f"in {m.window_s:.2f} s (+-{100 * (m.relative_uncertainty or float('nan')):.2f} % timing, aligned "
                   f"{m.aligned}); accuracy {row['accuracy']:.2f}")
-    idle_after = measure_idle_power(args.device, args.idle_s)
+    idle_after = measure_idle_power(device_index, idle_s)
     progress(f"idle after: {idle_after.power_w:.1f} W")
     meta = dict(graph.metadata) if graph is not None else {}
     return {
@@ -181,15 +179,15 @@ def measure_gpu(run: Path, data: Path, *, model: Path | None = None, batch_sizes
         "hardware": info.to_dict(),
         "idle": idle.to_dict(),
         "idle_after": idle_after.to_dict(),
-        "run": {"checkpoint": str(args.run), "model_name": ckpt["model_name"], "model_config": ckpt["model_config"],
+        "run": {"checkpoint": str(run), "model_name": ckpt["model_name"], "model_config": ckpt["model_config"],
                 "epoch": ckpt.get("epoch"), "best_acc": ckpt.get("best_acc"),
-                "nir": None if args.model is None else str(args.model),
-                "nir_sha256": None if args.model is None else sha256_of(args.model),
+                "nir": None if nir_path is None else str(nir_path),
+                "nir_sha256": None if nir_path is None else sha256_of(nir_path),
                 "nir_metadata": {k: meta[k] for k in ("model", "dt", "time_steps", "readout_step", "extensions")
                                  if k in meta}},
-        "inputs": {"data": str(args.data), "split": "test", "samples": "the first batch_size samples",
+        "inputs": {"data": str(data), "split": "test", "samples": "the first batch_size samples",
                    "time_steps": steps, "audio_shape": list(audio.shape[2:]), "visual_shape": list(visual.shape[2:]),
-                   "dtype": "float32", "tf32": args.allow_tf32, "resident_on_gpu": True},
+                   "dtype": "float32", "tf32": allow_tf32, "resident_on_gpu": True},
         "notes": ["Energy is the whole board's (NVML), idle power measured with the models loaded and nothing "
                   "running; dynamic = total - idle power x window.",
                   "Wall time per sample includes Python and kernel-launch overhead; at batch 1 that dominates."],

@@ -250,7 +250,7 @@ def _gpu_measurement(stage: str, workdir: Path, run_dir: Path, graph_path: Path,
         except (OSError, ValueError, KeyError, TypeError):
             pass
     print(f"{stage} measuring the trained model and its export on the GPU with NVML at batch 1 and 64")
-    record = measure_gpu(run_dir, data, model=graph_path, batch_sizes=(1, 64),
+    record = measure_gpu(run_dir, data, nir_path=graph_path, batch_sizes=(1, 64),
                          command=f"snnav run --workdir {workdir}", progress=lambda line: print(f"{stage}   {line}"))
     write_json(out, record)
     print(f"{stage} wrote {out}")
