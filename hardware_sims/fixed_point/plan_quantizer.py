@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.errors import FixedPointError
 from hardware_sims.fixed_point.quantize import (
     V_HEADROOM,
     QuantLIF,
@@ -155,13 +156,13 @@ class _PlanQuantizer:
                 if self.procs[self._origin(c.src)].kind not in SYNAPSES:
                     se, root = self.source_exp(c.src) - lf.ACT_SHIFT, groups.find(key)
                     if forced.get(root, (se,))[0] != se:
-                        raise ValueError(f"neuron {key[1]!r} receives messages of different exponents directly "
+                        raise FixedPointError(f"neuron {key[1]!r} receives messages of different exponents directly "
                                          f"(from {forced[root][1]!r} and {c.src!r}); route them through synapses")
                     forced[root] = (se, c.src)
         for root, (se, src) in forced.items():
             done = [n for n, q in self.synapses.items() if groups.find(self._key(n)) == root and q.state_exp != se]
             if done:
-                raise ValueError(f"{src!r} feeds a neuron directly, fixing its state_exp to {se}, but synapses {done} "
+                raise FixedPointError(f"{src!r} feeds a neuron directly, fixing its state_exp to {se}, but synapses {done} "
                                  "of the same group were needed earlier at another scale; insert a synapse")
         self.group_exp = {key: forced.get(groups.find(key), (best[groups.find(key)],))[0] for key in members}
 
@@ -199,7 +200,7 @@ class _PlanQuantizer:
 
     def extension_exp(self, name: str) -> int:
         if name in self.visiting:
-            raise ValueError(f"extension {name!r} feeds itself without a spiking neuron in the loop; its message "
+            raise FixedPointError(f"extension {name!r} feeds itself without a spiking neuron in the loop; its message "
                              "exponent cannot be derived -- pass it in source_exps")
         self.visiting.add(name)
         formats = self.port_formats_of(name)
@@ -207,7 +208,7 @@ class _PlanQuantizer:
         if self.exp_fn is not None:
             return int(self.exp_fn(name, formats))
         if name not in self.exp_map:
-            raise ValueError(f"extension {name!r} sends graded messages into a synapse; quantize_plan needs their "
+            raise FixedPointError(f"extension {name!r} sends graded messages into a synapse; quantize_plan needs their "
                              "exponent: pass source_exps={name: process.out_exp} or a callable (name, port_formats) "
                              "-> out_exp")
         return int(self.exp_map[name])
@@ -229,7 +230,7 @@ class _PlanQuantizer:
         for port, fmts in by_port.items():
             exps = sorted({e for e, _ in fmts})
             if len(exps) > 1:
-                raise ValueError(f"extension {ext!r} port {port!r} sums messages of different exponents {exps}; "
+                raise FixedPointError(f"extension {ext!r} port {port!r} sums messages of different exponents {exps}; "
                                  "route them through one synapse layer (a gain synapse) so they share a scale")
             out[port] = (exps[0], int(sum(m for _, m in fmts)))
             self.ports[(ext, port)] = out[port]
@@ -240,7 +241,7 @@ class _PlanQuantizer:
             spec = self.procs[name]
             key = self._key(name)
             if not self.into.get(name):
-                raise ValueError(f"synapse {name!r} has no input connection; the plan is incomplete")
+                raise FixedPointError(f"synapse {name!r} has no input connection; the plan is incomplete")
             src = self.into[name][0].src
             ie = self.source_exp(src)
             w = spec.params["weights"] if spec.kind != "conv" else spec.params["weight"]
@@ -308,7 +309,7 @@ def quantize_plan(plan, *, state_exp: int | None = None,
         ``(fixed_plan, report)``: the plan with ``precision="fixed"`` and ``quant`` a :class:`PlanQuant`.
     """
     if getattr(plan, "precision", "float") != "float":
-        raise ValueError(f"quantize_plan expects a float plan, got precision={plan.precision!r}")
+        raise FixedPointError(f"quantize_plan expects a float plan, got precision={plan.precision!r}")
     lf.weight_mant_grid(lf.SignMode.MIXED, weight_bits)  # validates weight_bits
     quant = _PlanQuantizer(plan, state_exp, source_exps, input_exp, input_max, port_state_exp, v_headroom,
                            readout_v_max, int(weight_bits), weight_exps).run()

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 
 from hardware_sims.extensions.ports import PortFormat
 from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.errors import FixedPointError
 from hardware_sims.fixed_point.plan_quantizer import quantize_plan
 from hardware_sims.fixed_point.quantize import LayerReport, QuantReport
 from hardware_sims.fixed_point.reference import sign_mode_of
@@ -123,7 +124,7 @@ def port_bias_fixed(plan: Plan) -> dict[tuple[str, str], tuple[np.ndarray, int, 
             raw = np.rint(b * 2.0**exp)
             peak = int(np.abs(raw).max(initial=0))
             if peak + max_abs >= MESSAGE_LIMIT:
-                raise ValueError(f"extension {spec.name!r} port {port!r}: its bias needs mantissas up to {peak} at "
+                raise FixedPointError(f"extension {spec.name!r} port {port!r}: its bias needs mantissas up to {peak} at "
                                  f"exponent {exp}, which with the received messages (|m| <= {max_abs}) exceeds int32")
             err = np.abs(raw * 2.0**-exp - b)
             norm = float(np.linalg.norm(b))
@@ -180,7 +181,7 @@ def quantizer_settings(metadata) -> dict[str, Any]:
         return {}
     unknown = sorted(set(raw) - set(QUANTIZER_KEYS))
     if unknown:
-        raise ValueError(f"graph metadata 'quantizer' has unknown keys {unknown}; known: {', '.join(QUANTIZER_KEYS)}")
+        raise FixedPointError(f"graph metadata 'quantizer' has unknown keys {unknown}; known: {', '.join(QUANTIZER_KEYS)}")
     out: dict[str, Any] = {}
     if "weight_bits" in raw:
         out["weight_bits"] = int(raw["weight_bits"])
@@ -229,7 +230,7 @@ def prepare_fixed(plan: Plan, xs: dict[str, np.ndarray], **options: Any):
         exp = int(exps.get(name, 0))
         q = np.rint(np.asarray(x, dtype=np.float64) * 2.0**exp)
         if np.abs(q).max(initial=0) >= 2**23:
-            raise ValueError(f"input {name!r}: |x| * 2**{exp} reaches {np.abs(q).max():.0f}, beyond 24-bit messages")
+            raise FixedPointError(f"input {name!r}: |x| * 2**{exp} reaches {np.abs(q).max():.0f}, beyond 24-bit messages")
         ints[name] = q
     return plan, fixed_arguments(plan), ints
 

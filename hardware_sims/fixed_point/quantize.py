@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.errors import FixedPointError
 from hardware_sims.fixed_point.formats import SignMode
 from hardware_sims.fixed_point.reference import sign_mode_of
 
@@ -139,7 +140,7 @@ class QuantWeights:
     def conv_weight(self) -> np.ndarray:
         """Integer weights for Lava's fixed-point ``Conv``, which ignores ``weight_exp``: ``mant << exp`` (exp >= 0)."""
         if self.exp < 0:
-            raise ValueError(f"Lava's fixed-point Conv cannot right-shift (weight_exp={self.exp}); quantize conv "
+            raise FixedPointError(f"Lava's fixed-point Conv cannot right-shift (weight_exp={self.exp}); quantize conv "
                              "weights with target='conv' so the exponent is >= 0")
         return self.mant.astype(np.int64) << self.exp
 
@@ -234,16 +235,16 @@ def quantize_weights(w, *, state_exp: int = 0, input_exp: int = 0, scale_hint: f
     w = w.tocsr().astype(np.float64) if sparse else np.asarray(w, dtype=np.float64)
     x = w.data if sparse else w  # the values to quantize (a sparse matrix's implicit zeros are exact)
     if not np.all(np.isfinite(x)):
-        raise ValueError("weights must be finite; found NaN or inf -- check the exported graph's weights")
+        raise FixedPointError("weights must be finite; found NaN or inf -- check the exported graph's weights")
     if target not in ("dense", "conv"):
-        raise ValueError(f"target must be 'dense' or 'conv', got {target!r}")
+        raise FixedPointError(f"target must be 'dense' or 'conv', got {target!r}")
     mode = sign_mode_of(x)  # Lava's rule, on the float weights
     # Lava infers the sign mode from the mantissas when none is given; if rounding leaves mixed-sign weights all on
     # one side (a tiny weight of the other sign rounds to 0), redo the quantization in the mode Lava would infer, so
     # the mantissas are valid under both (e.g. -256 is a mixed-mode mantissa but outside the inhibitory range).
     exp_min = 0 if target == "conv" else lf.WEIGHT_EXP_MIN
     if exp is not None and not exp_min <= int(exp) <= lf.WEIGHT_EXP_MAX:
-        raise ValueError(f"weight exponent {exp} is outside [{exp_min}, {lf.WEIGHT_EXP_MAX}] (target {target!r})")
+        raise FixedPointError(f"weight exponent {exp} is outside [{exp_min}, {lf.WEIGHT_EXP_MAX}] (target {target!r})")
     pinned = exp
     for _ in range(2):
         lo, hi, q = lf.weight_mant_grid(mode, weight_bits)
@@ -288,7 +289,7 @@ def quantize_weights(w, *, state_exp: int = 0, input_exp: int = 0, scale_hint: f
 def _check_fraction(name: str, x: float) -> float:
     x = float(x)
     if not 0.0 <= x <= 1.0:
-        raise ValueError(f"{name} must be a decay fraction in [0, 1] (dt/tau), got {x}")
+        raise FixedPointError(f"{name} must be a decay fraction in [0, 1] (dt/tau), got {x}")
     return x
 
 
@@ -309,10 +310,10 @@ def quantize_lif(dv: float, du: float, vth: float, bias=0.0, *, state_exp: int =
     dv, du = _check_fraction("dv", dv), _check_fraction("du", du)
     vth = float(vth)
     if math.isnan(vth) or vth < 0:
-        raise ValueError(f"vth must be >= 0 (Loihi's threshold is unsigned 17-bit), got {vth}")
+        raise FixedPointError(f"vth must be >= 0 (Loihi's threshold is unsigned 17-bit), got {vth}")
     bias = np.atleast_1d(np.asarray(bias, dtype=np.float64))
     if not np.all(np.isfinite(bias)):
-        raise ValueError("bias must be finite")
+        raise FixedPointError("bias must be finite")
     scale, clipped, notes = lf.state_scale(state_exp), [], []
     dv_raw = int(np.rint(dv * lf.DECAY_UNITY)) - lf.DV_OFFSET
     du_raw = int(np.rint(du * lf.DECAY_UNITY)) - lf.DU_OFFSET
@@ -354,7 +355,7 @@ def choose_state_exp(vth: float, *, v_max: float | None = None, bias_max: float 
     finite = math.isfinite(vth)
     if v_max is None:
         if not finite:
-            raise ValueError("a population without threshold (vth=inf, a readout) needs v_max: the largest |v| "
+            raise FixedPointError("a population without threshold (vth=inf, a readout) needs v_max: the largest |v| "
                              "it must hold without saturating")
         v_max = V_HEADROOM * max(vth, 1.0 / 2**lf.STATE_FRAC_BITS)
     for se in range(STATE_EXP_MAX, STATE_EXP_MIN - 1, -1):

@@ -15,12 +15,11 @@ import argparse
 import shlex
 from pathlib import Path
 
-from export.ir.errors import NIRFormatError
 from export.ir.nirfile import read_graph
 from hardware_sims.plan.conventions import CHOICES
 from snnav.app.compare import BACKENDS, DEFAULT_BACKENDS, compare_model, parse_backends
 from snnav.app.report.divergence import comparison_json, render_compare_html, render_compare_markdown
-from snnav.errors import FileFormatError, InputError, OutputError, SnnavError
+from snnav.errors import InputError, OutputError
 from snnav.io import atomic_path, write_json
 
 __all__ = ["add_arguments", "run", "FILES"]
@@ -80,17 +79,11 @@ def run(args: argparse.Namespace) -> int:
     if "torch" in backends and args.run is None:
         raise InputError("backend 'torch' needs the training run: pass --run DIR (the run the graph was exported from)")
     _check_out(args.out, args.force)
-    try:
-        graph = read_graph(args.model)
-    except NIRFormatError as exc:
-        raise FileFormatError(str(exc)) from exc
+    graph = read_graph(args.model)
     options = {"weight_bits": args.weight_bits} if args.weight_bits is not None else None
     print(f"comparing {', '.join(backends)} on {args.model}")
-    try:
-        comparison, info = compare_model(graph, backends, samples=args.samples, data=args.data, run_dir=args.run,
-                                         convention=args.convention, quant_options=options, seed=args.seed)
-    except ValueError as exc:  # the backends' errors (unsupported node, binding) are ValueErrors with a message
-        raise SnnavError(str(exc)) from exc
+    comparison, info = compare_model(graph, backends, samples=args.samples, data=args.data, run_dir=args.run,
+                                     convention=args.convention, quant_options=options, seed=args.seed)
     info = {"model": str(args.model), **info, "command": _command(args)}
     for p in comparison.pairs:
         where = "agree" if p.agree else (f"part at {p.first.node} ({p.first.kind}), step {p.first.step}, sample "

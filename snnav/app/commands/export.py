@@ -6,8 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from export.from_torch.exporter import ExportError, export_model
-from export.ir.errors import NIRFormatError
+from export.from_torch.exporter import export_model
 from export.ir.nirfile import format_summary, graph_summary, write_graph
 from snnav.app.checkpoint_export import export_config_for, load_trained_model
 from snnav.app.qat import finetuned_graph
@@ -44,9 +43,7 @@ def export_checkpoint(source: Path, out: Path, dt_s: float, dtype: str = "float3
         else:
             graph = export_model(model, export_config_for(ckpt, dt_s, dtype))
         write_graph(out, graph)
-    except (ExportError, NIRFormatError) as exc:
-        raise SnnavError(str(exc)) from exc
-    except SnnavError:
+    except SnnavError:  # before OSError: a missing NIR or checkpoint file is both
         raise
     except OSError as exc:
         raise OutputError(f"cannot write {out}: {exc}") from exc

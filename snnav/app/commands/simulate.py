@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from export.ir.errors import NIRFormatError
 from export.ir.nirfile import read_graph
 from hardware_sims.plan.conventions import CHOICES, detect_convention
 from snnav.app.report.results import simulate_command, write_simulation_result
@@ -69,10 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:  # fail before minutes of simulation, not after
         refuse_existing(args.out, args.force)
         check_writable_destination(args.out)
-    try:
-        graph = read_graph(args.model)
-    except NIRFormatError as exc:
-        raise SnnavError(str(exc)) from exc
+    graph = read_graph(args.model)
     dataset = open_test_split(graph, args.data)
     where = "Lava Loihi2SimCfg" if args.backend == "lava" else "the batched emulator of Lava"
     print(f"simulating {args.model} ({graph.metadata.get('model', '?')}) on {where}, {args.precision} "
@@ -81,12 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if args.convention not in ("auto", found):
         print(f"note: the graph looks like a {found!r} export ({why}); running {args.convention!r} as asked "
               f"(--convention {found} or auto to follow its producer)")
-    try:
-        result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes,
-                          backend=args.backend, count=args.out is not None, convention=args.convention,
-                          stream=args.stream)
-    except ValueError as exc:  # the backend's errors (unsupported node, binding) are ValueErrors with a message
-        raise SnnavError(str(exc)) from exc
+    result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes,
+                      backend=args.backend, count=args.out is not None, convention=args.convention, stream=args.stream)
     print(format_result(result, args.precision, args.backend))
     if args.out is not None:
         _save(args, graph, result)

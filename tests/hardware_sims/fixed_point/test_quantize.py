@@ -273,3 +273,14 @@ def test_wrap_signed_matches_lava_conv_clamp():
     x = np.array([0, 2**23 - 1, 2**23, -(2**23), -(2**23) - 1, 3 * 2**23 + 5, -7 * 2**22])
     np.testing.assert_array_equal(wrap_signed(x), signed_clamp(x, bits=24))
     assert wrap_signed(2**23) == -(2**23)
+
+
+def test_what_fixed_point_cannot_hold_is_a_one_line_snnav_error():
+    """The quantizer's refusals belong to the error family (the CLI prints them as one line) and stay ValueErrors."""
+    from hardware_sims.fixed_point.errors import FixedPointError
+    from snnav.errors import SnnavError, UnsupportedGraphError
+
+    with pytest.raises(FixedPointError, match="finite") as info:
+        quantize_weights(np.array([[np.nan, 1.0]]))
+    assert isinstance(info.value, UnsupportedGraphError) and isinstance(info.value, SnnavError)
+    assert isinstance(info.value, ValueError)
