@@ -20,7 +20,6 @@ from hardware_sims.cost.headline import headline_rows
 from hardware_sims.plan.lowering import build_plan
 from snnav.app.report.inputs import ReportInputs
 from snnav.app.report.tables import Table, fmt, pct
-from snnav.errors import SnnavError
 
 __all__ = ["CALIBRATED_GPU", "NOT_MODELLED", "headline", "headline_table", "components_table", "headline_lines",
            "target_label", "value_components"]
@@ -67,13 +66,8 @@ def headline(inputs: ReportInputs, sims: list[dict[str, Any]], counts_of: dict[s
     weight_bits = int((data.get("quantizer") or {}).get("weight_bits") or 8)
     gpu_file = inputs.gpu[0].path if inputs.gpu is not None else None
     gpu = get_gpu(CALIBRATED_GPU)
-    try:
-        rows = headline_rows(plan, counts_of[primary["id"]], weight_bits=weight_bits, gpu=gpu,
-                             gpu_measurement=gpu_file)
-    except (KeyError, ValueError) as exc:  # a GPU file scripts/measure_gpu.py did not write
-        if isinstance(exc, SnnavError) or gpu_file is None:
-            raise
-        raise SnnavError(f"{gpu_file}: cannot be used for the headline ({exc})") from exc
+    # a GPU file that does not hold measurements is a CostModelError naming the field (gpu.read_measurements)
+    rows = headline_rows(plan, counts_of[primary["id"]], weight_bits=weight_bits, gpu=gpu, gpu_measurement=gpu_file)
     fixed = primary if primary["precision"] == "fixed" else None
     float_sim = next((s for s in sims if s["precision"] == "float"), None)
     for row in rows:
