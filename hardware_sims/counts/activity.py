@@ -103,6 +103,14 @@ def _plan_dense(spec: ProcessSpec) -> int:
     return int(w.nnz) if hasattr(w, "nnz") else int(np.count_nonzero(w))
 
 
+def _buffer_key(x: np.ndarray) -> tuple:
+    """Identifies a layer input by its memory: reshaped views of one record (the plan's synapse input and the
+    graph's node input are often the same record) share their summary; anything else is keyed by its id."""
+    if x.flags.c_contiguous:
+        return (x.__array_interface__["data"][0], x.shape[0], x.shape[1], x.nbytes, x.dtype.str)
+    return (id(x),)
+
+
 class _Counter:
     """Builds the per-sample arrays of every node."""
 
@@ -126,14 +134,14 @@ class _Counter:
             if p.kind in SYNAPSE_KINDS and p.role in COUNTED_SYNAPSE_ROLES:
                 self.syn_of.setdefault(p.node, []).append(p.name)
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
-        self._summaries: dict[int, tuple[np.ndarray, tuple]] = {}  # id(layer input) -> (input, input_summary)
+        self._summaries: dict[tuple, tuple[np.ndarray, tuple]] = {}  # _buffer_key -> (input, input_summary)
         self.info: dict[str, tuple[str, int, bool | None, bool]] = {}  # type, neurons, binary_input, spiking
 
     def ops(self, x: np.ndarray, synapses: Any) -> tuple[np.ndarray, np.ndarray]:
         """`layer_ops`, summarizing each layer input once (several synapses and NeuroBench read the same one)."""
-        key = id(x)
+        key = _buffer_key(x)
         if key not in self._summaries:
-            self._summaries[key] = (x, input_summary(x))  # x kept alive: its id stays unique
+            self._summaries[key] = (x, input_summary(x))  # x kept alive: its buffer stays unique
         nonzero, binary = self._summaries[key][1]
         fan_outs = self.static.setdefault("fan_out", {})  # the synapse matrices are cached: id -> (matrix, fan-out)
         if id(synapses) not in fan_outs:

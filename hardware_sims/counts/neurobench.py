@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from export.ir.graph import flatten_graph, schedule
-from hardware_sims.counts.signals import binary_matrix, shifted
+from hardware_sims.counts.signals import binary_matrix, record_values, shifted
 from hardware_sims.plan import exprs as ex
 from hardware_sims.plan.linear import linear_op, node_bias, op_matrix
 from hardware_sims.plan.registry import role_of
@@ -107,7 +107,7 @@ class NirValues:
             v = self.value(self.flat.edges[idx].src)
             if delayed:  # the interpreter's one step over a recurrent edge
                 v = shifted(v, -1, self.steps - 1)
-            total = v if total is None else total + v
+            total = v if total is None else np.add(total, v, dtype=np.float64)  # int8 spike records: no overflow
         if total is None:
             raise ValueError(f"node {name!r} has no input edge")
         return total
@@ -123,7 +123,7 @@ class NirValues:
         if role in ("input", "neuron", "extension"):
             if name not in self.records:
                 raise KeyError(name)
-            return np.asarray(self.records[name], dtype=np.float64)
+            return record_values(self.records[name])
         x = self.input_of(name)
         lead = x.shape[:2]
         if role in ("identity", "output"):

@@ -26,7 +26,7 @@ from hardware_sims.emulator.procs import ConvOp
 from hardware_sims.plan.linear import ConvGeometry, LinearOp, op_matrix
 from hardware_sims.plan.plan import SYNAPSE_KINDS, Connection, Plan, ProcessSpec
 
-__all__ = ["PlanSignals", "weights_of", "binary_matrix", "reaches", "shifted", "SIGNAL_KINDS"]
+__all__ = ["PlanSignals", "weights_of", "binary_matrix", "record_values", "reaches", "shifted", "SIGNAL_KINDS"]
 
 SIGNAL_KINDS: tuple[str, ...] = ("input", "neuron", "extension")
 
@@ -73,6 +73,13 @@ def weights_of(plan: Plan, name: str) -> sp.csr_matrix:
     return m
 
 
+def record_values(record: object) -> np.ndarray:
+    """A run's record as counting reads it: the emulator's int8 spike records as they are (0 or 1; an eighth of
+    the bytes to scan), every other record as float64."""
+    rec = np.asarray(record)
+    return rec if rec.dtype == np.int8 else rec.astype(np.float64, copy=False)
+
+
 def binary_matrix(m: sp.spmatrix) -> sp.csr_matrix:
     """1 where ``m`` has a nonzero entry (a synapse), as a float64 CSR matrix without stored zeros."""
     b = sp.csr_matrix(m, dtype=np.float64, copy=True)
@@ -96,6 +103,33 @@ def reaches(synapses: sp.csr_matrix, nonzero: np.ndarray, block: int = 1 << 22) 
         part = flat[r0 : r0 + rows].astype(np.float64)
         out[r0 : r0 + rows] = np.asarray(synapses @ part.T).T > 0
     return out.reshape(*nonzero.shape[:-1], synapses.shape[0])
+
+
+def _depthwise(conv: ConvOp) -> bool:
+    return conv.weight.shape[1] == 1 and conv.weight.shape[0] == conv.groups
+
+
+def depthwise_reach(conv: ConvOp, mask: np.ndarray) -> np.ndarray:
+    """Boolean ``[rows, C*Ho*Wo]``: for a depthwise convolution (pools: one kernel per channel), whether some
+    nonzero input element has a nonzero-weight tap to the output element. ``conv``'s weight is 1 per synapse (as
+    `PlanSignals._conv_reach` builds it), ``mask`` a boolean ``[rows, C*H*W]``. The same answer as the float32 conv
+    of the mask, computed with boolean ORs of the kernel's shifted windows (a pool's 9 taps)."""
+    b = mask.shape[0]
+    c, h, w = conv.in_shape
+    _, ho, wo = conv.out_shape
+    kh, kw = conv.weight.shape[2:]
+    (sh, sw), (ph, pw), (dh, dw) = conv.stride, conv.padding, conv.dilation
+    xp = np.pad(mask.reshape(b, c, h, w), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    taps = np.asarray(conv.weight)[:, 0] != 0  # [C, kh, kw]
+    out = np.zeros((b, c, ho, wo), dtype=bool)
+    for i in range(kh):
+        for j in range(kw):
+            part = xp[:, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+            if taps[:, i, j].all():
+                out |= part
+            elif taps[:, i, j].any():
+                out |= part & taps[:, i, j][None, :, None, None]
+    return out.reshape(b, -1)
 
 
 class PlanSignals:
@@ -155,8 +189,7 @@ class PlanSignals:
         if spec.kind == "neuron" and spec.role == "bias":  # a bias source spikes at every step (never recorded)
             return np.ones((stop - start, self.batch, self._size(proc)))
         if spec.kind in SIGNAL_KINDS:
-            rec = np.asarray(self.records[proc], dtype=np.float64).reshape(self.steps, self.batch, -1)
-            return shifted(rec, start, stop)
+            return shifted(record_values(self.records[proc]).reshape(self.steps, self.batch, -1), start, stop)
         (conn,) = self.inbound[proc]  # delays and synapses have exactly one input
         if spec.kind == "delay":
             lag = np.asarray(spec.params["steps"]).reshape(-1) - (spec.latency - spec.live_step)  # NIR Delay steps
@@ -228,7 +261,9 @@ class PlanSignals:
             (inner,) = self.inbound[conn.src]
             xin = self.value(inner.src, off, off + self.steps)
             if src.kind == "conv":  # the kernel's taps over the input (im2col), not a sparse matrix product
-                hit = self._conv_reach(conn.src)(xin.reshape(-1, xin.shape[-1]) != 0, np.float32) > 0
+                conv = self._conv_reach(conn.src)
+                mask = xin.reshape(-1, xin.shape[-1]) != 0
+                hit = depthwise_reach(conv, mask) if _depthwise(conv) else conv(mask, np.float32) > 0
                 got |= (hit if rows is None else hit[:, rows]).reshape(got.shape)
                 continue
             got |= reaches(self._synapse_rows(conn.src, rows), xin != 0).reshape(got.shape)

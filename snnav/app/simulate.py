@@ -25,9 +25,10 @@ from snnav.data.datasets import open_dataset
 from snnav.errors import ConfigError, DatasetError
 
 CHUNK = {"lava": 8, "emulator": 250}  # samples per run; progress is reported per chunk (Lava compiles each time)
-# With every node recorded (counting), the emulator's float64 records of the default S-CMRL take ~6.7 MB per sample:
-# 64 samples per chunk keep them near 430 MB.
-COUNT_CHUNK = {"lava": 8, "emulator": 64}
+# With every node recorded (counting), the emulator's records of the default S-CMRL take ~1.6 MB per sample (spikes in
+# int8, the rest in float64; 6.7 MB when every record was float64): chunks of 128, the emulator's own batch, keep them
+# near 200 MB.
+COUNT_CHUNK = {"lava": 8, "emulator": 128}
 RASTER_NEURONS = 256  # neurons per layer kept in the raster of one sample
 
 
