@@ -255,26 +255,29 @@ def _log_envelopes_batch(xs: list[np.ndarray], bank: tuple[tuple[np.ndarray, np.
     n = len(xs)
     n_envs = [(x.size + step - 1) // step for x in xs]
     n_env_max = max(n_envs)
-    # Waves sorted by length are paired into complex rows; each row is only as long as its longer wave.
+    # Waves sorted by length are paired into complex rows: lane 2r holds the real part of row r, lane 2r + 1 the
+    # imaginary part (an odd batch leaves the last one empty). Each row is as long as its longer wave.
     order = sorted(range(n), key=lambda i: -xs[i].size)
-    rows = [order[j:j + 2] for j in range(0, n, 2)]
-    packed = []
-    for row in rows:
-        if len(row) == 1:  # a lone wave stays real (a complex row costs more than a real one)
-            packed.append(xs[row[0]])
-            continue
-        z = np.zeros(xs[row[0]].size, dtype=np.complex128)
-        z.real[:] = xs[row[0]]
-        z.imag[: xs[row[1]].size] = xs[row[1]]
-        packed.append(z)
-    blocks = np.empty((len(bank), n, n_env_max))  # 1 ms block averages, zero past each wave's end
-    rectified = np.zeros((n, n_env_max * step))
+    n_rows = (n + 1) // 2
+    rows = []
+    for r in range(n_rows):
+        re = order[2 * r]
+        im = order[2 * r + 1] if 2 * r + 1 < n else None
+        # A lone wave stays real: a complex row costs more than a real one.
+        z = np.zeros(n_envs[re] * step, dtype=np.float64 if im is None else np.complex128)
+        z.real[: xs[re].size] = xs[re]
+        if im is not None:
+            z.imag[: xs[im].size] = xs[im]
+        rows.append((z, n_envs[re], xs[re].size, 0 if im is None else xs[im].size))
+    rectified = np.zeros((2 * n_rows, n_env_max * step))  # per lane; zero past each wave's end
+    blocks = np.empty((len(bank), 2 * n_rows, n_env_max))  # 1 ms block averages
     for k, (band, _) in enumerate(bank):
-        for row, z in zip(rows, packed):
+        for r, (z, _, n_re, n_im) in enumerate(rows):
             y = signal.sosfilt(band, z)
-            for i, part in zip(row, (y.real, y.imag) if len(row) == 2 else (y,)):
-                np.maximum(part[: xs[i].size], 0.0, out=rectified[i, : xs[i].size])  # half-wave, like hair cells
-        _block_means(rectified.reshape(n * n_env_max, step), out=blocks[k].reshape(-1))
+            np.maximum(y.real[:n_re], 0.0, out=rectified[2 * r, :n_re])  # half-wave, like inner hair cells
+            if n_im:
+                np.maximum(y.imag[:n_im], 0.0, out=rectified[2 * r + 1, :n_im])
+        _block_means(rectified.reshape(-1, step), out=blocks[k].reshape(-1))
     env = np.empty_like(blocks)
     # Channels whose low-pass is the same filter (all but the lowest few) share one call.
     groups: dict[bytes, list[int]] = {}
@@ -284,17 +287,18 @@ def _log_envelopes_batch(xs: list[np.ndarray], bank: tuple[tuple[np.ndarray, np.
         env[channels] = signal.sosfilt(bank[channels[0]][1], blocks[channels], axis=-1)
     np.maximum(env, 0.0, out=env)
     env += floor
-    log_env = np.log(env)  # (C, n_waves, n_env_max), contiguous like the reference's (C, n_env)
-    return np.ascontiguousarray(log_env.transpose(2, 1, 0))
+    log_env = np.log(env)  # (C, lanes, n_env_max), contiguous like the reference's (C, n_env)
+    lane = np.argsort(order)  # wave i sits in lane lane[i]
+    return np.ascontiguousarray(log_env[:, lane].transpose(2, 1, 0))
 
 
 def _block_means(rows: np.ndarray, out: np.ndarray) -> None:
-    """``rows.mean(axis=1)`` of a C-contiguous float64 ``(m, n)`` array, bit for bit, written to ``out``.
+    """``rows.mean(axis=1)`` of a float64 ``(m, n)`` array whose rows are contiguous, bit for bit, into ``out``.
 
     numpy sums a short contiguous row of 8 to 128 values in a fixed order: eight running sums over strides of 8,
     combined as ``((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))``, then the leftover ``n % 8`` values added one
-    by one. Reducing millions of 22-value rows one at a time is slow, so this does the same additions, in the same
-    order, column by column over all rows. Other widths fall back to ``mean`` itself.
+    by one, and divides by n. Reducing millions of 22-value rows one call per row is slow, so this does the same
+    additions, in the same order, for all rows at once. Other widths use ``mean`` itself.
     """
     m, n = rows.shape
     if not 8 <= n <= 128:
@@ -303,8 +307,9 @@ def _block_means(rows: np.ndarray, out: np.ndarray) -> None:
     acc = rows[:, :8].copy()
     for i in range(8, n - n % 8, 8):
         acc += rows[:, i:i + 8]
-    s01, s23, s45, s67 = acc[:, 0] + acc[:, 1], acc[:, 2] + acc[:, 3], acc[:, 4] + acc[:, 5], acc[:, 6] + acc[:, 7]
-    np.add(s01 + s23, s45 + s67, out=out)
+    pairs = acc[:, 0::2] + acc[:, 1::2]  # s0 + s1, s2 + s3, s4 + s5, s6 + s7
+    quads = pairs[:, 0::2] + pairs[:, 1::2]
+    np.add(quads[:, 0], quads[:, 1], out=out)
     for i in range(n - n % 8, n):
         out += rows[:, i]
     out /= n

@@ -77,6 +77,23 @@ def test_random_trajectories_differ_by_seed_and_stay_small():
     assert np.all(saccade_trajectory(DVSConfig(saccade_amplitude_px=0.0), np.random.default_rng(1)) == 0.0)
 
 
+def test_shift_frames_gives_the_bytes_of_one_step_at_a_time(digit_frame):
+    """All steps are computed at once; each must equal the plain per-step bilinear shift, bit for bit."""
+    traj = saccade_trajectory(DVSConfig(saccade_amplitude_px=5.0), np.random.default_rng(2))
+    frame = digit_frame.astype(np.float32)
+    pad = int(math.ceil(np.abs(traj).max())) + 1
+    padded = np.pad(frame, pad, mode="edge")
+    h, w = frame.shape
+    got = shift_frames(frame, traj)
+    assert got.dtype == np.float32 and got.shape == (len(traj), h, w)
+    for k, (dy, dx) in enumerate(traj):
+        by, bx = math.floor(dy), math.floor(dx)
+        fy, fx = np.float32(dy - by), np.float32(dx - bx)
+        block = padded[pad - by - 1:pad - by + h, pad - bx - 1:pad - bx + w]
+        rows = block[:-1] * fy + block[1:] * (1.0 - fy)
+        assert np.array_equal(got[k], rows[:, :-1] * fx + rows[:, 1:] * (1.0 - fx))
+
+
 def test_shift_frames_matches_scipy_shift(digit_frame):
     offsets = np.array([[0.0, 0.0], [0.3, -1.7], [2.5, 0.0], [-0.25, 2.75]])
     shifted = shift_frames(digit_frame, offsets)
