@@ -4,8 +4,9 @@
 
 The pairs are the first ``--pairs`` training pairs of the default configuration, built as ``snnav data make`` builds
 them (same random draws, same speech). For each view the script times the code the generator used before
-(``cochlea_spikes_reference``: one waveform and one channel at a time) and the code it uses now
-(``cochlea_spikes_batch`` over batches of the generator's size), checks that they give the same bytes, and prints
+(``cochlea_spikes_reference``: one waveform and one channel at a time; ``shift_frames_reference``: one saccade step
+at a time) and the code it uses now (``cochlea_spikes_batch`` over batches of the generator's size; ``dvs_view``),
+checks that they give the same bytes, and prints
 CPU milliseconds per pair (the best of ``--rounds`` rounds; old and new alternate within a round) and the ratio.
 Views whose code did not change are timed once and shown in both columns.
 """
@@ -20,7 +21,7 @@ import numpy as np
 from snnav.data.audio_views import add_noise_snr, cochlea_spikes_batch, cochlea_spikes_reference, log_spectrogram
 from snnav.data.av_digits_config import COCHLEA_CHANNELS, AVDigitsConfig, plan_splits
 from snnav.data.digits_visual import corrupt_frame, load_digit_images, render_frame
-from snnav.data.dvs import dvs_view
+from snnav.data.dvs import bin_events, dvs_view, saccade_trajectory, shift_frames_reference, video_events
 from snnav.data.tts import digit_words, synthesize, voice_grid
 
 BATCH = 8  # the generator's batch (snnav.data.av_digits)
@@ -82,8 +83,18 @@ def main() -> None:
         rng = np.random.default_rng(0)
         return [render_frame(p["image8"], cfg.frame_size, rng, cfg.augment_config()) for p in pairs]
 
-    def events():
-        return [dvs_view(p["occluded"], steps, cfg.dvs_config(), np.random.default_rng(0)) for p in pairs]
+    dvs = cfg.dvs_config()
+
+    def events_old():
+        out = []
+        for i, p in enumerate(pairs):
+            rng = np.random.default_rng(i)
+            video = shift_frames_reference(p["occluded"], saccade_trajectory(dvs, rng))
+            out.append(bin_events(video_events(video, dvs, rng), steps))
+        return out
+
+    def events_new():
+        return [dvs_view(p["occluded"], steps, dvs, np.random.default_rng(i)) for i, p in enumerate(pairs)]
 
     def spectrogram():
         return [log_spectrogram(p["wave"], rate, out_hw=(cfg.frame_size, cfg.frame_size)) for p in pairs]
@@ -91,22 +102,22 @@ def main() -> None:
     best: dict[str, float] = {}
     outputs: dict[str, list] = {}
     for _ in range(args.rounds):
-        for name, fn in (("cochlea old", cochlea_old), ("cochlea new", cochlea_new), ("events", events),
-                         ("render", render), ("spectrogram", spectrogram)):
+        for name, fn in (("cochlea old", cochlea_old), ("cochlea new", cochlea_new), ("events old", events_old),
+                         ("events new", events_new), ("render", render), ("spectrogram", spectrogram)):
             ms, out = cpu_ms_per_pair(fn, n)
             best[name] = min(best.get(name, float("inf")), ms)
             outputs[name] = out
-    same = all(a.tobytes() == b.tobytes() for a, b in zip(outputs["cochlea old"], outputs["cochlea new"]))
-    differing = sum(int((a != b).sum()) for a, b in zip(outputs["cochlea old"], outputs["cochlea new"]))
-    cells = sum(a.size for a in outputs["cochlea old"])
-
-    rows = [("cochlea", best["cochlea old"], best["cochlea new"])]
-    rows += [(name, best[name], best[name]) for name in ("events", "render", "spectrogram")]
+    rows = [(view, best[f"{view} old"], best[f"{view} new"]) for view in ("cochlea", "events")]
+    rows += [(name, best[name], best[name]) for name in ("render", "spectrogram")]
     rows.append(("all views", sum(r[1] for r in rows), sum(r[2] for r in rows)))
     print("| view | old ms/pair | new ms/pair | old/new |\n| --- | ---: | ---: | ---: |")
     for name, old, new in rows:
         print(f"| {name} | {old:.2f} | {new:.2f} | {old / new:.2f}x |")
-    print(f"cochlea: same bytes for all {n} pairs: {same} ({differing} of {cells} cells differ)")
+    for view in ("cochlea", "events"):
+        old, new = outputs[f"{view} old"], outputs[f"{view} new"]
+        same = sum(a.tobytes() == b.tobytes() for a, b in zip(old, new))
+        differing = sum(int((a != b).sum()) for a, b in zip(old, new))
+        print(f"{view}: same bytes for {same} of {n} pairs; {differing} of {sum(a.size for a in old)} cells differ")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -109,14 +110,26 @@ def _batches(items: Iterable, size: int) -> Iterator[tuple]:
         yield tuple(batch)
 
 
-def _map(fn: Callable, items: Iterable, workers: int, chunksize: int) -> Iterator:
-    """Ordered map, in-process for ``workers <= 1`` (results are identical either way)."""
+@contextmanager
+def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """One pool of worker processes for the whole generation (each worker imports scipy & co. once), or None."""
     if workers <= 1:
-        yield from map(fn, items)
+        yield None
         return
     # "spawn": the parent may hold torch/OpenMP threads, which do not survive fork reliably.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(fn, items, chunksize=chunksize)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
+    finally:  # after a failure, drop the work not started yet instead of finishing it
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _map(fn: Callable, items: Iterable, pool: ProcessPoolExecutor | None, chunksize: int) -> Iterator:
+    """Ordered map, in this process without a pool (results are identical either way)."""
+    if pool is None:
+        yield from map(fn, items)
+        return
+    yield from pool.map(fn, items, chunksize=chunksize)
 
 
 @dataclass(frozen=True)
@@ -151,32 +164,33 @@ def generate_av_digits(out: str | Path, config: AVDigitsConfig | None = None, wo
     voices = voice_grid(config.seed, config.n_voices)
     plans = plan_splits(config, image_labels)
 
-    t0 = time.perf_counter()
-    words = digit_words()
-    needed = sorted({(int(lbl), int(v)) for plan in plans.values() for lbl, v in zip(plan.labels, plan.voice_index)})
-    tasks = [(words[lbl], voices[v].to_dict()) for lbl, v in needed]
-    utterances = {}
-    for i, (key, result) in enumerate(zip(needed, _map(_synthesize, tasks, workers, chunksize=8)), 1):
-        utterances[key] = result
-        progress("tts", i, len(needed))
-    seconds_tts = time.perf_counter() - t0
-    log.info("synthesized %d utterances in %.1f s", len(needed), seconds_tts)
+    with _pool(workers) as pool:  # one pool for speech and samples: each worker starts (and imports) once
+        t0 = time.perf_counter()
+        words = digit_words()
+        needed = sorted({(int(lbl), int(v)) for plan in plans.values() for lbl, v in zip(plan.labels, plan.voice_index)})
+        tasks = [(words[lbl], voices[v].to_dict()) for lbl, v in needed]
+        utterances = {}
+        for i, (key, result) in enumerate(zip(needed, _map(_synthesize, tasks, pool, chunksize=8)), 1):
+            utterances[key] = result
+            progress("tts", i, len(needed))
+        seconds_tts = time.perf_counter() - t0
+        log.info("synthesized %d utterances in %.1f s", len(needed), seconds_tts)
 
-    t1 = time.perf_counter()
+        t1 = time.perf_counter()
 
-    def samples(split_id: int, plan: SplitPlan) -> Iterator[dict[str, np.ndarray]]:
-        split_tasks = (
-            _SampleTask(config, split_id, i, images[plan.image_index[i]],
-                        *utterances[(int(plan.labels[i]), int(plan.voice_index[i]))])
-            for i in range(len(plan.labels))
-        )
-        batches = _map(_make_samples, _batches(split_tasks, _BATCH), workers, chunksize=2)
-        for i, sample in enumerate((sample for batch in batches for sample in batch), 1):
-            progress(SPLITS[split_id], i, len(plan.labels))
-            yield sample
+        def samples(split_id: int, plan: SplitPlan) -> Iterator[dict[str, np.ndarray]]:
+            split_tasks = (
+                _SampleTask(config, split_id, i, images[plan.image_index[i]],
+                            *utterances[(int(plan.labels[i]), int(plan.voice_index[i]))])
+                for i in range(len(plan.labels))
+            )
+            batches = _map(_make_samples, _batches(split_tasks, _BATCH), pool, chunksize=2)
+            for i, sample in enumerate((sample for batch in batches for sample in batch), 1):
+                progress(SPLITS[split_id], i, len(plan.labels))
+                yield sample
 
-    path = write_av_digits(out, config, plans, [v.to_dict() for v in voices],
-                           {split: samples(i, plans[split]) for i, split in enumerate(SPLITS)})
-    seconds_samples = time.perf_counter() - t1
+        path = write_av_digits(out, config, plans, [v.to_dict() for v in voices],
+                               {split: samples(i, plans[split]) for i, split in enumerate(SPLITS)})
+        seconds_samples = time.perf_counter() - t1
     return GenerationReport(path=Path(path), counts={s: len(p.labels) for s, p in plans.items()},
                             n_utterances=len(needed), seconds_tts=seconds_tts, seconds_samples=seconds_samples)
