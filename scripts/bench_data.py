@@ -67,7 +67,7 @@ def main() -> None:
     n, steps, rate = len(pairs), cfg.time_steps, pairs[0]["rate"]
     seconds = sum(p["wave"].size for p in pairs) / rate / n
     print(f"{n} default train pairs, {seconds:.2f} s of audio per pair on average; CPU ms per pair, "
-          f"best of {args.rounds} rounds")
+          f"best of {args.rounds} rounds\n")
 
     def cochlea_old():
         return [cochlea_spikes_reference(p["wave"], rate, steps, n_channels=COCHLEA_CHANNELS) for p in pairs]
@@ -113,6 +113,7 @@ def main() -> None:
     print("| view | old ms/pair | new ms/pair | old/new |\n| --- | ---: | ---: | ---: |")
     for name, old, new in rows:
         print(f"| {name} | {old:.2f} | {new:.2f} | {old / new:.2f}x |")
+    print()
     for view in ("cochlea", "events"):
         old, new = outputs[f"{view} old"], outputs[f"{view} new"]
         same = sum(a.tobytes() == b.tobytes() for a, b in zip(old, new))

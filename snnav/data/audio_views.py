@@ -4,6 +4,8 @@
   linear-frequency STFT magnitude stretched to a fixed size. Real-dataset loaders call it too.
 * :func:`cochlea_spikes` imitates the N-TIDIGITS recordings (§4.3): 64 log-spaced band-pass channels, each
   rectified, smoothed and log-compressed, and turned into spikes by delta modulation, binned into ``T`` frames.
+  :func:`cochlea_spikes_batch` computes it for several waveforms at once (what the AV-Digits generator uses) and
+  :func:`cochlea_spikes_reference` one channel at a time; all three give the same bytes.
   :func:`fold_cochlea` then applies the reference's ``(T, 64) -> (T, 1, 8, 8) ->`` bilinear reshaping.
 * :func:`add_noise_snr` adds white noise at a given signal-to-noise ratio.
 """
@@ -331,9 +333,9 @@ def _delta_on_events_batch(log_env: np.ndarray, threshold: float, rest: float) -
     return on.astype(np.int64)
 
 
-def cochlea_spikes_reference(wave: np.ndarray, sample_rate: int, n_steps: int, n_channels: int = 64, fmin: float = 100.0,
-                   fmax: float = 8000.0, *, threshold: float = 0.3, floor: float = 3e-4, order: int = 2,
-                   envelope_hz: float = 50.0) -> np.ndarray:
+def cochlea_spikes_reference(wave: np.ndarray, sample_rate: int, n_steps: int, n_channels: int = 64,
+                             fmin: float = 100.0, fmax: float = 8000.0, *, threshold: float = 0.3, floor: float = 3e-4,
+                             order: int = 2, envelope_hz: float = 50.0) -> np.ndarray:
     """:func:`cochlea_spikes` computed the straightforward way, one channel and one waveform at a time.
 
     Kept as the baseline that tests and ``scripts/bench_data.py`` compare the batched path against: both give the
