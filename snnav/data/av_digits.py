@@ -22,13 +22,14 @@ import logging
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from snnav.data.audio_views import add_noise_snr, cochlea_spikes, log_spectrogram
+from snnav.data.audio_views import add_noise_snr, cochlea_spikes_batch, log_spectrogram
 from snnav.data.av_digits_config import (
     COCHLEA_CHANNELS,
     SPLITS,
@@ -42,6 +43,9 @@ from snnav.data.dvs import dvs_view
 from snnav.data.tts import VoiceConfig, digit_words, synthesize, voice_grid
 
 log = logging.getLogger(__name__)
+
+# Samples per worker task: their cochlea views are computed together (two waveforms share each band-pass call).
+_BATCH = 8
 
 def _synthesize(task: tuple[str, dict[str, Any]]) -> tuple[np.ndarray, int]:
 
@@ -59,37 +63,73 @@ class _SampleTask:
     sample_rate: int
 
 
-def _make_sample(task: _SampleTask) -> dict[str, np.ndarray]:
-    """All four views of one sample; every random draw comes from ``(seed, split, index)``."""
+def _make_samples(tasks: tuple[_SampleTask, ...]) -> list[dict[str, np.ndarray]]:
+    """All four views of a few samples; every random draw of sample ``i`` comes from ``(seed, split, i)``.
 
-    cfg = task.config
-    rng = np.random.default_rng([cfg.seed, 3000 + task.split_id, task.index])
-    size = cfg.frame_size
-    frame = render_frame(task.image8, size, rng, cfg.augment_config())
-    occluded = corrupt_frame(frame, rng, 0.0, cfg.occlusion_frac)
-    static = corrupt_frame(occluded, rng, cfg.pixel_noise_std, 0.0)
-    events = dvs_view(occluded, cfg.time_steps, cfg.dvs_config(), rng)
+    The cochlea views of the batch are computed together (:func:`cochlea_spikes_batch`, the same bytes as one at a
+    time); everything else is per sample.
+    """
+    samples, waves = [], []
+    for task in tasks:
+        cfg = task.config
+        rng = np.random.default_rng([cfg.seed, 3000 + task.split_id, task.index])
+        size = cfg.frame_size
+        frame = render_frame(task.image8, size, rng, cfg.augment_config())
+        occluded = corrupt_frame(frame, rng, 0.0, cfg.occlusion_frac)
+        static = corrupt_frame(occluded, rng, cfg.pixel_noise_std, 0.0)
+        events = dvs_view(occluded, cfg.time_steps, cfg.dvs_config(), rng)
 
-    pad = rng.uniform(0.0, cfg.max_pad_s, size=2)
-    pad_n = (pad * task.sample_rate).astype(int)
-    wave = np.concatenate([np.zeros(pad_n[0], np.float32), task.wave, np.zeros(pad_n[1], np.float32)])
-    wave = add_noise_snr(wave, cfg.audio_snr_db, rng)
-    return {
-        "visual_static": np.round(static * 255.0).astype(np.uint8),
-        "visual_events": events.astype(np.uint8),
-        "audio_spectrogram": log_spectrogram(wave, task.sample_rate, out_hw=(size, size)).astype(np.float32),
-        "audio_cochlea": cochlea_spikes(wave, task.sample_rate, cfg.time_steps, n_channels=COCHLEA_CHANNELS),
-    }
+        pad = rng.uniform(0.0, cfg.max_pad_s, size=2)
+        pad_n = (pad * task.sample_rate).astype(int)
+        wave = np.concatenate([np.zeros(pad_n[0], np.float32), task.wave, np.zeros(pad_n[1], np.float32)])
+        wave = add_noise_snr(wave, cfg.audio_snr_db, rng)
+        waves.append(wave)
+        samples.append({
+            "visual_static": np.round(static * 255.0).astype(np.uint8),
+            "visual_events": events.astype(np.uint8),
+            "audio_spectrogram": log_spectrogram(wave, task.sample_rate, out_hw=(size, size)).astype(np.float32),
+        })
+    by_rate: dict[tuple[int, int], list[int]] = {}
+    for i, task in enumerate(tasks):
+        by_rate.setdefault((task.sample_rate, task.config.time_steps), []).append(i)
+    for (rate, steps), members in by_rate.items():
+        views = cochlea_spikes_batch([waves[i] for i in members], rate, steps, n_channels=COCHLEA_CHANNELS)
+        for i, view in zip(members, views):
+            samples[i]["audio_cochlea"] = view
+    return samples
 
 
-def _map(fn: Callable, items: Iterable, workers: int, chunksize: int) -> Iterator:
-    """Ordered map, in-process for ``workers <= 1`` (results are identical either way)."""
+def _batches(items: Iterable, size: int) -> Iterator[tuple]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield tuple(batch)
+            batch = []
+    if batch:
+        yield tuple(batch)
+
+
+@contextmanager
+def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """One pool of worker processes for the whole generation (each worker imports scipy & co. once), or None."""
     if workers <= 1:
-        yield from map(fn, items)
+        yield None
         return
     # "spawn": the parent may hold torch/OpenMP threads, which do not survive fork reliably.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(fn, items, chunksize=chunksize)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
+    finally:  # after a failure, drop the work not started yet instead of finishing it
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _map(fn: Callable, items: Iterable, pool: ProcessPoolExecutor | None, chunksize: int) -> Iterator:
+    """Ordered map, in this process without a pool (results are identical either way)."""
+    if pool is None:
+        yield from map(fn, items)
+        return
+    yield from pool.map(fn, items, chunksize=chunksize)
 
 
 @dataclass(frozen=True)
@@ -124,31 +164,33 @@ def generate_av_digits(out: str | Path, config: AVDigitsConfig | None = None, wo
     voices = voice_grid(config.seed, config.n_voices)
     plans = plan_splits(config, image_labels)
 
-    t0 = time.perf_counter()
-    words = digit_words()
-    needed = sorted({(int(lbl), int(v)) for plan in plans.values() for lbl, v in zip(plan.labels, plan.voice_index)})
-    tasks = [(words[lbl], voices[v].to_dict()) for lbl, v in needed]
-    utterances = {}
-    for i, (key, result) in enumerate(zip(needed, _map(_synthesize, tasks, workers, chunksize=8)), 1):
-        utterances[key] = result
-        progress("tts", i, len(needed))
-    seconds_tts = time.perf_counter() - t0
-    log.info("synthesized %d utterances in %.1f s", len(needed), seconds_tts)
+    with _pool(workers) as pool:  # one pool for speech and samples: each worker starts (and imports) once
+        t0 = time.perf_counter()
+        words = digit_words()
+        needed = sorted({(int(lbl), int(v)) for plan in plans.values() for lbl, v in zip(plan.labels, plan.voice_index)})
+        tasks = [(words[lbl], voices[v].to_dict()) for lbl, v in needed]
+        utterances = {}
+        for i, (key, result) in enumerate(zip(needed, _map(_synthesize, tasks, pool, chunksize=8)), 1):
+            utterances[key] = result
+            progress("tts", i, len(needed))
+        seconds_tts = time.perf_counter() - t0
+        log.info("synthesized %d utterances in %.1f s", len(needed), seconds_tts)
 
-    t1 = time.perf_counter()
+        t1 = time.perf_counter()
 
-    def samples(split_id: int, plan: SplitPlan) -> Iterator[dict[str, np.ndarray]]:
-        split_tasks = (
-            _SampleTask(config, split_id, i, images[plan.image_index[i]],
-                        *utterances[(int(plan.labels[i]), int(plan.voice_index[i]))])
-            for i in range(len(plan.labels))
-        )
-        for i, sample in enumerate(_map(_make_sample, split_tasks, workers, chunksize=16), 1):
-            progress(SPLITS[split_id], i, len(plan.labels))
-            yield sample
+        def samples(split_id: int, plan: SplitPlan) -> Iterator[dict[str, np.ndarray]]:
+            split_tasks = (
+                _SampleTask(config, split_id, i, images[plan.image_index[i]],
+                            *utterances[(int(plan.labels[i]), int(plan.voice_index[i]))])
+                for i in range(len(plan.labels))
+            )
+            batches = _map(_make_samples, _batches(split_tasks, _BATCH), pool, chunksize=2)
+            for i, sample in enumerate((sample for batch in batches for sample in batch), 1):
+                progress(SPLITS[split_id], i, len(plan.labels))
+                yield sample
 
-    path = write_av_digits(out, config, plans, [v.to_dict() for v in voices],
-                           {split: samples(i, plans[split]) for i, split in enumerate(SPLITS)})
-    seconds_samples = time.perf_counter() - t1
+        path = write_av_digits(out, config, plans, [v.to_dict() for v in voices],
+                               {split: samples(i, plans[split]) for i, split in enumerate(SPLITS)})
+        seconds_samples = time.perf_counter() - t1
     return GenerationReport(path=Path(path), counts={s: len(p.labels) for s, p in plans.items()},
                             n_utterances=len(needed), seconds_tts=seconds_tts, seconds_samples=seconds_samples)

@@ -28,7 +28,7 @@ import numpy as np
 from snnav.errors import ConfigError, DatasetError
 from snnav.records import Record
 
-__all__ = ["DVSConfig", "saccade_trajectory", "shift_frames", "video_events", "frame_events", "bin_events",
+__all__ = ["DVSConfig", "saccade_trajectory", "shift_frames", "shift_frames_reference", "video_events", "frame_events", "bin_events",
            "event_list", "dvs_view", "ON", "OFF"]
 
 #: Polarity channels of the event tensors.
@@ -167,8 +167,27 @@ def shift_frames(frame: np.ndarray, trajectory: np.ndarray) -> np.ndarray:
     padded = np.pad(frame, pad, mode="edge")
     base = np.floor(traj).astype(np.int64)  # (n, 2); the source of y − dy lies in rows y − base − 1 .. y − base
     frac = (traj - base).astype(np.float32)
+    # All steps at once: the (H + 1, W + 1) window of each step, then the same float32 products and sums per step.
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (h + 1, w + 1))
+    blocks = windows[pad - base[:, 0] - 1, pad - base[:, 1] - 1]  # (n, H + 1, W + 1)
+    fy, fx = frac[:, 0, None, None], frac[:, 1, None, None]
+    rows = blocks[:, :-1] * fy + blocks[:, 1:] * (1.0 - fy)  # (n, H, W + 1)
+    return rows[:, :, :-1] * fx + rows[:, :, 1:] * (1.0 - fx)
+
+
+def shift_frames_reference(frame: np.ndarray, trajectory: np.ndarray) -> np.ndarray:
+    """:func:`shift_frames` one step at a time (the previous implementation), kept as the baseline that tests and
+    ``scripts/bench_data.py`` compare it against: the same bytes."""
+    frame = _check_frames(frame, 2, "frame")
+    traj = np.asarray(trajectory, dtype=np.float64)
+    if traj.ndim != 2 or traj.shape[1] != 2 or not np.isfinite(traj).all():
+        raise DatasetError(f"trajectory must be a finite (steps, 2) array of (dy, dx), got shape {traj.shape}")
+    h, w = frame.shape
+    pad = int(math.ceil(np.abs(traj).max(initial=0.0))) + 1
+    padded = np.pad(frame, pad, mode="edge")
+    base = np.floor(traj).astype(np.int64)
+    frac = (traj - base).astype(np.float32)
     out = np.empty((len(traj), h, w), dtype=np.float32)
-    # Slices of the padded frame are views, so a per-step loop beats one big gather (fancy indexing copies).
     for k, ((by, bx), (fy, fx)) in enumerate(zip(base, frac)):
         top, left = pad - by - 1, pad - bx - 1
         block = padded[top:top + h + 1, left:left + w + 1]

@@ -9,11 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import snnav.data.audio_views as audio_views
 from snnav.data.audio_views import (
     SPEC_EPS,
     add_noise_snr,
     cochlea_band_edges,
     cochlea_spikes,
+    cochlea_spikes_batch,
+    cochlea_spikes_reference,
     fold_cochlea,
     log_spectrogram,
     stft_log_magnitude,
@@ -209,3 +212,39 @@ def test_fold_is_not_topographic_and_rejects_non_square_channels():
     assert grid[0, 7] == 1 and grid[1, 0] == 1  # ...land in opposite corners of the 8x8 grid
     with pytest.raises(DatasetError):
         fold_cochlea(np.zeros((4, 60), np.uint8), (28, 28))
+
+
+def _noisy_utterances(n: int) -> list[np.ndarray]:
+    """Speech-like waves of different lengths with white noise at 0 dB, like AV-Digits pairs."""
+    rng = np.random.default_rng(3)
+    return [add_noise_snr(_speechlike(seed, seconds=0.3 + 0.07 * seed), 0.0, rng) for seed in range(n)]
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.02])
+def test_batched_cochlea_gives_the_reference_bytes(threshold):
+    """Batching (complex pairs, shared low-pass calls, stacked delta modulators) must not change one bit; a tiny
+    threshold makes the counts sensitive to the last bit of the envelopes."""
+    waves = _noisy_utterances(5)  # odd: one wave without a partner; lengths all differ
+    batch = cochlea_spikes_batch(waves, SR, 8, threshold=threshold)
+    for wave, got in zip(waves, batch):
+        want = cochlea_spikes_reference(wave, SR, 8, threshold=threshold)
+        assert got.dtype == want.dtype == np.uint8 and got.tobytes() == want.tobytes()
+    assert cochlea_spikes(waves[2], SR, 8, threshold=threshold).tobytes() == batch[2].tobytes()
+    assert cochlea_spikes_batch([], SR, 8) == []
+
+
+def test_batched_log_envelopes_equal_the_reference_bit_for_bit():
+    bank = audio_views._filterbank(64, 100.0, 8000.0, 2, 50.0)
+    xs = [w.astype(np.float64) for w in _noisy_utterances(4)]
+    batch = audio_views._log_envelopes_batch(xs, bank, 3e-4)  # (n_env_max, n_waves, C)
+    for i, x in enumerate(xs):
+        want = audio_views._log_envelopes(x, bank, 3e-4)  # (n_env, C)
+        assert np.array_equal(batch[: want.shape[0], i], want)
+
+
+@pytest.mark.parametrize("width", [1, 5, 8, 13, 22, 64, 128, 129])
+def test_block_means_add_in_numpys_order(width):
+    rows = np.abs(np.random.default_rng(width).standard_normal((3000, width))) * 1e3
+    out = np.empty(3000)
+    audio_views._block_means(rows, out=out)
+    assert np.array_equal(out, rows.mean(axis=1))

@@ -178,10 +178,10 @@ def test_failed_generation_leaves_an_existing_file_untouched(small_file, tmp_pat
 
     import snnav.data.av_digits as avd
 
-    def broken(task):
+    def broken(tasks):
         raise RuntimeError("simulated failure in the middle of generation")
 
-    monkeypatch.setattr(avd, "_make_sample", broken)
+    monkeypatch.setattr(avd, "_make_samples", broken)
     with pytest.raises(RuntimeError, match="simulated"):
         generate_av_digits(out, SMALL, workers=1)
     assert _sha(out) == before

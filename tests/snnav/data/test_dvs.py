@@ -22,6 +22,7 @@ from snnav.data.dvs import (
     frame_events,
     saccade_trajectory,
     shift_frames,
+    shift_frames_reference,
     video_events,
 )
 from snnav.errors import ConfigError, DatasetError
@@ -75,6 +76,16 @@ def test_random_trajectories_differ_by_seed_and_stay_small():
     assert a.tobytes() == b.tobytes() and not np.allclose(a, c)
     assert np.abs(a).max() <= 3.0 * 1.25
     assert np.all(saccade_trajectory(DVSConfig(saccade_amplitude_px=0.0), np.random.default_rng(1)) == 0.0)
+
+
+def test_shift_frames_gives_the_bytes_of_one_step_at_a_time(digit_frame):
+    """All steps are computed at once; each must equal the per-step reference, bit for bit."""
+    for seed, amplitude in ((2, 5.0), (3, 0.4), (4, 12.0)):
+        traj = saccade_trajectory(DVSConfig(saccade_amplitude_px=amplitude), np.random.default_rng(seed))
+        got = shift_frames(digit_frame, traj)
+        want = shift_frames_reference(digit_frame, traj)
+        assert got.dtype == want.dtype == np.float32 and got.shape == want.shape == (len(traj), *digit_frame.shape)
+        assert got.tobytes() == want.tobytes()
 
 
 def test_shift_frames_matches_scipy_shift(digit_frame):
