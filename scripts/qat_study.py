@@ -18,6 +18,7 @@ spike for spike), and the energy per inference (``hardware_sims.counts`` on the 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
@@ -106,8 +107,10 @@ def main() -> None:
             pred, energy = _emulate(ft_graph, dataset, n, args.chunk, "fixed", None, args.cost_model)
             ft_model, ft_ckpt = finetuned_model(run, load_qat_spec(run / "qat_spec.pt"))
             ours = _torch_predictions(ft_model, dataset, n, args.chunk)
-            epochs = len(ft_ckpt["history"])
-            rows.append((bits, "yes", f"{epochs} ({ft_ckpt['history'][-1]['time_s'] / 60:.1f} min per epoch)",
+            epochs = len(ft_ckpt["history"])  # best.pt: the deployed checkpoint, the run's best epoch
+            ran = json.loads((run / "metrics.json").read_text(encoding="utf-8")).get("epochs_completed", epochs)
+            rows.append((bits, "yes", f"{epochs} of {ran} ({ft_ckpt['history'][-1]['time_s'] / 60:.1f} min per "
+                         f"epoch, lr {ft_ckpt['history'][0]['lr']:.3g})",
                          np.mean(pred == labels), np.mean(pred == ours), energy, time.perf_counter() - t0))
             print(rows[-1], flush=True)
 
@@ -137,7 +140,9 @@ def main() -> None:
         "model's accuracy; *same pred. as torch*: share of samples the emulator predicts as the torch model does (the "
         "float model for rows without fine-tuning, the fine-tuned model's fixed-point forward for the others); "
         "*energy / inference*: `hardware_sims.counts` of the same emulator run priced with the cost model (an "
-        "estimate, not a measurement); *epochs*: fine-tuning epochs and the minutes of the last one; *s*: seconds "
+        "estimate, not a measurement); *epochs*: fine-tuning epochs of the deployed checkpoint (the run's best "
+        "epoch by its test accuracy, `best.pt`, as every export) of the epochs run, the minutes of the last one and "
+        "the first epoch's lr; *s*: seconds "
         "for the row (emulation with records, counting).",
         "",
     ]

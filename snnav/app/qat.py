@@ -9,7 +9,8 @@
    the real step of one mantissa unit in the module's own weight (the plan's step divided by the exporter's folds:
    batch norm per output channel, ``1/tau`` and ``Scale`` factors), the mantissa range; per neuron the state scale,
    decays, threshold and bias as integers; the input messages' exponents. Every synapse's weight exponent is pinned
-   (a NIR node served by several synapse processes -- a residual fan-in -- gets one exponent, the largest);
+   (a NIR node served by several synapse processes -- a residual fan-in -- gets one exponent, the largest; at
+   ``weight_bits <= FIT_EXPONENTS_BITS`` the one of least weight quantization error, clipping the largest weights);
 3. the library fine-tunes through that forward, resumable like any run;
 4. :func:`export_finetuned` writes the deployed graph: the fine-tuned weights on their grid, and
    ``metadata["quantizer"]`` (weight bits, threshold scale, the pinned exponents), which ``prepare_fixed`` reads,
@@ -31,7 +32,7 @@ from export.from_torch.exporter import export_model
 from export.ir.nirfile import write_graph
 from hardware_sims.fixed_point import formats as lf
 from hardware_sims.fixed_point.prepare import prepare_fixed
-from hardware_sims.fixed_point.quantize import V_HEADROOM
+from hardware_sims.fixed_point.quantize import V_HEADROOM, quantize_weights
 from hardware_sims.plan import build_plan
 from snnav.app.checkpoint_export import export_config_for, load_trained_model
 from snnav.errors import ConfigError
@@ -39,10 +40,16 @@ from snnav.io import atomic_path
 from snnav.neurons import MultiStepLIF
 from snnav.training.qat import NeuronQuant, QATSpec, WeightQuant, apply_qat, load_plain_state_dict, snap_weights
 
-__all__ = ["build_spec", "spec_for_run", "save_spec", "export_finetuned", "finetuned_graph", "finetuned_model", "SYNAPSES", "DEFAULT_DT_S"]
+__all__ = ["build_spec", "spec_for_run", "save_spec", "export_finetuned", "finetuned_graph", "finetuned_model", "SYNAPSES", "DEFAULT_DT_S",
+           "FIT_EXPONENTS_BITS"]
 
 SYNAPSES = ("dense", "sparse", "conv")
 DEFAULT_DT_S = 1e-3
+FIT_EXPONENTS_BITS = 6
+"""At this many weight bits or fewer the spec's weight exponents minimize the weight quantization error (clipping the
+largest weights) instead of following the quantizer's no-clipping rule, which leaves most 4-bit mantissas at 0."""
+FIT_EXPONENT_RANGE = 4
+"""How many exponents below the no-clipping one are tried (each halves the step)."""
 """dt of the export the spec is derived from (the fixed-point formats do not depend on it: ``dt/tau`` is a ratio)."""
 
 
@@ -64,10 +71,34 @@ def _channel_folds(node_weight: np.ndarray, torch_weight: np.ndarray) -> np.ndar
     return np.where(tw > 0, nw / np.where(tw > 0, tw, 1.0), 1.0)
 
 
-def build_spec(model: nn.Module, graph, *, weight_bits: int = lf.WEIGHT_BITS, v_headroom: float = V_HEADROOM
-               ) -> QATSpec:
+def _least_error_exp(procs, quant, top: int, weight_bits: int) -> int:
+    """The weight exponent, at most `top` (the deployment quantizer's: no clipping), whose grid quantizes the
+    synapses `procs` (one NIR node's paths, one shared exponent) with the least summed relative error."""
+    best, best_err = top, None
+    for exp in range(top, top - FIT_EXPONENT_RANGE - 1, -1):
+        errs = []
+        for p in procs:
+            q = quant.synapses[p.name]
+            if exp < (0 if p.kind == "conv" else lf.WEIGHT_EXP_MIN):
+                break
+            w = p.params["weight"] if p.kind == "conv" else p.params["weights"]
+            errs.append(quantize_weights(w, state_exp=q.state_exp, input_exp=q.input_exp,
+                                         target="conv" if p.kind == "conv" else "dense", weight_bits=weight_bits,
+                                         exp=exp).rel_error)
+        if len(errs) < len(procs):
+            break
+        if best_err is None or sum(errs) < best_err:
+            best, best_err = exp, sum(errs)
+    return best
+
+
+def build_spec(model: nn.Module, graph, *, weight_bits: int = lf.WEIGHT_BITS, v_headroom: float = V_HEADROOM,
+               fit_exponents: bool | None = None) -> QATSpec:
     """The :class:`QATSpec` of `model` (float, eval mode) as exported to `graph` and quantized by the deployment
-    quantizer with `weight_bits` and `v_headroom` (module docstring)."""
+    quantizer with `weight_bits` and `v_headroom` (module docstring). With `fit_exponents` (default: at
+    ``weight_bits <= FIT_EXPONENTS_BITS``) every layer's weight exponent is the one of least weight quantization error
+    (:func:`_least_error_exp`: the largest weights clip, the rest keep more levels) instead of the quantizer's
+    no-clipping rule; either way the exponents are pinned, so the deployed graph quantizes as the model trained."""
     plan = build_plan(graph)
     options = {"weight_bits": int(weight_bits), "v_headroom": float(v_headroom)}
     fixed, _, _ = prepare_fixed(plan, {}, **options)
@@ -78,13 +109,18 @@ def build_spec(model: nn.Module, graph, *, weight_bits: int = lf.WEIGHT_BITS, v_
         if p.kind in SYNAPSES and p.role == "node":
             by_node.setdefault(p.node, []).append(p)
     pinned = {name: int(q.exp) for name, q in quant.synapses.items()}
+    fit = int(weight_bits) <= FIT_EXPONENTS_BITS if fit_exponents is None else bool(fit_exponents)
+    changed = False
     for procs in by_node.values():
         top = max(pinned[p.name] for p in procs)
-        if any(pinned[p.name] != top for p in procs):
+        best = _least_error_exp(procs, quant, top, int(weight_bits)) if fit else top
+        if any(pinned[p.name] != best for p in procs):
+            changed = True
             for p in procs:
-                pinned[p.name] = top
-            fixed, _, _ = prepare_fixed(plan, {}, **options, weight_exps=pinned)
-            quant = fixed.quant
+                pinned[p.name] = best
+    if changed:
+        fixed, _, _ = prepare_fixed(plan, {}, **options, weight_exps=pinned)
+        quant = fixed.quant
     weights: dict[str, WeightQuant] = {}
     inexact: list[str] = []
     for node_name, procs in by_node.items():
@@ -140,18 +176,20 @@ def build_spec(model: nn.Module, graph, *, weight_bits: int = lf.WEIGHT_BITS, v_
                                     torch.tensor(np.ascontiguousarray(bias_i)), floor)
     modalities = getattr(model, "modalities", ("audio", "visual"))
     input_exps = tuple(int(quant.message_exps.get(plan.inputs[m], 0)) for m in modalities if m in plan.inputs)
-    settings = {**options, "weight_exps": {k: int(v) for k, v in pinned.items()}, "inexact": sorted(set(inexact))}
+    settings = {**options, "weight_exps": {k: int(v) for k, v in pinned.items()}, "inexact": sorted(set(inexact)),
+                "exponent_rule": "least-error" if fit else "no-clipping"}
     return QATSpec(weights, neurons, input_exps, settings)
 
 
-def spec_for_run(run_dir: str | os.PathLike, *, weight_bits: int, v_headroom: float = V_HEADROOM
-                 ) -> tuple[QATSpec, dict]:
+def spec_for_run(run_dir: str | os.PathLike, *, weight_bits: int, v_headroom: float = V_HEADROOM,
+                 fit_exponents: bool | None = None) -> tuple[QATSpec, dict]:
     """``(spec, checkpoint)`` of the trained float run in `run_dir`."""
     model, ckpt = load_trained_model(run_dir)
     if ckpt["config"].get("qat", {}).get("spec"):
         raise ConfigError(f"{run_dir} is already a fixed-point fine-tuning run; --finetune needs the float run.")
     graph = export_model(model, export_config_for(ckpt, DEFAULT_DT_S))
-    return build_spec(model, graph, weight_bits=weight_bits, v_headroom=v_headroom), ckpt
+    return build_spec(model, graph, weight_bits=weight_bits, v_headroom=v_headroom,
+                      fit_exponents=fit_exponents), ckpt
 
 
 def save_spec(spec: QATSpec, path: str | os.PathLike) -> Path:

@@ -151,22 +151,24 @@ class _FixedPointLIF(torch.autograd.Function):
         # A right-shifted synapse floors its sum (exact multiples of 2**exp in a; the margin absorbs float error).
         a = (torch.floor(a + FLOOR_MARGIN) if nq.floor else torch.round(a)) * ACT_UNIT
         m = float(STATE_LIMIT)
-        u = torch.zeros_like(a[0])
+        if nq.du + 1 == DECAY_UNITY:  # u = a_in each step (S-CMRL's neuron): the wrap of every step at once
+            u_all = torch.where(a > m, a - 2 * m, a)
+            u_all = torch.where(u_all <= -m, a + 2 * m, u_all)
+        else:
+            u_all = _decayed_current(a, DECAY_UNITY - (nq.du + 1), m)
+        # v <- trunc(v * (4096 - dv) / 4096) + u + bias: the product and the division by 2**12 are exact in float64
+        # (|v| < 2**23), so multiplying by the exact dyadic (4096 - dv) / 4096 gives the same value in one op.
+        h_all = u_all.add_(bias_i)  # u + bias of every step, overwritten step by step with the membrane h
+        v_factor = (DECAY_UNITY - nq.dv) / DECAY_UNITY
+        vth = float(nq.vth_int)
         v = torch.zeros_like(a[0])
-        spikes = torch.empty_like(a)
-        h_all = torch.empty_like(a)
-        u_factor, v_factor = DECAY_UNITY - (nq.du + 1), DECAY_UNITY - nq.dv
         for t in range(a.shape[0]):
-            cur = torch.trunc(u * u_factor / DECAY_UNITY) + a[t]
-            wrapped = torch.where(cur > m, cur - 2 * m, cur)
-            u = torch.where(wrapped <= -m, cur + 2 * m, wrapped)
-            h = torch.clamp(torch.trunc(v * v_factor / DECAY_UNITY) + u + bias_i, -(m - 1), m - 1)
-            fired = h > nq.vth_int
-            spikes[t] = fired
-            h_all[t] = h
-            v = torch.where(fired, torch.zeros_like(h), h)
-        ctx.save_for_backward((h_all / s).to(x.dtype))
-        ctx.vth, ctx.tau, ctx.slope, ctx.shape = nq.vth_int / s, tau, slope, shape
+            h = h_all[t]
+            h.add_(torch.trunc_(v.mul_(v_factor))).clamp_(-(m - 1), m - 1)
+            v = h.masked_fill(h > vth, 0.0)
+        spikes = h_all > vth
+        ctx.save_for_backward(h_all.div_(s).to(x.dtype))
+        ctx.vth, ctx.tau, ctx.slope, ctx.shape = vth / s, tau, slope, shape
         return spikes.to(x.dtype).reshape(shape)
 
     @staticmethod
@@ -175,6 +177,18 @@ class _FixedPointLIF(torch.autograd.Function):
         sig = torch.sigmoid((h - ctx.vth) * ctx.slope)
         g = grad.reshape(h.shape) * ctx.slope * sig * (1 - sig) / ctx.tau
         return g.reshape(ctx.shape), None, None, None
+
+
+def _decayed_current(a: Tensor, u_factor: int, m: float) -> Tensor:
+    """``u <- wrap(trunc(u * u_factor / 4096) + a_t)`` step by step (a decaying current; 24-bit wrap)."""
+    out = torch.empty_like(a)
+    u = torch.zeros_like(a[0])
+    for t in range(a.shape[0]):
+        cur = torch.trunc(u * u_factor / DECAY_UNITY) + a[t]
+        wrapped = torch.where(cur > m, cur - 2 * m, cur)
+        u = torch.where(wrapped <= -m, cur + 2 * m, wrapped)
+        out[t] = u
+    return out
 
 
 def fixed_point_lif(x: Tensor, nq: NeuronQuant, tau: float = 2.0, slope: float = 4.0) -> Tensor:

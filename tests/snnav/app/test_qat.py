@@ -21,6 +21,7 @@ from hardware_sims.fixed_point.prepare import prepare_fixed, quantizer_settings
 from hardware_sims.fixed_point.quantize import quantize_weights
 from hardware_sims.plan import build_plan
 from snnav.app import cli
+from snnav.app.checkpoint_export import load_trained_model
 from snnav.app.qat import finetuned_model, save_spec, spec_for_run
 from snnav.training.build import open_datasets
 from snnav.training.checkpoint import load_checkpoint, save_checkpoint
@@ -135,6 +136,36 @@ def test_finetuning_changed_the_weights_and_keeps_plain_checkpoints(float_run, f
     moved = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
     assert any(k.endswith("conv.weight") for k in moved)
     assert not any(".bn." in k for k in moved), "batch norm is frozen during fine-tuning"
+
+
+def _weight_error(model, spec):
+    """Summed relative error of every quantized module weight on the spec's grid."""
+    total = 0.0
+    for path, wq in spec.weights.items():
+        w = model.get_submodule(path).weight.detach().double()
+        step = wq.step.reshape(-1, *([1] * (w.dim() - 1)))
+        q = torch.clamp(wq.q * torch.round(w / (wq.q * step)), wq.lo, wq.hi) * step
+        total += float(torch.linalg.norm(q - w) / torch.linalg.norm(w))
+    return total
+
+
+def test_low_bit_specs_pin_the_exponents_of_least_weight_error(float_run, finetuned):
+    run_dir, _ = float_run
+    plain, _ = spec_for_run(run_dir, weight_bits=4, fit_exponents=False)
+    fitted, _ = spec_for_run(run_dir, weight_bits=4)
+    assert (plain.settings["exponent_rule"], fitted.settings["exponent_rule"]) == ("no-clipping", "least-error")
+    before, after = plain.settings["weight_exps"], fitted.settings["weight_exps"]
+    assert before.keys() == after.keys()
+    assert all(after[k] <= before[k] for k in before) and any(after[k] < before[k] for k in before)
+    model, _ = load_trained_model(run_dir)
+    assert _weight_error(model, fitted) < _weight_error(model, plain)
+    # The 6-bit run the agreement tests deploy was fine-tuned on such exponents, pinned in its graph.
+    spec = load_qat_spec(finetuned / "qat_spec.pt")
+    assert spec.settings["exponent_rule"] == "least-error"
+    assert quantizer_settings(read_graph(finetuned / "model.nir").metadata)["weight_exps"] == \
+        spec.settings["weight_exps"]
+    default, _ = spec_for_run(run_dir, weight_bits=6, fit_exponents=False)
+    assert spec.settings["weight_exps"] != default.settings["weight_exps"]
 
 
 def test_fake_quant_matches_the_quantizer_on_a_layer():
