@@ -33,6 +33,7 @@ CHUNK = {"lava": 8, "emulator": 250}  # samples per run; progress is reported pe
 # int8, the rest in float64; 6.7 MB when every record was float64): chunks of 128, the emulator's own batch, keep them
 # near 200 MB.
 COUNT_CHUNK = {"lava": 8, "emulator": 128}
+MIN_GAIN = 1.5  # --jobs starts workers only if sharing the chunks could bring this speed-up (`worker_count`)
 RASTER_NEURONS = 256  # neurons per layer kept in the raster of one sample
 
 
@@ -194,6 +195,24 @@ def check_jobs(jobs: int, backend: str) -> None:
                           "processes in an OS process of its own; run --backend lava with --jobs 1")
 
 
+def worker_count(chunks: list[int], jobs: int) -> int:
+    """Processes ``simulate`` uses for chunks of these sizes with ``jobs``: the fewest that reach the best balance
+    (chunks handed out in order to whichever worker is free), or 1 -- this process -- when sharing them could not
+    bring 1.5 times the speed (e.g. chunks of 250 and 6 samples), since each worker first spends seconds starting."""
+    best = 1
+    for n in range(2, min(jobs, len(chunks)) + 1):
+        if _makespan(chunks, n) < _makespan(chunks, best):
+            best = n
+    return best if sum(chunks) >= MIN_GAIN * _makespan(chunks, best) else 1
+
+
+def _makespan(chunks: list[int], workers: int) -> int:
+    loads = [0] * workers
+    for size in chunks:
+        loads[loads.index(min(loads))] += size
+    return max(loads)
+
+
 def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool = True, progress=print,
              backend: str = "lava", count: bool = False, convention: str | None = "nir",
              stream: bool = False, jobs: int = 1, data: str | Path | None = None,
@@ -207,8 +226,8 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
     is read at every step (``SimulationResult.stream``).
 
     The samples run in chunks of ``chunk_size`` (default :data:`CHUNK`, or :data:`COUNT_CHUNK` with ``count``).
-    With ``jobs`` > 1 (emulator only), the chunks are shared among ``jobs`` spawned worker processes
-    (`snnav.app.workers`), each opening the test split again from ``data`` (the file ``dataset`` was opened from with
+    With ``jobs`` > 1 (emulator only), the chunks are shared among up to ``jobs`` spawned worker processes
+    (`snnav.app.workers`; `worker_count` says how many, 1 meaning this process), each opening the test split again from ``data`` (the file ``dataset`` was opened from with
     `open_test_split`); the chunks are the same as in one process and are merged here in sample order, so the
     result equals the one-process result field for field (except the timings ``seconds`` and ``ms_per_step``).
 
@@ -225,7 +244,11 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
     progress(f"  neuron stepping: {plan.convention} ({plan.convention_note})")
     chunk = int(chunk_size or (COUNT_CHUNK if count else CHUNK)[backend])
     bounds = [(start, min(samples, start + chunk)) for start in range(0, samples, chunk)]
-    workers = min(jobs, len(bounds))
+    workers = worker_count([stop - start for start, stop in bounds], jobs)
+    if workers < jobs:
+        progress(f"  --jobs {jobs}: {workers} process{'es' if workers > 1 else ''} "
+                 f"({'in this one: ' if workers == 1 else ''}chunks of {', '.join(str(b - a) for a, b in bounds)} "
+                 f"samples cannot be shared among more for a gain)")
     totals = _Totals(graph, plan, lifs)
     t0 = time.perf_counter()
     if workers == 1:

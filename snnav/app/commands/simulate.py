@@ -20,8 +20,9 @@ in Lava steps (that step plus the pipeline depth), and spikes per sample up to t
 (``scmrl-causal``: no WINDOW node) the output at step t reads input steps 0..t only; a graph with WINDOW nodes is
 reported as such (its every output reads the whole window).
 
-``--jobs N`` (emulator only) shares the chunks of samples among N worker processes (spawned, each with
-``max(1, CPUs // N)`` torch/BLAS threads, killed with snnav: ``snnav.app.workers``). Every worker runs the same
+``--jobs N`` (emulator only) shares the chunks of samples among up to N worker processes (spawned, each with
+``max(1, CPUs // N)`` torch/BLAS threads, killed with snnav: ``snnav.app.workers``); fewer, or none, where the chunks
+cannot be shared for a gain (``snnav.app.simulate.worker_count``: one chunk, or chunks of 250 and 6 samples). Every worker runs the same
 chunks one process would, and the results are merged in sample order, so the output (accuracy, spikes, counts,
 raster, ``--stream``) is the one of ``--jobs 1`` exactly; only the time differs. Each worker imports torch and opens
 the test split itself (seconds), so it pays on long runs with several chunks (:data:`COUNT_CHUNK` with ``--out``)

@@ -12,7 +12,7 @@ import torch
 
 from export.ir.nirfile import read_graph, write_graph
 from snnav.app import cli
-from snnav.app.simulate import open_test_split, simulate
+from snnav.app.simulate import open_test_split, simulate, worker_count
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
 from snnav.errors import DatasetError
 from snnav.training.config import TrainConfig
@@ -186,6 +186,14 @@ def _differences(a, b, path="result") -> list[str]:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return []
     return [] if type(a) is type(b) and a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def test_worker_count_starts_workers_only_where_the_chunks_can_be_shared():
+    assert worker_count([3, 3, 3, 1], 2) == 2 and worker_count([128, 128], 2) == 2
+    assert worker_count([128, 128], 4) == 2  # a third worker would have no chunk
+    assert worker_count([128] * 7 + [104], 3) == 3 and worker_count([128] * 7 + [104], 1) == 1
+    assert worker_count([250, 6], 2) == 1  # one worker would run 250 of 256 samples: this process does it
+    assert worker_count([8], 4) == 1
 
 
 def test_jobs_2_gives_the_result_of_one_process(exported):
