@@ -6,6 +6,8 @@ the command line around it.
 
 from __future__ import annotations
 
+import pickle
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +22,18 @@ from hardware_sims.counts import ActivityCounter, spike_raster
 from hardware_sims.emulator import emulate
 from hardware_sims.lava.run import run_lava
 from hardware_sims.plan import build_plan
+from snnav.app.workers import WorkerPool, threads_per_worker
 from snnav.data.av_digits_file import read_av_digits_info
 from snnav.data.datasets import open_dataset
 from snnav.errors import ConfigError, DatasetError
+from snnav.training import runtime
 
 CHUNK = {"lava": 8, "emulator": 250}  # samples per run; progress is reported per chunk (Lava compiles each time)
 # With every node recorded (counting), the emulator's records of the default S-CMRL take ~1.6 MB per sample (spikes in
 # int8, the rest in float64; 6.7 MB when every record was float64): chunks of 128, the emulator's own batch, keep them
 # near 200 MB.
 COUNT_CHUNK = {"lava": 8, "emulator": 128}
+MIN_GAIN = 1.5  # --jobs starts workers only if sharing the chunks could bring this speed-up (`worker_count`)
 RASTER_NEURONS = 256  # neurons per layer kept in the raster of one sample
 
 
@@ -82,8 +87,34 @@ def pipeline_depth(plan) -> int:
     return int(max(term.latency - term.shift for term in terms))
 
 
+@dataclass(frozen=True)
+class _StreamChunk:
+    """The per-step decisions of one chunk: correct counts per step, final steps and spikes per sample."""
+
+    steps: int
+    correct: np.ndarray  # [T] samples whose argmax at step t is the label
+    ref_correct: np.ndarray  # [T] the same for the float reference
+    final: np.ndarray  # [B]
+    spikes_total: np.ndarray | None  # [B], None without spike records
+    spikes_to_decision: np.ndarray | None
+
+
+def _stream_chunk(logits: np.ndarray, ref_logits: np.ndarray, labels: np.ndarray, records: dict,
+                  lifs: list) -> _StreamChunk:
+    steps = logits.shape[0]
+    pred, ref_pred = logits.argmax(-1), ref_logits.argmax(-1)  # [T, B]
+    final = final_decision_steps(pred)
+    total = to_decision = None
+    if lifs and all(name in records for name in lifs):
+        per_step = sum(np.asarray(records[n]).reshape(steps, len(labels), -1).sum(axis=2) for n in lifs)
+        cumulative = np.cumsum(per_step, axis=0)  # [T, B]
+        total, to_decision = cumulative[-1], cumulative[final, np.arange(len(labels))]
+    return _StreamChunk(steps, (pred == labels[None]).sum(axis=1), (ref_pred == labels[None]).sum(axis=1), final,
+                        total, to_decision)
+
+
 class _Stream:
-    """Sums of the per-step decisions over chunks."""
+    """Sums of the per-step decisions over chunks (added in sample order)."""
 
     def __init__(self, graph, plan, steps: int):
         self.steps, self.depth = steps, pipeline_depth(plan)
@@ -94,18 +125,14 @@ class _Stream:
         self.spikes_to_decision: list[np.ndarray] = []
         self.samples = 0
 
-    def add(self, logits: np.ndarray, ref_logits: np.ndarray, labels: np.ndarray, records: dict, lifs: list) -> None:
-        pred, ref_pred = logits.argmax(-1), ref_logits.argmax(-1)  # [T, B]
-        self.correct += (pred == labels[None]).sum(axis=1)
-        self.ref_correct += (ref_pred == labels[None]).sum(axis=1)
-        final = final_decision_steps(pred)
-        self.final.append(final)
-        if lifs and all(name in records for name in lifs):
-            per_step = sum(np.asarray(records[n]).reshape(self.steps, len(labels), -1).sum(axis=2) for n in lifs)
-            cumulative = np.cumsum(per_step, axis=0)  # [T, B]
-            self.spikes_total.append(cumulative[-1])
-            self.spikes_to_decision.append(cumulative[final, np.arange(len(labels))])
-        self.samples += len(labels)
+    def add(self, chunk: _StreamChunk) -> None:
+        self.correct += chunk.correct
+        self.ref_correct += chunk.ref_correct
+        self.final.append(chunk.final)
+        if chunk.spikes_total is not None:
+            self.spikes_total.append(chunk.spikes_total)
+            self.spikes_to_decision.append(chunk.spikes_to_decision)
+        self.samples += len(chunk.final)
 
     def result(self) -> StreamResult:
         cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
@@ -159,9 +186,37 @@ def batch_arrays(dataset, start: int, stop: int) -> tuple[dict[str, np.ndarray],
     return {"audio": audio, "visual": visual}, np.array([it[2] for it in items])
 
 
+def check_jobs(jobs: int, backend: str) -> None:
+    """Refuse a ``--jobs`` value ``simulate`` cannot use (one line, `ConfigError`)."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1; got {jobs}")
+    if jobs > 1 and backend != "emulator":
+        raise ConfigError(f"--jobs {jobs} applies to --backend emulator only: Lava already runs each of its "
+                          "processes in an OS process of its own; run --backend lava with --jobs 1")
+
+
+def worker_count(chunks: list[int], jobs: int) -> int:
+    """Processes ``simulate`` uses for chunks of these sizes with ``jobs``: the fewest that reach the best balance
+    (chunks handed out in order to whichever worker is free), or 1 -- this process -- when sharing them could not
+    bring 1.5 times the speed (e.g. chunks of 250 and 6 samples), since each worker first spends seconds starting."""
+    best = 1
+    for n in range(2, min(jobs, len(chunks)) + 1):
+        if _makespan(chunks, n) < _makespan(chunks, best):
+            best = n
+    return best if sum(chunks) >= MIN_GAIN * _makespan(chunks, best) else 1
+
+
+def _makespan(chunks: list[int], workers: int) -> int:
+    loads = [0] * workers
+    for size in chunks:
+        loads[loads.index(min(loads))] += size
+    return max(loads)
+
+
 def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool = True, progress=print,
              backend: str = "lava", count: bool = False, convention: str | None = "nir",
-             stream: bool = False) -> SimulationResult:
+             stream: bool = False, jobs: int = 1, data: str | Path | None = None,
+             chunk_size: int | None = None) -> SimulationResult:
     """Run ``samples`` test samples on ``backend`` and on the float reference; see the module docstring.
 
     With ``count``, every node is recorded and its activity counted (``SimulationResult.counts``, summed over the
@@ -169,75 +224,194 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
     "snntorch", "norse", "auto") is whose neuron stepping the backend and the float reference follow
     (`hardware_sims.plan.build_plan`); the one used is ``SimulationResult.convention``. With ``stream``, the decision
     is read at every step (``SimulationResult.stream``).
+
+    The samples run in chunks of ``chunk_size`` (default :data:`CHUNK`, or :data:`COUNT_CHUNK` with ``count``).
+    With ``jobs`` > 1 (emulator only), the chunks are shared among up to ``jobs`` spawned worker processes
+    (`snnav.app.workers`; `worker_count` says how many, 1 meaning this process), each opening the test split again from ``data`` (the file ``dataset`` was opened from with
+    `open_test_split`); the chunks are the same as in one process and are merged here in sample order, so the
+    result equals the one-process result field for field (except the timings ``seconds`` and ``ms_per_step``).
+
+    Raises:
+        ConfigError: ``jobs`` < 1, or > 1 with ``backend="lava"`` or without ``data``.
     """
 
+    check_jobs(jobs, backend)
+    if jobs > 1 and data is None:
+        raise ConfigError("simulate with jobs > 1 needs data: the dataset file the workers open the test split from")
     samples = min(samples, len(dataset))
     lifs = [k for k, n in graph.nodes.items() if isinstance(n, nir.LIF)]
     plan = build_plan(graph, convention=convention)
     progress(f"  neuron stepping: {plan.convention} ({plan.convention_note})")
-    ref = Interpreter(graph, dtype=torch.float64, convention=plan.convention)
-    step = int(graph.metadata.get("readout_step", -1))
-    correct = ref_correct = agree = 0
-    spikes = dict.fromkeys(lifs, 0)
-    neuron_steps = dict.fromkeys(lifs, 0)
-    counter = _Counter(graph, lifs) if count else None
-    streamer = None
-    t0, lava_s, lava_steps = time.perf_counter(), 0.0, 0
-    runner = run_lava if backend == "lava" else emulate
-    record = True if count else lifs if record_spikes else False
-    chunk = (COUNT_CHUNK if count else CHUNK)[backend]
-    run_plan = plan
-    for start in range(0, samples, chunk):
-        stop = min(samples, start + chunk)
+    chunk = int(chunk_size or (COUNT_CHUNK if count else CHUNK)[backend])
+    bounds = [(start, min(samples, start + chunk)) for start in range(0, samples, chunk)]
+    workers = worker_count([stop - start for start, stop in bounds], jobs)
+    if workers < jobs:
+        progress(f"  --jobs {jobs}: {workers} process{'es' if workers > 1 else ''} "
+                 f"({'in this one: ' if workers == 1 else ''}chunks of {', '.join(str(b - a) for a, b in bounds)} "
+                 f"samples cannot be shared among more for a gain)")
+    totals = _Totals(graph, plan, lifs)
+    t0 = time.perf_counter()
+    if workers == 1:
+        runner = _ChunkRunner(graph, plan, precision, backend, record_spikes, count, stream)
+        for start, stop in bounds:
+            totals.add(runner.run(dataset, start, stop))
+            progress(f"  simulated {stop}/{samples} samples on {backend} ({precision}), "
+                     f"{time.perf_counter() - t0:.0f} s")
+    else:
+        threads = threads_per_worker(workers)
+        applied = runtime.applied_settings()
+        fast = applied is not None and applied.requested  # the workers compute as this process does
+        progress(f"  {len(bounds)} chunks of up to {chunk} samples over {workers} worker processes, {threads} "
+                 f"thread(s) each")
+        ready: dict[int, _ChunkResult] = {}
+        done = 0
+        # The graph goes to the workers in a file: spawn writes a worker's start-up arguments into a pipe the parent
+        # itself keeps open until the worker has read them, so megabytes of weights there would hang the parent for
+        # good if a worker died while starting.
+        with tempfile.TemporaryDirectory(prefix="snnav-simulate-") as tmp, \
+                WorkerPool(workers, threads, _start_simulate_worker, ((
+                    _pickled(graph, Path(tmp) / "graph.pickle"), str(data), convention, precision, backend,
+                    record_spikes, count, stream), fast, threads)) as pool:
+            for index, result in pool.run(_simulate_chunk, bounds):
+                ready[index] = result
+                done += result.stop - result.start
+                while totals.chunks in ready:  # merge in sample order: the sums are those of one process
+                    totals.add(ready.pop(totals.chunks))
+                progress(f"  simulated {done}/{samples} samples on {backend} ({precision}, {workers} processes), "
+                         f"{time.perf_counter() - t0:.0f} s")
+    return totals.result(samples, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class _ChunkResult:
+    """What one chunk of samples adds to the totals (small: no records)."""
+
+    start: int
+    stop: int
+    correct: int
+    ref_correct: int
+    agree: int
+    spikes: dict[str, int] | None  # per LIF node, when spikes are recorded
+    neuron_steps: dict[str, int] | None
+    counts: Any  # ActivityCounts of the chunk, when counted
+    raster: dict[str, Any] | None  # the raster of sample 0 (in the chunk that holds it), when counted
+    stream: _StreamChunk | None
+    run_s: float
+    lava_steps: int
+
+
+class _ChunkRunner:
+    """Runs chunks of samples on the backend and the float reference (in this process or in a worker)."""
+
+    def __init__(self, graph, plan, precision: str, backend: str, record_spikes: bool, count: bool, stream: bool):
+        self.graph, self.precision, self.backend, self.stream = graph, precision, backend, stream
+        self.lifs = [k for k, n in graph.nodes.items() if isinstance(n, nir.LIF)]
+        self.plan = self.run_plan = plan
+        self.ref = Interpreter(graph, dtype=torch.float64, convention=plan.convention)
+        self.step = int(graph.metadata.get("readout_step", -1))
+        self.runner = run_lava if backend == "lava" else emulate
+        self.record = True if count else self.lifs if record_spikes else False
+        self.spiking = record_spikes or count
+        self.counter = ActivityCounter(graph) if count else None
+
+    def run(self, dataset, start: int, stop: int) -> _ChunkResult:
         inputs, labels = batch_arrays(dataset, start, stop)
-        inputs = {k: v for k, v in inputs.items() if k in plan.inputs}
-        res = runner(run_plan, inputs, precision=precision, record=record)
-        if backend == "emulator" and precision == "fixed":
-            run_plan = res.plan  # quantized once (it does not depend on the data); the counter reuses its matrices
-        pred = res.outputs["logits"][step].argmax(-1)
-        ref_out = ref.run({k: torch.from_numpy(v) for k, v in inputs.items()}, record=False)
-        ref_pred = ref_out.outputs["logits"][step].argmax(-1).numpy()
-        if stream:
-            logits = np.asarray(res.outputs["logits"])
-            streamer = streamer or _Stream(graph, plan, logits.shape[0])
-            streamer.add(logits, ref_out.outputs["logits"].numpy(), labels, res.records,
-                         lifs if record_spikes or count else [])
-        correct += int((pred == labels).sum())
-        ref_correct += int((ref_pred == labels).sum())
-        agree += int((pred == ref_pred).sum())
-        if record_spikes or count:
-            for name in lifs:
-                spikes[name] += int(res.records[name].sum())
-                neuron_steps[name] += int(res.records[name].size)
-        if counter is not None:
-            counter.add(res)
-        lava_s += res.timing.get("run_s", 0.0)
-        lava_steps += res.timing.get("lava_steps", 0)
-        del res  # the records of a chunk can be hundreds of MB: free them before the next chunk runs
-        progress(f"  simulated {stop}/{samples} samples on {backend} ({precision}), {time.perf_counter() - t0:.0f} s")
-    return SimulationResult(samples, correct / samples, ref_correct / samples, agree / samples, spikes,
-                            neuron_steps, time.perf_counter() - t0, 1e3 * lava_s / max(1, lava_steps),
-                            counter.counts if counter else None, counter.raster if counter else None,
-                            plan.convention, streamer.result() if streamer else None)
+        inputs = {k: v for k, v in inputs.items() if k in self.plan.inputs}
+        res = self.runner(self.run_plan, inputs, precision=self.precision, record=self.record)
+        if self.backend == "emulator" and self.precision == "fixed":
+            self.run_plan = res.plan  # quantized once (it does not depend on the data); the counter reuses its matrices
+        pred = res.outputs["logits"][self.step].argmax(-1)
+        ref_out = self.ref.run({k: torch.from_numpy(v) for k, v in inputs.items()}, record=False)
+        ref_pred = ref_out.outputs["logits"][self.step].argmax(-1).numpy()
+        streamed = None
+        if self.stream:
+            streamed = _stream_chunk(np.asarray(res.outputs["logits"]), ref_out.outputs["logits"].numpy(), labels,
+                                     res.records, self.lifs if self.spiking else [])
+        spikes = neuron_steps = None
+        if self.spiking:
+            spikes = {name: int(res.records[name].sum()) for name in self.lifs}
+            neuron_steps = {name: int(res.records[name].size) for name in self.lifs}
+        counts = raster = None
+        if self.counter is not None:
+            counts = self.counter(res)
+            if start == 0:
+                raster = _raster(res, self.lifs)
+        return _ChunkResult(start, stop, int((pred == labels).sum()), int((ref_pred == labels).sum()),
+                            int((pred == ref_pred).sum()), spikes, neuron_steps, counts, raster, streamed,
+                            res.timing.get("run_s", 0.0), res.timing.get("lava_steps", 0))
 
 
-class _Counter:
-    """Activity counts summed over chunks, and the raster of the first sample seen."""
+def _raster(res, lifs: list[str]) -> dict[str, Any]:
+    cells = spike_raster(res, sample=0, nodes=lifs, max_neurons=RASTER_NEURONS)
+    return {"sample": 0, "max_neurons": RASTER_NEURONS, "nodes": {
+        name: {"neurons": int(np.prod(res.records[name].shape[2:])),
+               "spikes": [[int(t), int(n)] for t, n in cells.get(name, [])]} for name in lifs}}
 
-    def __init__(self, graph, lifs: list[str]):
-        self.graph, self.lifs = graph, lifs
+
+class _Totals:
+    """The chunks' results summed in sample order (activity counts merged, the raster of the first sample kept)."""
+
+    def __init__(self, graph, plan, lifs: list[str]):
+        self.graph, self.plan = graph, plan
+        self.correct = self.ref_correct = self.agree = 0
+        self.spikes = dict.fromkeys(lifs, 0)
+        self.neuron_steps = dict.fromkeys(lifs, 0)
         self.counts = None
         self.raster: dict[str, Any] | None = None
-        self.counter = ActivityCounter(graph)
+        self.streamer: _Stream | None = None
+        self.run_s, self.lava_steps, self.chunks = 0.0, 0, 0
 
-    def add(self, res) -> None:
-        counts = self.counter(res)
-        self.counts = counts if self.counts is None else self.counts.merge(counts)
+    def add(self, chunk: _ChunkResult) -> None:
+        if chunk.stream is not None:
+            self.streamer = self.streamer or _Stream(self.graph, self.plan, chunk.stream.steps)
+            self.streamer.add(chunk.stream)
+        self.correct += chunk.correct
+        self.ref_correct += chunk.ref_correct
+        self.agree += chunk.agree
+        for name, n in (chunk.spikes or {}).items():
+            self.spikes[name] += n
+            self.neuron_steps[name] += chunk.neuron_steps[name]
+        if chunk.counts is not None:
+            self.counts = chunk.counts if self.counts is None else self.counts.merge(chunk.counts)
         if self.raster is None:
-            cells = spike_raster(res, sample=0, nodes=self.lifs, max_neurons=RASTER_NEURONS)
-            self.raster = {"sample": 0, "max_neurons": RASTER_NEURONS, "nodes": {
-                name: {"neurons": int(np.prod(res.records[name].shape[2:])),
-                       "spikes": [[int(t), int(n)] for t, n in cells.get(name, [])]} for name in self.lifs}}
+            self.raster = chunk.raster
+        self.run_s += chunk.run_s
+        self.lava_steps += chunk.lava_steps
+        self.chunks += 1
+
+    def result(self, samples: int, seconds: float) -> SimulationResult:
+        return SimulationResult(samples, self.correct / samples, self.ref_correct / samples, self.agree / samples,
+                                self.spikes, self.neuron_steps, seconds, 1e3 * self.run_s / max(1, self.lava_steps),
+                                self.counts, self.raster, self.plan.convention,
+                                self.streamer.result() if self.streamer else None)
+
+
+# The state of a simulate worker process (`WorkerPool` spawns it; `_start_simulate_worker` sets it up once).
+_WORKER: dict[str, Any] = {}
+
+
+def _pickled(obj: Any, path: Path) -> str:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return str(path)
+
+
+def _start_simulate_worker(settings: tuple, fast_runtime: bool, threads: int) -> None:
+    """Set up a worker: the parent's runtime settings and thread count, the graph's plan, the test split."""
+    graph_file, data, convention, precision, backend, record_spikes, count, stream = settings
+    with open(graph_file, "rb") as f:
+        graph = pickle.load(f)  # written by this run's parent (simulate), for its workers only
+    if fast_runtime:
+        runtime.apply_runtime_settings(True)
+    torch.set_num_threads(threads)
+    plan = build_plan(graph, convention=convention)
+    _WORKER["dataset"] = open_test_split(graph, Path(data))
+    _WORKER["runner"] = _ChunkRunner(graph, plan, precision, backend, record_spikes, count, stream)
+
+
+def _simulate_chunk(start: int, stop: int) -> _ChunkResult:
+    """Run samples ``[start, stop)`` in a worker."""
+    return _WORKER["runner"].run(_WORKER["dataset"], start, stop)
 
 
 def format_result(result: SimulationResult, precision: str, backend: str = "lava") -> str:

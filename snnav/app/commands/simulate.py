@@ -19,6 +19,15 @@ accuracy against the steps seen, the step from which each sample's decision no l
 in Lava steps (that step plus the pipeline depth), and spikes per sample up to the decision. For a causal export
 (``scmrl-causal``: no WINDOW node) the output at step t reads input steps 0..t only; a graph with WINDOW nodes is
 reported as such (its every output reads the whole window).
+
+``--jobs N`` (emulator only) shares the chunks of samples among up to N worker processes (spawned, each with
+``max(1, CPUs // N)`` torch/BLAS threads, killed with snnav: ``snnav.app.workers``); fewer, or none, where the chunks
+cannot be shared for a gain (``snnav.app.simulate.worker_count``: one chunk, or chunks of 250 and 6 samples). Every worker runs the same
+chunks one process would, and the results are merged in sample order, so the output (accuracy, spikes, counts,
+raster, ``--stream``) is the one of ``--jobs 1`` exactly; only the time differs. Each worker imports torch and opens
+the test split itself (seconds), so it pays on long runs with several chunks (:data:`COUNT_CHUNK` with ``--out``)
+and free cores: ``results/bench_simulate_jobs.md``. ``--backend lava`` refuses ``--jobs`` above 1: Lava already runs
+each of its processes in an OS process of its own.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from pathlib import Path
 from export.ir.nirfile import read_graph
 from hardware_sims.plan.conventions import CHOICES, detect_convention
 from snnav.app.report.results import simulate_command, write_simulation_result
-from snnav.app.simulate import SimulationResult, format_result, open_test_split, simulate
+from snnav.app.simulate import SimulationResult, check_jobs, format_result, open_test_split, simulate
 from snnav.errors import SnnavError
 from snnav.io import check_writable_destination, refuse_existing
 from snnav.training import runtime
@@ -56,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream", action="store_true",
                         help="read the decision at every step: accuracy against the steps seen, the step at which "
                              "each sample's decision becomes final, the decision latency in steps")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="emulator only: share the samples' chunks among N worker processes, each with "
+                             "max(1, CPUs // N) threads; the result is identical to --jobs 1, only faster where "
+                             "there are several chunks and free cores (default %(default)s)")
     parser.add_argument("--out", type=Path, default=None,
                         help="also count every node's activity and save the result, counts and a spike raster of "
                              "the first sample to this JSON file (for snnav report; written atomically)")
@@ -65,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     runtime.apply_runtime_settings(not args.no_fast_runtime)  # first: before large allocations and torch's threads
     if args.samples < 1:
         raise SnnavError(f"--samples must be >= 1; got {args.samples}")
+    check_jobs(args.jobs, args.backend)
     if args.out is not None:  # fail before minutes of simulation, not after
         refuse_existing(args.out, args.force)
         check_writable_destination(args.out)
@@ -78,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: the graph looks like a {found!r} export ({why}); running {args.convention!r} as asked "
               f"(--convention {found} or auto to follow its producer)")
     result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes,
-                      backend=args.backend, count=args.out is not None, convention=args.convention, stream=args.stream)
+                      backend=args.backend, count=args.out is not None, convention=args.convention, stream=args.stream,
+                      jobs=args.jobs, data=args.data)
     print(format_result(result, args.precision, args.backend))
     if args.out is not None:
         _save(args, graph, result)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import nir
 import numpy as np
 import pytest
@@ -9,8 +12,9 @@ import torch
 
 from export.ir.nirfile import read_graph, write_graph
 from snnav.app import cli
-from snnav.app.simulate import open_test_split, simulate
+from snnav.app.simulate import open_test_split, simulate, worker_count
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
+from snnav.errors import DatasetError
 from snnav.training.config import TrainConfig
 from snnav.training.loop import train
 
@@ -76,6 +80,8 @@ def test_simulate_errors_are_one_line(exported, tmp_path, capsys):
     cases = [
         (["simulate", str(tmp_path / "nope.nir")], "no NIR file at"),
         (["simulate", str(graph_path), "--samples", "0"], "--samples must be >= 1"),
+        (["simulate", str(graph_path), "--backend", "emulator", "--jobs", "0"], "--jobs must be >= 1"),
+        (["simulate", str(graph_path), "--jobs", "2"], "--jobs 2 applies to --backend emulator only"),
         (["simulate", str(graph_path), "--data", str(tmp_path / "missing.h5")], "missing.h5"),
         (["simulate", str(graph_path), "--data", str(data), "--convention", "snntorch"],
          "convention 'snntorch' needs r = tau/dt"),  # not snnTorch's scaling: refused before running
@@ -156,3 +162,70 @@ def test_stream_reports_the_window_nodes_of_faithful_scmrl(exported, capsys):
     assert cli.main(["simulate", str(graph_path), "--backend", "emulator", "--samples", "10", "--data", str(data),
                      "--stream"]) == 0
     assert "WINDOW nodes" in capsys.readouterr().out
+
+
+def _differences(a, b, path="result") -> list[str]:
+    """Where two results differ: dataclasses field by field, dicts key by key (in order), arrays element by element
+    (dtype and shape included), everything else by type and ==."""
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        if type(a) is not type(b):
+            return [f"{path}: {type(a).__name__} != {type(b).__name__}"]
+        return [d for f in dataclasses.fields(a) for d in _differences(getattr(a, f.name), getattr(b, f.name),
+                                                                        f"{path}.{f.name}")]
+    if isinstance(a, dict):
+        if not isinstance(b, dict) or list(a) != list(b):
+            return [f"{path}: keys differ"]
+        return [d for k in a for d in _differences(a[k], b[k], f"{path}[{k!r}]")]
+    if isinstance(a, (list, tuple)):
+        if type(a) is not type(b) or len(a) != len(b):
+            return [f"{path}: {type(a).__name__} of {len(a)} != {b!r:.60}"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]")]
+    if isinstance(a, np.ndarray):
+        same = isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        return [] if same else [f"{path}: arrays differ"]
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return []
+    return [] if type(a) is type(b) and a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def test_worker_count_starts_workers_only_where_the_chunks_can_be_shared():
+    assert worker_count([3, 3, 3, 1], 2) == 2 and worker_count([128, 128], 2) == 2
+    assert worker_count([128, 128], 4) == 2  # a third worker would have no chunk
+    assert worker_count([128] * 7 + [104], 3) == 3 and worker_count([128] * 7 + [104], 1) == 1
+    assert worker_count([250, 6], 2) == 1  # one worker would run 250 of 256 samples: this process does it
+    assert worker_count([8], 4) == 1
+
+
+def test_jobs_2_gives_the_result_of_one_process(exported):
+    """Four chunks (3, 3, 3, 1 samples) over two worker processes: every field but the timings equals --jobs 1's."""
+    graph_path, data = exported
+    graph = read_graph(graph_path)
+    dataset = open_test_split(graph, data)
+    lines = []
+    options = dict(backend="emulator", count=True, stream=True, chunk_size=3)
+    one = simulate(graph, dataset, 10, "fixed", progress=lambda *_: None, **options)
+    two = simulate(graph, dataset, 10, "fixed", progress=lines.append, jobs=2, data=data, **options)
+    assert "  4 chunks of up to 3 samples over 2 worker processes, 1 thread(s) each" in lines[1:]
+    assert lines[-1].startswith("  simulated 10/10 samples on emulator (fixed, 2 processes)")
+    timings = {"seconds", "ms_per_step"}
+    assert [f.name for f in dataclasses.fields(one) if f.name not in timings and getattr(one, f.name) is None] == []
+    assert one.counts.run.samples == 10 and len(one.counts.per_sample["spikes"]) == 10 and sum(one.spikes.values())
+    assert one.stream.final_steps.shape == (10,) and one.raster["nodes"]
+    assert _differences(dataclasses.replace(one, seconds=0.0, ms_per_step=0.0),
+                        dataclasses.replace(two, seconds=0.0, ms_per_step=0.0)) == []
+    # the comparison sees a change in the last sample's counts
+    changed = dataclasses.replace(two.counts, per_sample={**two.counts.per_sample, "spikes": (
+        *two.counts.per_sample["spikes"][:-1], two.counts.per_sample["spikes"][-1] + 1)})
+    assert _differences(one.counts, changed) == ["result.per_sample['spikes'][9]: "
+                                                 f"{one.counts.per_sample['spikes'][-1]!r} != "
+                                                 f"{changed.per_sample['spikes'][-1]!r}"]
+
+
+def test_a_worker_error_reaches_the_caller_as_itself(exported, tmp_path):
+    """The workers open the test split themselves: a missing file is the DatasetError one process would raise."""
+    graph_path, data = exported
+    graph = read_graph(graph_path)
+    dataset = open_test_split(graph, data)
+    with pytest.raises(DatasetError, match="missing.h5"):
+        simulate(graph, dataset, 10, "fixed", backend="emulator", progress=lambda *_: None, jobs=2,
+                 data=tmp_path / "missing.h5", chunk_size=5)
