@@ -7,7 +7,7 @@ the command line around it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from export.interpreter import Interpreter
-from hardware_sims.counts import ActivityCounter, spike_raster
+from hardware_sims.cost.chip_cost import BOUNDS
+from hardware_sims.cost.decision import TIME_INCLUDES, DecisionEnergy, price_decisions
+from hardware_sims.counts import ActivityCounter, merge_all, spike_raster
 from hardware_sims.emulator import emulate
 from hardware_sims.lava.run import run_lava
 from hardware_sims.plan import build_plan
@@ -47,6 +49,8 @@ class StreamResult:
             the last step's for every ``s >= t*``).
         spikes_total: ``[samples]`` spikes of every LIF layer over the T steps (empty without spike records).
         spikes_to_decision: ``[samples]`` the same over the steps ``0..t*``.
+        energy: chip name -> the estimated energy and time of every sample's decision and whole sample on that
+            chip (`hardware_sims.cost.decision`; empty without ``chips``).
     """
 
     steps: int
@@ -57,6 +61,7 @@ class StreamResult:
     final_steps: np.ndarray
     spikes_total: np.ndarray
     spikes_to_decision: np.ndarray
+    energy: dict[str, DecisionEnergy] = field(default_factory=dict)
 
     @property
     def decision_latency(self) -> np.ndarray:
@@ -82,9 +87,10 @@ def pipeline_depth(plan) -> int:
 
 
 class _Stream:
-    """Sums of the per-step decisions over chunks."""
+    """Sums of the per-step decisions over chunks; with ``chips``, the per-sample activity counts up to each
+    decision and over the whole sample, priced at the end (`hardware_sims.cost.decision.price_decisions`)."""
 
-    def __init__(self, graph, plan, steps: int):
+    def __init__(self, graph, plan, steps: int, chips: tuple[str, ...] = ()):
         self.steps, self.depth = steps, pipeline_depth(plan)
         self.windows = tuple(sorted(k for k, n in graph.nodes.items() if getattr(n, "needs_future", False)))
         self.correct, self.ref_correct = np.zeros(steps), np.zeros(steps)
@@ -92,8 +98,15 @@ class _Stream:
         self.spikes_total: list[np.ndarray] = []
         self.spikes_to_decision: list[np.ndarray] = []
         self.samples = 0
+        self.chips = chips
+        self.counter = ActivityCounter(graph) if chips else None
+        self.sample_counts: list = []
+        self.decision_counts: list = []
+        self.plan = None
 
-    def add(self, logits: np.ndarray, ref_logits: np.ndarray, labels: np.ndarray, records: dict, lifs: list) -> None:
+    def add(self, logits: np.ndarray, ref_logits: np.ndarray, labels: np.ndarray, records: dict, lifs: list,
+            res=None) -> list | None:
+        """Add a chunk; with chips, returns its per-sample counts over all T steps (from ``res``)."""
         pred, ref_pred = logits.argmax(-1), ref_logits.argmax(-1)  # [T, B]
         self.correct += (pred == labels[None]).sum(axis=1)
         self.ref_correct += (ref_pred == labels[None]).sum(axis=1)
@@ -105,12 +118,33 @@ class _Stream:
             self.spikes_total.append(cumulative[-1])
             self.spikes_to_decision.append(cumulative[final, np.arange(len(labels))])
         self.samples += len(labels)
+        if self.counter is None:
+            return None
+        self.plan = res.plan
+        whole = self.counter.by_sample(res)
+        self.sample_counts += whole
+        if self.windows:  # every output already read all T steps: the decision is priced with all of them
+            self.decision_counts += whole
+            return whole
+        decision: list = [None] * len(labels)
+        for k in np.unique(final + 1):  # the steps 0..t* of the samples whose decision is final at t* = k - 1
+            idx = np.flatnonzero(final + 1 == k)
+            for i, c in zip(idx, self.counter.by_sample(res, steps=int(k), samples=idx)):
+                decision[i] = c
+        self.decision_counts += decision
+        return whole
 
     def result(self) -> StreamResult:
         cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+        final = cat(self.final)
+        energy = {}
+        for chip in self.chips:
+            e = price_decisions(self.plan, chip, self.sample_counts, self.decision_counts, final,
+                                window=bool(self.windows))
+            energy[e.chip] = e
         return StreamResult(self.steps, self.depth, self.windows, self.correct / self.samples,
-                            self.ref_correct / self.samples, cat(self.final), cat(self.spikes_total),
-                            cat(self.spikes_to_decision))
+                            self.ref_correct / self.samples, final, cat(self.spikes_total),
+                            cat(self.spikes_to_decision), energy)
 
 
 @dataclass(frozen=True)
@@ -160,14 +194,16 @@ def batch_arrays(dataset, start: int, stop: int) -> tuple[dict[str, np.ndarray],
 
 def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool = True, progress=print,
              backend: str = "lava", count: bool = False, convention: str | None = "nir",
-             stream: bool = False) -> SimulationResult:
+             stream: bool = False, chips: tuple[str, ...] = ()) -> SimulationResult:
     """Run ``samples`` test samples on ``backend`` and on the float reference; see the module docstring.
 
     With ``count``, every node is recorded and its activity counted (``SimulationResult.counts``, summed over the
     chunks) and the spikes of the first sample are kept (``SimulationResult.raster``). ``convention`` ("nir",
     "snntorch", "norse", "auto") is whose neuron stepping the backend and the float reference follow
     (`hardware_sims.plan.build_plan`); the one used is ``SimulationResult.convention``. With ``stream``, the decision
-    is read at every step (``SimulationResult.stream``).
+    is read at every step (``SimulationResult.stream``); with ``chips`` as well (names or chip JSON paths), every node
+    is recorded and each sample's activity up to its final decision and over the whole sample is counted and priced
+    on each chip (``StreamResult.energy``).
     """
 
     samples = min(samples, len(dataset))
@@ -183,8 +219,9 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
     streamer = None
     t0, lava_s, lava_steps = time.perf_counter(), 0.0, 0
     runner = run_lava if backend == "lava" else emulate
-    record = True if count else lifs if record_spikes else False
-    chunk = (COUNT_CHUNK if count else CHUNK)[backend]
+    chips = tuple(chips) if stream else ()
+    record = True if count or chips else lifs if record_spikes else False
+    chunk = (COUNT_CHUNK if count or chips else CHUNK)[backend]
     run_plan = plan
     for start in range(0, samples, chunk):
         stop = min(samples, start + chunk)
@@ -196,11 +233,12 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
         pred = res.outputs["logits"][step].argmax(-1)
         ref_out = ref.run({k: torch.from_numpy(v) for k, v in inputs.items()}, record=False)
         ref_pred = ref_out.outputs["logits"][step].argmax(-1).numpy()
+        per_sample = None
         if stream:
             logits = np.asarray(res.outputs["logits"])
-            streamer = streamer or _Stream(graph, plan, logits.shape[0])
-            streamer.add(logits, ref_out.outputs["logits"].numpy(), labels, res.records,
-                         lifs if record_spikes or count else [])
+            streamer = streamer or _Stream(graph, plan, logits.shape[0], chips)
+            per_sample = streamer.add(logits, ref_out.outputs["logits"].numpy(), labels, res.records,
+                                      lifs if record_spikes or count or chips else [], res)
         correct += int((pred == labels).sum())
         ref_correct += int((ref_pred == labels).sum())
         agree += int((pred == ref_pred).sum())
@@ -209,7 +247,7 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
                 spikes[name] += int(res.records[name].sum())
                 neuron_steps[name] += int(res.records[name].size)
         if counter is not None:
-            counter.add(res)
+            counter.add(res, merge_all(per_sample) if per_sample else None)
         lava_s += res.timing.get("run_s", 0.0)
         lava_steps += res.timing.get("lava_steps", 0)
         del res  # the records of a chunk can be hundreds of MB: free them before the next chunk runs
@@ -229,8 +267,9 @@ class _Counter:
         self.raster: dict[str, Any] | None = None
         self.counter = ActivityCounter(graph)
 
-    def add(self, res) -> None:
-        counts = self.counter(res)
+    def add(self, res, counts=None) -> None:
+        """Add a chunk's counts (``counts``, when already counted, else counted here) and keep its raster."""
+        counts = self.counter(res) if counts is None else counts
         self.counts = counts if self.counts is None else self.counts.merge(counts)
         if self.raster is None:
             cells = spike_raster(res, sample=0, nodes=self.lifs, max_neurons=RASTER_NEURONS)
@@ -279,4 +318,31 @@ def format_stream(st: StreamResult) -> str:
     if st.spikes_total.size:
         lines.append(f"  spikes per sample: {st.spikes_total.mean():.0f} over all {st.steps} steps, "
                      f"{st.spikes_to_decision.mean():.0f} up to the final decision")
+    for e in st.energy.values():
+        lines += format_decision_energy(e, st.steps)
     return "\n".join(lines)
+
+
+def _bounds(values: dict[str, np.ndarray], scale: float, fmt: str = ".3g") -> str:
+    mean = {b: float(np.mean(values[b])) * scale for b in BOUNDS}
+    return f"{mean['value']:{fmt}} (bounds {mean['lower']:{fmt}} .. {mean['upper']:{fmt}})"
+
+
+def format_decision_energy(e: DecisionEnergy, steps: int) -> list[str]:
+    """The time and energy of the decisions on one chip, with what they include (estimates)."""
+    seen = (f"all {steps} input steps (WINDOW nodes: every output reads them)" if e.window else
+            "input steps 0..t* of every node (the activity the decision depends on; in-flight later input steps "
+            "not included)")
+    return [
+        f"  on {e.chip} ({e.kind}: chip cost model hardware_sims/cost, figures' sources in its chip file):",
+        f"    time per Lava step {_bounds({b: np.array(v) for b, v in e.step_s.items()}, 1e6)} µs: {TIME_INCLUDES}",
+        f"    decision latency: (t* + 1 + chip pipeline depth {e.depth}: the mapping's Lava steps per sample - T) Lava "
+        f"steps x time per step = mean "
+        f"{_bounds(e.time_to_decision_s, 1e6)} µs from the first input step to the end of the step that outputs "
+        "the final decision",
+        f"    energy per decision: mean {_bounds(e.to_decision_j, 1e6)} µJ (dynamic "
+        f"{_bounds(e.to_decision_dynamic_j, 1e6)} µJ + static power x that time); per sample over all {steps} "
+        f"steps {_bounds(e.per_sample_j, 1e6)} µJ",
+        f"    activity priced up to the decision: {seen}; every compartment updated at each Lava step",
+        f"    includes: {'; '.join(e.included)}",
+        f"    excludes: {'; '.join(e.excluded)}"]
