@@ -16,6 +16,7 @@ from hardware_sims.counts import ActivityCounter, merge_all
 from hardware_sims.emulator import emulate
 from hardware_sims.plan import build_plan
 from snnav.app import cli
+from snnav.app.report import make_report
 from snnav.app.report.results import ResultFileError, read_simulation_result
 from snnav.app.simulate import batch_arrays, final_decision_steps, open_test_split, simulate
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
@@ -169,6 +170,14 @@ def test_stream_prints_and_saves_energy_per_decision(causal_export, tmp_path, ca
                                                             chip["energy_per_sample_j"][bound]))
         expected = [(t + 1 + chip["depth_steps"]) * chip["step_s"][bound] for t in st["final_steps"]]
         np.testing.assert_allclose(chip["time_to_decision_s"][bound], expected)
+    # the report of the training run with this result shows the curve and the loihi2 / loihi1 decision costs
+    report, files = make_report(graph_path.parent / "run", tmp_path / "report", results=[out])
+    (shown,) = report["streaming"]
+    assert shown["accuracy_by_step"] == st["accuracy_by_step"] and set(shown["chips"]) == {"loihi1", "loihi2"}
+    assert shown["chips"]["loihi2"]["energy_to_decision_j"]["value"] == pytest.approx(
+        np.mean(chip["energy_to_decision_j"]["value"]))
+    assert "Streaming decisions" in files["report.html"].read_text() and "| sim1 | loihi1 |" in files[
+        "report.md"].read_text()
     # a damaged stream section is refused with a one-line error naming the field
     bad = json.loads(out.read_text())
     bad["stream"]["chips"]["loihi2"]["energy_to_decision_j"]["value"] = [1.0]
