@@ -142,6 +142,8 @@ class DecisionEnergy:
         per_sample_j: bound -> ``[samples]`` energy of the whole sample (all T steps, T + depth Lava steps).
         time_to_decision_s: bound -> ``[samples]`` seconds from the first input step to the decision.
         window: the graph has WINDOW nodes (its decisions are priced with all T steps).
+        fits: the mapping breaks no constraint of the chip (else ``violations`` says which: priced anyway).
+        notes: the mapping's and the cost model's assumptions.
     """
 
     chip: str
@@ -152,6 +154,9 @@ class DecisionEnergy:
     per_sample_j: dict[str, np.ndarray]
     time_to_decision_s: dict[str, np.ndarray]
     window: bool
+    fits: bool = True
+    violations: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
     included: tuple[str, ...] = INCLUDED
     excluded: tuple[str, ...] = EXCLUDED
     sources: dict[str, str] = field(default_factory=dict)
@@ -188,4 +193,6 @@ def price_decisions(plan: Any, chip: Chip | str, sample_counts: Sequence[Any], d
 
     return DecisionEnergy(pricer.chip, pricer.step_s, pricer.depth, arr(to_dec, "energy_total_j"),
                           arr(to_dec, "energy_dynamic_j"), arr(whole, "energy_total_j"),
-                          arr(to_dec, "time_s"), window, sources=pricer.sources)
+                          arr(to_dec, "time_s"), window, pricer.full.fits,
+                          tuple(v.text() for v in pricer.full.violations),
+                          tuple(pricer.sample_cost.notes) + tuple(pricer.full.notes), sources=pricer.sources)

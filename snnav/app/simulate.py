@@ -344,5 +344,7 @@ def format_decision_energy(e: DecisionEnergy, steps: int) -> list[str]:
         f"{_bounds(e.to_decision_dynamic_j, 1e6)} µJ + static power x that time); per sample over all {steps} "
         f"steps {_bounds(e.per_sample_j, 1e6)} µJ",
         f"    activity priced up to the decision: {seen}; every compartment updated at each Lava step",
+        *([] if e.fits else [f"    DOES NOT FIT {e.chip} ({len(e.violations)} violated constraints, e.g. "
+                              f"{e.violations[0]}): priced as if it did"]),
         f"    includes: {'; '.join(e.included)}",
         f"    excludes: {'; '.join(e.excluded)}"]

@@ -256,7 +256,8 @@ def _streaming(source, data: dict[str, Any]) -> dict[str, Any] | None:
         return None
     n = len(st["final_steps"])
     chips = {name: {"kind": c["kind"], "step_s": dict(c["step_s"]), "depth_steps": c["depth_steps"],
-                    "window": c.get("window", False),
+                    "window": c.get("window", False), "fits": c.get("fits", True),
+                    "violations": list(c.get("violations", [])),
                     "energy_to_decision_j": _mean_bounds(c["energy_to_decision_j"]),
                     "dynamic_to_decision_j": _mean_bounds(c["dynamic_to_decision_j"]),
                     "energy_per_sample_j": _mean_bounds(c["energy_per_sample_j"]),

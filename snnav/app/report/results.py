@@ -24,7 +24,7 @@ One JSON object (``format`` = :data:`FORMAT`)::
         chips  {name: {kind: "estimate", step_s: {lower, value, upper}, depth_steps, window,
                        energy_to_decision_j, dynamic_to_decision_j, energy_per_sample_j, time_to_decision_s:
                            {lower, value, upper: [samples]},
-                       time_per_step_includes, included, excluded, sources}}
+                       time_per_step_includes, fits, violations, notes, included, excluded, sources}}
 
 Files are written atomically; :func:`read_simulation_result` checks the format and the keys the report needs and
 names the command that writes a correct file when they are missing.
@@ -131,7 +131,7 @@ def stream_record(st) -> dict[str, Any]:
     for name, e in st.energy.items():
         chips[name] = {
             "kind": e.kind, "step_s": {b: float(v) for b, v in e.step_s.items()}, "depth_steps": int(e.depth),
-            "window": bool(e.window),
+            "window": bool(e.window), "fits": bool(e.fits), "violations": list(e.violations), "notes": list(e.notes),
             "energy_to_decision_j": {b: _floats(v) for b, v in e.to_decision_j.items()},
             "dynamic_to_decision_j": {b: _floats(v) for b, v in e.to_decision_dynamic_j.items()},
             "energy_per_sample_j": {b: _floats(v) for b, v in e.per_sample_j.items()},

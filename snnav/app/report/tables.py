@@ -189,7 +189,8 @@ def streaming_tables(report: dict[str, Any]) -> list[Table]:
     rows = []
     for st in report.get("streaming", []):
         for chip, c in st["chips"].items():
-            rows.append([st["result"], chip, fmt(st["final_step_mean"], 3), fmt(st["decision_latency_steps_mean"], 3),
+            chip_name = chip if c.get("fits", True) else f"{chip} (does not fit: {len(c['violations'])} violations)"
+            rows.append([st["result"], chip_name, fmt(st["final_step_mean"], 3), fmt(st["decision_latency_steps_mean"], 3),
                          _range(c["step_s"], 1e6), _range(c["time_to_decision_s"], 1e6),
                          _range(c["energy_to_decision_j"], 1e6), _range(c["energy_per_sample_j"], 1e6),
                          fmt(st["spikes_to_decision_mean"]), fmt(st["spikes_total_mean"])])

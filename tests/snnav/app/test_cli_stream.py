@@ -148,6 +148,9 @@ def test_energy_per_decision_grows_with_the_steps_and_ends_at_the_chip_cost(caus
         assert whole.time_to_decision_s[bound][0] == pytest.approx(pricer.sample_cost.latency_s[bound])
     with pytest.raises(InputError, match="counts of 2 steps"):
         pricer.price(each[0], 1)
+    # a WINDOW graph's decision reads all T steps whenever it is read: same activity, less time when read earlier
+    early, late = pricer.price(each[0], 1, window=True), pricer.price(each[0], T - 1, window=True)
+    assert early.energy_dynamic_j == late.energy_dynamic_j and early.time_s["value"] < late.time_s["value"]
 
 
 def test_stream_prints_and_saves_energy_per_decision(causal_export, tmp_path, capsys):
