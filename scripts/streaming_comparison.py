@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         "nodes buffers all T steps before its first output.",
         "* *decision final at t\\**: the output step from which the sample's prediction no longer changes; "
         "decision latency = t* + pipeline depth. For a WINDOW graph every output already saw all T steps.",
-        "* spikes: every LIF layer, per sample, over all T steps / over output steps 0..t*.",
+        "* spikes: every LIF layer, per sample, over all T steps / up to the decision: output steps 0..t* (a graph "
+        "with WINDOW nodes: all T steps, which its every output reads).",
         f"* accuracy vs steps seen: `{args.csv.name}` and `{args.plot.name}`.", "",
         "## Time and energy per decision on the chips (estimates; mean over the samples, value (lower .. upper "
         "bound))", "",

@@ -48,7 +48,8 @@ class StreamResult:
         final_steps: ``[samples]`` the step t* from which the decision no longer changes (``argmax logits[s]`` equals
             the last step's for every ``s >= t*``).
         spikes_total: ``[samples]`` spikes of every LIF layer over the T steps (empty without spike records).
-        spikes_to_decision: ``[samples]`` the same over the steps ``0..t*``.
+        spikes_to_decision: ``[samples]`` the same over the steps ``0..t*`` (over all T steps for a graph with WINDOW
+            nodes, whose every output reads all T input steps).
         energy: chip name -> the estimated energy and time of every sample's decision and whole sample on that
             chip (`hardware_sims.cost.decision`; empty without ``chips``).
     """
@@ -116,7 +117,8 @@ class _Stream:
             per_step = sum(np.asarray(records[n]).reshape(self.steps, len(labels), -1).sum(axis=2) for n in lifs)
             cumulative = np.cumsum(per_step, axis=0)  # [T, B]
             self.spikes_total.append(cumulative[-1])
-            self.spikes_to_decision.append(cumulative[final, np.arange(len(labels))])
+            # a WINDOW graph's output at any step reads all T input steps: its layers before the windows ran them all
+            self.spikes_to_decision.append(cumulative[-1] if self.windows else cumulative[final, np.arange(len(labels))])
         self.samples += len(labels)
         if self.counter is None:
             return None
