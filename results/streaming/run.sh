@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The streaming comparison of results/streaming/README.md: data, the three trainings, the table, the plot.
 # Small budget (2 CPU cores shared): 3,000/600 pairs, 32x32 frames, T = 16, 4 epochs, batch 32, D = 64, SPS stem
-# (2x2 = 4 tokens per modality). Run one training at a time, each with --threads 1: here each took 3.4-4.5 min
-# (4 epochs, ~45-60 s per epoch; load average 3-4 on 2 cores shared with other jobs).
+# (2x2 = 4 tokens per modality). Run one training at a time, each with --threads 1: here they took 3.4 (causal),
+# 5.9 (faithful) and 5.8 min (AV add) for 4 epochs, load average 2.4-7.5 on 2 cores shared with other jobs.
 # SNNAV / PYTHON: how to call snnav and the Python with its dependencies (default: the installed `snnav`, `python`);
 # from a checkout: SNNAV="python -m snnav.app.cli" with PYTHONPATH set to it.
 set -euo pipefail
