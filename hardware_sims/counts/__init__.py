@@ -5,6 +5,8 @@
 * `ActivityCounts` (`record`): the frozen result, JSON ``snnav.activity-counts`` v1 (`to_dict`/`from_dict`),
   `merge` for chunks of a test set; NeuroBench's figures included.
 * `spike_raster(result, sample)`: ``(step, neuron)`` pairs per node for a raster plot.
+* `restrict_run(result, steps, samples)`: a run seen through its first steps and some samples; `ActivityCounter`
+  counts such prefixes (``steps=``) and gives counts per sample (`ActivityCounter.by_sample`).
 
 Definitions (what counts as an event, an active update, an AC or a MAC, per extension node): ``hardware_sims/
 COUNTS.md``. Energy from counts: `hardware_sims.cost.energy`.
@@ -15,6 +17,7 @@ from hardware_sims.counts.activity import (
     ActivityCounter,
     MissingRecordError,
     count_activity,
+    restrict_run,
     spike_raster,
 )
 from hardware_sims.counts.extensions import EXTENSION_COUNTERS, extension_ops, register_extension_counter
@@ -32,6 +35,7 @@ __all__ = [
     "count_activity",
     "ActivityCounter",
     "spike_raster",
+    "restrict_run",
     "ActivityCounts",
     "NodeCounts",
     "RunInfo",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import nir
@@ -29,7 +30,8 @@ from hardware_sims.plan.linear import ConvGeometry, LinearOp, op_matrix
 from hardware_sims.plan.plan import SYNAPSE_KINDS, Plan, ProcessSpec
 from snnav.errors import InputError
 
-__all__ = ["count_activity", "ActivityCounter", "spike_raster", "MissingRecordError", "COUNTED_SYNAPSE_ROLES"]
+__all__ = ["count_activity", "ActivityCounter", "spike_raster", "restrict_run", "MissingRecordError",
+           "COUNTED_SYNAPSE_ROLES"]
 
 COUNTED_SYNAPSE_ROLES: tuple[str, ...] = ("node", "readout")
 """Synapse processes counted as their NIR node's synaptic work; "gain" synapses (a neuron's input gain where NIR
@@ -136,6 +138,7 @@ class _Counter:
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
         self._summaries: dict[tuple, tuple[np.ndarray, tuple]] = {}  # _buffer_key -> (input, input_summary)
         self.info: dict[str, tuple[str, int, bool | None, bool]] = {}  # type, neurons, binary_input, spiking
+        self._nb: dict[str, np.ndarray] | None = None  # NeuroBench's per-sample figures, once computed
 
     def ops(self, x: np.ndarray, synapses: Any) -> tuple[np.ndarray, np.ndarray]:
         """`layer_ops`, summarizing each layer input once (several synapses and NeuroBench read the same one)."""
@@ -251,7 +254,10 @@ class _Counter:
                 x = x + self.sig.synapse_input(syn)
         return np.asarray(x), self.sig.synapses_of(first.name)
 
-    def neurobench(self) -> NeuroBenchCounts:
+    def _neurobench_arrays(self) -> dict[str, np.ndarray]:
+        """NeuroBench's per-sample figures (computed once per run): MACs, ACs and pooling events of every sample."""
+        if self._nb is not None:
+            return self._nb
         macs = acs = pool = np.zeros(self.batch)
         dense = 0.0
         for name in self.syn_of:
@@ -268,29 +274,62 @@ class _Counter:
             acs = acs + np.where(binary, ops, 0.0)
             macs = macs + np.where(binary, 0.0, ops)
             dense += float(self.arrays[name]["dense_synapses"].mean())
+        self._nb = {"macs": macs, "acs": acs, "pool": pool, "dense": np.full(self.batch, dense)}
+        return self._nb
+
+    def neurobench(self, select: np.ndarray) -> NeuroBenchCounts:
+        nb = {k: v[select] for k, v in self._neurobench_arrays().items()}
         spiking = [n for n, (_, _, _, s) in self.info.items() if s]
         total = sum(self.info[n][1] for n in spiking) * self.steps
-        fired = sum(float(self.arrays[n]["spikes"].mean()) for n in spiking)
+        fired = sum(float(self.arrays[n]["spikes"][select].mean()) for n in spiking)
         return NeuroBenchCounts(
-            activation_sparsity=1.0 - fired / total if total else 0.0, effective_macs=float(macs.mean()),
-            effective_acs=float(acs.mean()), dense=dense,
-            missed_ext_acs=float(sum(a["ext_acs"].mean() for a in self.arrays.values())),
-            missed_ext_macs=float(sum(a["ext_macs"].mean() for a in self.arrays.values())),
-            missed_pooling_events=float(pool.mean()))
+            activation_sparsity=1.0 - fired / total if total else 0.0, effective_macs=float(nb["macs"].mean()),
+            effective_acs=float(nb["acs"].mean()), dense=float(nb["dense"].mean()),
+            missed_ext_acs=float(sum(a["ext_acs"][select].mean() for a in self.arrays.values())),
+            missed_ext_macs=float(sum(a["ext_macs"][select].mean() for a in self.arrays.values())),
+            missed_pooling_events=float(nb["pool"].mean()))
 
-    def counts(self) -> ActivityCounts:
-        self.run()
+    def counts(self, select: np.ndarray | None = None) -> ActivityCounts:
+        """The counts of the samples ``select`` (indices into the batch; all when None)."""
+        if not self.arrays:
+            self.run()
+        select = np.arange(self.batch) if select is None else np.asarray(select, dtype=np.int64)
         nodes = {}
         for name in self.order():
             a = self.arrays[name]
             node_type, neurons, binary, spiking = self.info[name]
-            means = {k: float(a[k].mean()) for k in NODE_FIELDS}
+            means = {k: float(a[k][select].mean()) for k in NODE_FIELDS}
             rate = means["spikes"] / max(1, neurons * self.steps) if spiking else None
             nodes[name] = NodeCounts(node_type, neurons, binary, firing_rate=rate, **means)
-        per_sample = {k: tuple(float(v) for v in sum(a[k] for a in self.arrays.values())) for k in COUNT_FIELDS}
-        run = RunInfo(self.backend, self.plan.precision, self.batch, self.steps,
+        per_sample = {k: tuple(float(v) for v in sum(a[k] for a in self.arrays.values())[select])
+                      for k in COUNT_FIELDS}
+        run = RunInfo(self.backend, self.plan.precision, len(select), self.steps,
                       None if self.plan.dt is None else float(self.plan.dt))
-        return ActivityCounts(run, nodes, per_sample, self.neurobench())
+        return ActivityCounts(run, nodes, per_sample, self.neurobench(select))
+
+
+def restrict_run(result: Any, steps: int | None = None, samples: Sequence[int] | np.ndarray | None = None) -> Any:
+    """The run ``result`` seen through its first ``steps`` NIR steps and the batch entries ``samples``.
+
+    Records (and outputs) are cut to rows ``[0, steps)`` and to the chosen samples, so counting the restricted run
+    counts what every node did at its NIR steps ``0 .. steps-1`` (COUNTS.md §2 "Which steps count"). For a graph
+    in which no node reads later steps (no WINDOW extension node) the node values at those steps depend on the
+    input steps ``0 .. steps-1`` only, so the counts equal those of a run on the first ``steps`` input steps.
+
+    Raises:
+        InputError: ``steps`` outside ``1 .. T``.
+    """
+    T = int(np.shape(next(iter(result.records.values())))[0]) if result.records else 0
+    if steps is not None and not 1 <= int(steps) <= T:
+        raise InputError(f"a prefix of {steps} steps is outside 1..{T} (the run's NIR steps)")
+    rows = slice(None) if steps is None else slice(0, int(steps))
+    idx = slice(None) if samples is None else np.asarray(samples, dtype=np.int64)
+
+    def cut(x: Any) -> np.ndarray:
+        return np.asarray(x)[rows][:, idx]
+
+    return replace(result, records={k: cut(v) for k, v in result.records.items()},
+                   outputs={k: cut(v) for k, v in result.outputs.items()})
 
 
 class ActivityCounter:
@@ -310,11 +349,26 @@ class ActivityCounter:
         self._plan: Plan | None = None
         self._plan_cache: dict = {}
 
-    def __call__(self, result: Any) -> ActivityCounts:
+    def __call__(self, result: Any, *, steps: int | None = None,
+                 samples: Sequence[int] | np.ndarray | None = None) -> ActivityCounts:
+        """The counts of ``result``; with ``steps``, of its first ``steps`` NIR steps only, and with ``samples``, of
+        those batch entries only (`restrict_run`)."""
+        return self._counter(result, steps, samples).counts()
+
+    def by_sample(self, result: Any, *, steps: int | None = None,
+                  samples: Sequence[int] | np.ndarray | None = None) -> list[ActivityCounts]:
+        """One `ActivityCounts` per sample (``run.samples`` = 1 each; same order), counted in one pass."""
+        counter = self._counter(result, steps, samples)
+        counter.run()
+        return [counter.counts(np.array([i])) for i in range(counter.batch)]
+
+    def _counter(self, result: Any, steps: int | None, samples: Sequence[int] | np.ndarray | None) -> _Counter:
         backend = self.backend or _backend_of(result)
         if result.plan is not self._plan:  # another plan: its weights may differ
             self._plan, self._plan_cache = result.plan, {}
-        return _Counter(result, self.graph, backend, self._plan_cache, self._graph_cache).counts()
+        if steps is not None or samples is not None:
+            result = restrict_run(result, steps, samples)
+        return _Counter(result, self.graph, backend, self._plan_cache, self._graph_cache)
 
 
 def count_activity(result: Any, graph: nir.NIRGraph | str | os.PathLike | None = None, *,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from export.interpreter import Interpreter
-from hardware_sims.counts import ActivityCounter, spike_raster
+from hardware_sims.cost.chip_cost import BOUNDS
+from hardware_sims.cost.decision import TIME_INCLUDES, DecisionEnergy, price_decisions
+from hardware_sims.counts import ActivityCounter, merge_all, spike_raster
 from hardware_sims.emulator import emulate
 from hardware_sims.lava.run import run_lava
 from hardware_sims.plan import build_plan
@@ -52,7 +54,10 @@ class StreamResult:
         final_steps: ``[samples]`` the step t* from which the decision no longer changes (``argmax logits[s]`` equals
             the last step's for every ``s >= t*``).
         spikes_total: ``[samples]`` spikes of every LIF layer over the T steps (empty without spike records).
-        spikes_to_decision: ``[samples]`` the same over the steps ``0..t*``.
+        spikes_to_decision: ``[samples]`` the same over the steps ``0..t*`` (over all T steps for a graph with WINDOW
+            nodes, whose every output reads all T input steps).
+        energy: chip name -> the estimated energy and time of every sample's decision and whole sample on that
+            chip (`hardware_sims.cost.decision`; empty without ``chips``).
     """
 
     steps: int
@@ -63,6 +68,7 @@ class StreamResult:
     final_steps: np.ndarray
     spikes_total: np.ndarray
     spikes_to_decision: np.ndarray
+    energy: dict[str, DecisionEnergy] = field(default_factory=dict)
 
     @property
     def decision_latency(self) -> np.ndarray:
@@ -89,7 +95,8 @@ def pipeline_depth(plan) -> int:
 
 @dataclass(frozen=True)
 class _StreamChunk:
-    """The per-step decisions of one chunk: correct counts per step, final steps and spikes per sample."""
+    """The per-step decisions of one chunk: correct counts per step, final steps and spikes per sample; with chips,
+    every sample's activity counts over all T steps and up to its decision."""
 
     steps: int
     correct: np.ndarray  # [T] samples whose argmax at step t is the label
@@ -97,33 +104,59 @@ class _StreamChunk:
     final: np.ndarray  # [B]
     spikes_total: np.ndarray | None  # [B], None without spike records
     spikes_to_decision: np.ndarray | None
+    sample_counts: list | None = None  # [B] ActivityCounts over all T steps, with chips
+    decision_counts: list | None = None  # [B] ActivityCounts over the steps 0..t*, with chips
 
 
-def _stream_chunk(logits: np.ndarray, ref_logits: np.ndarray, labels: np.ndarray, records: dict,
-                  lifs: list) -> _StreamChunk:
-    steps = logits.shape[0]
+def _stream_chunk(logits: np.ndarray, ref_logits: np.ndarray, labels: np.ndarray, res, lifs: list,
+                  windows: bool, counter: ActivityCounter | None = None) -> _StreamChunk:
+    """One chunk's decisions; with ``counter`` (chips), its per-sample counts from the run ``res`` as well."""
+    steps, records = logits.shape[0], res.records
     pred, ref_pred = logits.argmax(-1), ref_logits.argmax(-1)  # [T, B]
     final = final_decision_steps(pred)
     total = to_decision = None
     if lifs and all(name in records for name in lifs):
         per_step = sum(np.asarray(records[n]).reshape(steps, len(labels), -1).sum(axis=2) for n in lifs)
         cumulative = np.cumsum(per_step, axis=0)  # [T, B]
-        total, to_decision = cumulative[-1], cumulative[final, np.arange(len(labels))]
+        # a WINDOW graph's output at any step reads all T input steps: its layers before the windows ran them all
+        total = cumulative[-1]
+        to_decision = total if windows else cumulative[final, np.arange(len(labels))]
+    whole = decision = None
+    if counter is not None:
+        whole = counter.by_sample(res)
+        if windows:  # every output already read all T steps: the decision is priced with all of them
+            decision = whole
+        else:
+            decision = [None] * len(labels)
+            for k in np.unique(final + 1):  # the steps 0..t* of the samples whose decision is final at t* = k - 1
+                idx = np.flatnonzero(final + 1 == k)
+                for i, c in zip(idx, counter.by_sample(res, steps=int(k), samples=idx)):
+                    decision[i] = c
     return _StreamChunk(steps, (pred == labels[None]).sum(axis=1), (ref_pred == labels[None]).sum(axis=1), final,
-                        total, to_decision)
+                        total, to_decision, whole, decision)
+
+
+def _window_nodes(graph) -> tuple[str, ...]:
+    return tuple(sorted(k for k, n in graph.nodes.items() if getattr(n, "needs_future", False)))
 
 
 class _Stream:
-    """Sums of the per-step decisions over chunks (added in sample order)."""
+    """Sums of the per-step decisions over chunks (added in sample order); with ``chips``, the per-sample activity
+    counts up to each decision and over the whole sample, priced at the end on ``plan``, the plan the runs used
+    (`hardware_sims.cost.decision.price_decisions`)."""
 
-    def __init__(self, graph, plan, steps: int):
+    def __init__(self, graph, plan, steps: int, chips: tuple[str, ...] = ()):
         self.steps, self.depth = steps, pipeline_depth(plan)
-        self.windows = tuple(sorted(k for k, n in graph.nodes.items() if getattr(n, "needs_future", False)))
+        self.windows = _window_nodes(graph)
         self.correct, self.ref_correct = np.zeros(steps), np.zeros(steps)
         self.final: list[np.ndarray] = []
         self.spikes_total: list[np.ndarray] = []
         self.spikes_to_decision: list[np.ndarray] = []
         self.samples = 0
+        self.chips = chips
+        self.sample_counts: list = []
+        self.decision_counts: list = []
+        self.plan = None
 
     def add(self, chunk: _StreamChunk) -> None:
         self.correct += chunk.correct
@@ -132,13 +165,22 @@ class _Stream:
         if chunk.spikes_total is not None:
             self.spikes_total.append(chunk.spikes_total)
             self.spikes_to_decision.append(chunk.spikes_to_decision)
+        if chunk.sample_counts is not None:
+            self.sample_counts += chunk.sample_counts
+            self.decision_counts += chunk.decision_counts
         self.samples += len(chunk.final)
 
     def result(self) -> StreamResult:
         cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+        final = cat(self.final)
+        energy = {}
+        for chip in self.chips:
+            e = price_decisions(self.plan, chip, self.sample_counts, self.decision_counts, final,
+                                window=bool(self.windows))
+            energy[e.chip] = e
         return StreamResult(self.steps, self.depth, self.windows, self.correct / self.samples,
-                            self.ref_correct / self.samples, cat(self.final), cat(self.spikes_total),
-                            cat(self.spikes_to_decision))
+                            self.ref_correct / self.samples, final, cat(self.spikes_total),
+                            cat(self.spikes_to_decision), energy)
 
 
 @dataclass(frozen=True)
@@ -216,16 +258,19 @@ def _makespan(chunks: list[int], workers: int) -> int:
 def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool = True, progress=print,
              backend: str = "lava", count: bool = False, convention: str | None = "nir",
              stream: bool = False, jobs: int = 1, data: str | Path | None = None,
-             chunk_size: int | None = None) -> SimulationResult:
+             chunk_size: int | None = None, chips: tuple[str, ...] = ()) -> SimulationResult:
     """Run ``samples`` test samples on ``backend`` and on the float reference; see the module docstring.
 
     With ``count``, every node is recorded and its activity counted (``SimulationResult.counts``, summed over the
     chunks) and the spikes of the first sample are kept (``SimulationResult.raster``). ``convention`` ("nir",
     "snntorch", "norse", "auto") is whose neuron stepping the backend and the float reference follow
     (`hardware_sims.plan.build_plan`); the one used is ``SimulationResult.convention``. With ``stream``, the decision
-    is read at every step (``SimulationResult.stream``).
+    is read at every step (``SimulationResult.stream``); with ``chips`` as well (names or chip JSON paths), every node
+    is recorded and each sample's activity up to its final decision and over the whole sample is counted and priced
+    on each chip (``StreamResult.energy``).
 
-    The samples run in chunks of ``chunk_size`` (default :data:`CHUNK`, or :data:`COUNT_CHUNK` with ``count``).
+    The samples run in chunks of ``chunk_size`` (default :data:`CHUNK`, or :data:`COUNT_CHUNK` with ``count`` or
+    ``chips``).
     With ``jobs`` > 1 (emulator only), the chunks are shared among up to ``jobs`` spawned worker processes
     (`snnav.app.workers`; `worker_count` says how many, 1 meaning this process), each opening the test split again from ``data`` (the file ``dataset`` was opened from with
     `open_test_split`); the chunks are the same as in one process and are merged here in sample order, so the
@@ -242,17 +287,18 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
     lifs = [k for k, n in graph.nodes.items() if isinstance(n, nir.LIF)]
     plan = build_plan(graph, convention=convention)
     progress(f"  neuron stepping: {plan.convention} ({plan.convention_note})")
-    chunk = int(chunk_size or (COUNT_CHUNK if count else CHUNK)[backend])
+    chips = tuple(chips) if stream else ()
+    chunk = int(chunk_size or (COUNT_CHUNK if count or chips else CHUNK)[backend])
     bounds = [(start, min(samples, start + chunk)) for start in range(0, samples, chunk)]
     workers = worker_count([stop - start for start, stop in bounds], jobs)
     if workers < jobs:
         progress(f"  --jobs {jobs}: {workers} process{'es' if workers > 1 else ''} "
                  f"({'in this one: ' if workers == 1 else ''}chunks of {', '.join(str(b - a) for a, b in bounds)} "
                  f"samples cannot be shared among more for a gain)")
-    totals = _Totals(graph, plan, lifs)
+    totals = _Totals(graph, plan, lifs, chips)
     t0 = time.perf_counter()
     if workers == 1:
-        runner = _ChunkRunner(graph, plan, precision, backend, record_spikes, count, stream)
+        runner = _ChunkRunner(graph, plan, precision, backend, record_spikes, count, stream, bool(chips))
         for start, stop in bounds:
             totals.add(runner.run(dataset, start, stop))
             progress(f"  simulated {stop}/{samples} samples on {backend} ({precision}), "
@@ -271,7 +317,7 @@ def simulate(graph, dataset, samples: int, precision: str, record_spikes: bool =
         with tempfile.TemporaryDirectory(prefix="snnav-simulate-") as tmp, \
                 WorkerPool(workers, threads, _start_simulate_worker, ((
                     _pickled(graph, Path(tmp) / "graph.pickle"), str(data), convention, precision, backend,
-                    record_spikes, count, stream), fast, threads)) as pool:
+                    record_spikes, count, stream, bool(chips)), fast, threads)) as pool:
             for index, result in pool.run(_simulate_chunk, bounds):
                 ready[index] = result
                 done += result.stop - result.start
@@ -298,21 +344,25 @@ class _ChunkResult:
     stream: _StreamChunk | None
     run_s: float
     lava_steps: int
+    plan: Any = None  # the plan the chunk ran (quantized, for fixed point), from the first chunk when pricing chips
 
 
 class _ChunkRunner:
     """Runs chunks of samples on the backend and the float reference (in this process or in a worker)."""
 
-    def __init__(self, graph, plan, precision: str, backend: str, record_spikes: bool, count: bool, stream: bool):
+    def __init__(self, graph, plan, precision: str, backend: str, record_spikes: bool, count: bool, stream: bool,
+                 price: bool = False):
         self.graph, self.precision, self.backend, self.stream = graph, precision, backend, stream
+        self.price, self.windows = stream and price, bool(_window_nodes(graph))
         self.lifs = [k for k, n in graph.nodes.items() if isinstance(n, nir.LIF)]
         self.plan = self.run_plan = plan
         self.ref = Interpreter(graph, dtype=torch.float64, convention=plan.convention)
         self.step = int(graph.metadata.get("readout_step", -1))
         self.runner = run_lava if backend == "lava" else emulate
-        self.record = True if count else self.lifs if record_spikes else False
-        self.spiking = record_spikes or count
-        self.counter = ActivityCounter(graph) if count else None
+        self.record = True if count or self.price else self.lifs if record_spikes else False
+        self.spiking = record_spikes or count or self.price
+        self.count = count
+        self.counter = ActivityCounter(graph) if count or self.price else None
 
     def run(self, dataset, start: int, stop: int) -> _ChunkResult:
         inputs, labels = batch_arrays(dataset, start, stop)
@@ -326,19 +376,22 @@ class _ChunkRunner:
         streamed = None
         if self.stream:
             streamed = _stream_chunk(np.asarray(res.outputs["logits"]), ref_out.outputs["logits"].numpy(), labels,
-                                     res.records, self.lifs if self.spiking else [])
+                                     res, self.lifs if self.spiking else [], self.windows,
+                                     self.counter if self.price else None)
         spikes = neuron_steps = None
         if self.spiking:
             spikes = {name: int(res.records[name].sum()) for name in self.lifs}
             neuron_steps = {name: int(res.records[name].size) for name in self.lifs}
         counts = raster = None
-        if self.counter is not None:
-            counts = self.counter(res)
+        if self.count:
+            per_sample = streamed.sample_counts if streamed is not None else None
+            counts = merge_all(per_sample) if per_sample else self.counter(res)  # counted once
             if start == 0:
                 raster = _raster(res, self.lifs)
         return _ChunkResult(start, stop, int((pred == labels).sum()), int((ref_pred == labels).sum()),
                             int((pred == ref_pred).sum()), spikes, neuron_steps, counts, raster, streamed,
-                            res.timing.get("run_s", 0.0), res.timing.get("lava_steps", 0))
+                            res.timing.get("run_s", 0.0), res.timing.get("lava_steps", 0),
+                            res.plan if self.price and start == 0 else None)
 
 
 def _raster(res, lifs: list[str]) -> dict[str, Any]:
@@ -351,8 +404,8 @@ def _raster(res, lifs: list[str]) -> dict[str, Any]:
 class _Totals:
     """The chunks' results summed in sample order (activity counts merged, the raster of the first sample kept)."""
 
-    def __init__(self, graph, plan, lifs: list[str]):
-        self.graph, self.plan = graph, plan
+    def __init__(self, graph, plan, lifs: list[str], chips: tuple[str, ...] = ()):
+        self.graph, self.plan, self.chips = graph, plan, chips
         self.correct = self.ref_correct = self.agree = 0
         self.spikes = dict.fromkeys(lifs, 0)
         self.neuron_steps = dict.fromkeys(lifs, 0)
@@ -363,8 +416,10 @@ class _Totals:
 
     def add(self, chunk: _ChunkResult) -> None:
         if chunk.stream is not None:
-            self.streamer = self.streamer or _Stream(self.graph, self.plan, chunk.stream.steps)
+            self.streamer = self.streamer or _Stream(self.graph, self.plan, chunk.stream.steps, self.chips)
             self.streamer.add(chunk.stream)
+            if chunk.plan is not None:
+                self.streamer.plan = chunk.plan
         self.correct += chunk.correct
         self.ref_correct += chunk.ref_correct
         self.agree += chunk.agree
@@ -398,7 +453,7 @@ def _pickled(obj: Any, path: Path) -> str:
 
 def _start_simulate_worker(settings: tuple, fast_runtime: bool, threads: int) -> None:
     """Set up a worker: the parent's runtime settings and thread count, the graph's plan, the test split."""
-    graph_file, data, convention, precision, backend, record_spikes, count, stream = settings
+    graph_file, data, convention, precision, backend, record_spikes, count, stream, price = settings
     with open(graph_file, "rb") as f:
         graph = pickle.load(f)  # written by this run's parent (simulate), for its workers only
     if fast_runtime:
@@ -406,7 +461,7 @@ def _start_simulate_worker(settings: tuple, fast_runtime: bool, threads: int) ->
     torch.set_num_threads(threads)
     plan = build_plan(graph, convention=convention)
     _WORKER["dataset"] = open_test_split(graph, Path(data))
-    _WORKER["runner"] = _ChunkRunner(graph, plan, precision, backend, record_spikes, count, stream)
+    _WORKER["runner"] = _ChunkRunner(graph, plan, precision, backend, record_spikes, count, stream, price)
 
 
 def _simulate_chunk(start: int, stop: int) -> _ChunkResult:
@@ -454,4 +509,33 @@ def format_stream(st: StreamResult) -> str:
     if st.spikes_total.size:
         lines.append(f"  spikes per sample: {st.spikes_total.mean():.0f} over all {st.steps} steps, "
                      f"{st.spikes_to_decision.mean():.0f} up to the final decision")
+    for e in st.energy.values():
+        lines += format_decision_energy(e, st.steps)
     return "\n".join(lines)
+
+
+def _bounds(values: dict[str, np.ndarray], scale: float, fmt: str = ".3g") -> str:
+    mean = {b: float(np.mean(values[b])) * scale for b in BOUNDS}
+    return f"{mean['value']:{fmt}} (bounds {mean['lower']:{fmt}} .. {mean['upper']:{fmt}})"
+
+
+def format_decision_energy(e: DecisionEnergy, steps: int) -> list[str]:
+    """The time and energy of the decisions on one chip, with what they include (estimates)."""
+    seen = (f"all {steps} input steps (WINDOW nodes: every output reads them)" if e.window else
+            "input steps 0..t* of every node (the activity the decision depends on; in-flight later input steps "
+            "not included)")
+    return [
+        f"  on {e.chip} ({e.kind}: chip cost model hardware_sims/cost, figures' sources in its chip file):",
+        f"    time per Lava step {_bounds({b: np.array(v) for b, v in e.step_s.items()}, 1e6)} µs: {TIME_INCLUDES}",
+        f"    decision latency: (t* + 1 + chip pipeline depth {e.depth}: the mapping's Lava steps per sample - T) Lava "
+        f"steps x time per step = mean "
+        f"{_bounds(e.time_to_decision_s, 1e6)} µs from the first input step to the end of the step that outputs "
+        "the final decision",
+        f"    energy per decision: mean {_bounds(e.to_decision_j, 1e6)} µJ (dynamic "
+        f"{_bounds(e.to_decision_dynamic_j, 1e6)} µJ + static power x that time); per sample over all {steps} "
+        f"steps {_bounds(e.per_sample_j, 1e6)} µJ",
+        f"    activity priced up to the decision: {seen}; every compartment updated at each Lava step",
+        *([] if e.fits else [f"    DOES NOT FIT {e.chip} ({len(e.violations)} violated constraints, e.g. "
+                              f"{e.violations[0]}): priced as if it did"]),
+        f"    includes: {'; '.join(e.included)}",
+        f"    excludes: {'; '.join(e.excluded)}"]

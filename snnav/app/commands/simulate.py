@@ -16,7 +16,10 @@ Counting records every node, so chunks are smaller (:data:`COUNT_CHUNK`) to boun
 
 ``--stream`` reads the decision (``argmax`` of the logits output) at every step instead of only at the last: the
 accuracy against the steps seen, the step from which each sample's decision no longer changes, the decision latency
-in Lava steps (that step plus the pipeline depth), and spikes per sample up to the decision. For a causal export
+in Lava steps (that step plus the pipeline depth), and spikes per sample up to the decision. ``--chip`` (default
+loihi2; repeat it, or ``none``) also counts every sample's activity up to its decision and over the whole sample and
+prices it with the chip cost model (``hardware_sims.cost.decision``): energy per decision and the decision latency in
+microseconds, both estimates. With ``--out`` the stream result is saved in the file's ``stream`` section. For a causal export
 (``scmrl-causal``: no WINDOW node) the output at step t reads input steps 0..t only; a graph with WINDOW nodes is
 reported as such (its every output reads the whole window).
 
@@ -36,6 +39,7 @@ import argparse
 from pathlib import Path
 
 from export.ir.nirfile import read_graph
+from hardware_sims.cost.chip import get_chip
 from hardware_sims.plan.conventions import CHOICES, detect_convention
 from snnav.app.report.results import simulate_command, write_simulation_result
 from snnav.app.simulate import SimulationResult, check_jobs, format_result, open_test_split, simulate
@@ -69,6 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="emulator only: share the samples' chunks among N worker processes, each with "
                              "max(1, CPUs // N) threads; the result is identical to --jobs 1, only faster where "
                              "there are several chunks and free cores (default %(default)s)")
+    parser.add_argument("--chip", action="append", default=None, metavar="CHIP",
+                        help="with --stream: price each sample's decision on this chip (a name such as loihi1, "
+                             "loihi2, or a chip JSON file; repeat for several; 'none' for no pricing): the energy up "
+                             "to the decision and the decision latency in microseconds, estimated with the chip cost "
+                             "model of hardware_sims/cost (records every node; default loihi2)")
     parser.add_argument("--out", type=Path, default=None,
                         help="also count every node's activity and save the result, counts and a spike raster of "
                              "the first sample to this JSON file (for snnav report; written atomically)")
@@ -79,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise SnnavError(f"--samples must be >= 1; got {args.samples}")
     check_jobs(args.jobs, args.backend)
+    chips = _chips(args)
     if args.out is not None:  # fail before minutes of simulation, not after
         refuse_existing(args.out, args.force)
         check_writable_destination(args.out)
@@ -93,16 +103,31 @@ def run(args: argparse.Namespace) -> int:
               f"(--convention {found} or auto to follow its producer)")
     result = simulate(graph, dataset, args.samples, args.precision, record_spikes=not args.no_spikes,
                       backend=args.backend, count=args.out is not None, convention=args.convention, stream=args.stream,
-                      jobs=args.jobs, data=args.data)
+                      jobs=args.jobs, data=args.data, chips=chips)
     print(format_result(result, args.precision, args.backend))
     if args.out is not None:
         _save(args, graph, result)
     return 0
 
 
+def _chips(args: argparse.Namespace) -> tuple[str, ...]:
+    """The chips to price the decisions on (``--chip``; loihi2 by default with --stream, none without it)."""
+    if args.chip is None:
+        return ("loihi2",) if args.stream else ()
+    if not args.stream:
+        raise SnnavError("--chip prices the streaming decisions: give it with --stream")
+    chips = tuple(c for c in args.chip if c != "none")
+    if chips:  # a bad name fails here, before minutes of simulation
+        for chip in chips:
+            get_chip(chip)
+    return chips
+
+
 def _save(args: argparse.Namespace, graph, result: SimulationResult) -> None:
-    command = simulate_command(args.model, args.backend, args.precision, args.samples, args.data, args.out)
+    command = simulate_command(args.model, args.backend, args.precision, args.samples, args.data, args.out,
+                               tuple(result.stream.energy) if result.stream is not None else None)
     write_simulation_result(args.out, result, backend=args.backend, precision=args.precision, model_path=args.model,
                             graph_metadata=graph.metadata, data_path=args.data, command=command)
+    stream = ", the decision at every step" if result.stream is not None else ""
     print(f"wrote {args.out} (accuracy, activity counts of {len(result.counts.to_dict()['nodes'])} nodes, a spike "
-          "raster of sample 0)")
+          f"raster of sample 0{stream})")

@@ -245,6 +245,37 @@ def _raster(inputs: ReportInputs, primary_id: str) -> dict[str, Any] | None:
     return None
 
 
+def _mean_bounds(values: dict[str, list[float]]) -> dict[str, float]:
+    return {b: sum(v) / len(v) for b, v in values.items()}
+
+
+def _streaming(source, data: dict[str, Any]) -> dict[str, Any] | None:
+    """A result's decision read at every step (``snnav simulate --stream``), with means over its samples."""
+    st = data.get("stream")
+    if not isinstance(st, dict):
+        return None
+    n = len(st["final_steps"])
+    chips = {name: {"kind": c["kind"], "step_s": dict(c["step_s"]), "depth_steps": c["depth_steps"],
+                    "window": c.get("window", False), "fits": c.get("fits", True),
+                    "violations": list(c.get("violations", [])),
+                    "energy_to_decision_j": _mean_bounds(c["energy_to_decision_j"]),
+                    "dynamic_to_decision_j": _mean_bounds(c["dynamic_to_decision_j"]),
+                    "energy_per_sample_j": _mean_bounds(c["energy_per_sample_j"]),
+                    "time_to_decision_s": _mean_bounds(c["time_to_decision_s"]),
+                    "time_per_step_includes": c.get("time_per_step_includes", ""),
+                    "included": list(c["included"]), "excluded": list(c["excluded"])}
+             for name, c in st["chips"].items()}
+    return {"result": source.id, "label": result_label(data["backend"], data["precision"]), "samples": n,
+            "steps": st["steps"], "pipeline_depth": st["pipeline_depth"], "window_nodes": list(st["window_nodes"]),
+            "accuracy_by_step": list(st["accuracy_by_step"]),
+            "float_accuracy_by_step": list(st["float_accuracy_by_step"]),
+            "final_step_mean": sum(st["final_steps"]) / n,
+            "decision_latency_steps_mean": sum(st["decision_latency_steps"]) / n,
+            "spikes_total_mean": sum(st["spikes_total"]) / n if st["spikes_total"] else None,
+            "spikes_to_decision_mean": sum(st["spikes_to_decision"]) / n if st["spikes_to_decision"] else None,
+            "chips": chips, "sources": [source.id]}
+
+
 def build_report(inputs: ReportInputs) -> dict[str, Any]:
     """Everything the report shows, JSON-ready (see the module docstring)."""
     training = _training(inputs)
@@ -272,6 +303,8 @@ def build_report(inputs: ReportInputs) -> dict[str, Any]:
                  "conventions: counted operations times a cost model's energy per operation, without static power, "
                  "routing or the mapping; they are kept for comparison with papers that report them.")
     primary = _primary(sims)
+    streaming = [x for x in (_streaming(s, d) for s, d in inputs.results) if x is not None]
+    extra = {"streaming": streaming} if streaming else {}  # only with a --stream result: otherwise as before
     return {
         "format": FORMAT, "version": VERSION, "snnav_version": __version__,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -280,5 +313,5 @@ def build_report(inputs: ReportInputs) -> dict[str, Any]:
         "activity": [row for s, _ in inputs.results for row in _activity_rows(s, counts_of[s.id])],
         "energy": energies, "gpu": gpu, "accuracy_vs_energy": _points(sims, energies, gpu),
         "raster": _raster(inputs, primary["id"]), "notes": notes,
-        "headline": headline(inputs, sims, counts_of, primary, training),
+        "headline": headline(inputs, sims, counts_of, primary, training), **extra,
     }

@@ -15,7 +15,7 @@ from typing import Any
 
 from snnav.app.report import svg
 from snnav.app.report.headline import components_table, headline_table
-from snnav.app.report.plots import accuracy_energy_svg, components_svg, layers_svg
+from snnav.app.report.plots import accuracy_energy_svg, accuracy_steps_svg, components_svg, layers_svg
 from snnav.app.report.tables import (
     Table,
     activity_table,
@@ -23,6 +23,7 @@ from snnav.app.report.tables import (
     gpu_table,
     simulations_table,
     sources_table,
+    streaming_tables,
     summary_table,
 )
 
@@ -200,6 +201,17 @@ def _headline(report: dict[str, Any]) -> str:
             + f"<h3>Not modelled</h3><ul>{not_modelled}</ul>")
 
 
+def _streaming(report: dict[str, Any]) -> str:
+    """The streaming section (results of ``snnav simulate --stream``); empty without them."""
+    tables = streaming_tables(report)
+    if not tables:
+        return ""
+    figure = _figure(accuracy_steps_svg(report["streaming"]),
+                     "Accuracy of the decision read after each input step (solid: the simulated run; dashed: its float "
+                     "reference); sources " + ", ".join(st["result"] for st in report["streaming"]) + ".")
+    return "<h2>Streaming decisions</h2>" + figure + "\n".join(table_html(t) for t in tables)
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The whole page (see the module docstring)."""
     t = report["training"]
@@ -225,6 +237,7 @@ Written {escape(report['created_utc'])} by snnav {escape(report['snnav_version']
 {fig['accuracy']}
 <h2>Simulation results</h2>
 {table_html(simulations_table(report))}
+{_streaming(report)}
 <h2>Firing rate and sparsity per layer</h2>
 {fig['activity']}
 <details><summary>Per-layer activity table ({escape(report['primary_result'])})</summary>{activity}</details>

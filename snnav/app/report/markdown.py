@@ -12,6 +12,7 @@ from snnav.app.report.tables import (
     gpu_table,
     simulations_table,
     sources_table,
+    streaming_tables,
     summary_table,
 )
 
@@ -58,6 +59,15 @@ def _headline(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _streaming(report: dict[str, Any]) -> list[str]:
+    """The streaming section (results of ``snnav simulate --stream``); nothing without them."""
+    tables = streaming_tables(report)
+    if not tables:
+        return []
+    return ["## Streaming decisions", "", "The accuracy-vs-steps plot is in `report.html`.", "",
+            *(line for t in tables for line in (table_markdown(t), ""))]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     t = report["training"]
     gpu = gpu_table(report)
@@ -73,6 +83,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         *_headline(report),
         "## Accuracy against energy", "", table_markdown(summary_table(report)), "",
         "## Simulation results", "", table_markdown(simulations_table(report)), "",
+        *_streaming(report),
         "## Energy per inference", "", *_models(report), "", table_markdown(energy_table(report)), "",
         "## GPU", "", table_markdown(gpu) if gpu else "No GPU figure: neither a measurement nor the 45 nm model.", "",
         "## Per-layer activity", "", table_markdown(activity_table(report, report["primary_result"])), "",

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from snnav.app.report.headline import target_label, value_components
 
-__all__ = ["accuracy_energy_svg", "components_svg", "layers_svg"]
+__all__ = ["accuracy_energy_svg", "components_svg", "layers_svg", "accuracy_steps_svg"]
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#aec7e8", "#ffbb78")
@@ -94,4 +94,25 @@ def layers_svg(rows: list[dict[str, Any]], top: int = 15) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("dynamic energy per inference (µJ)")
     ax.legend(fontsize=7)
+    return _svg(fig)
+
+
+def accuracy_steps_svg(streams: list[dict[str, Any]]) -> str:
+    """Accuracy (%) against the input steps seen, one line per streaming result (dashed: its float reference). A
+    graph with WINDOW nodes has no output before all T steps: drawn as one point at T."""
+    fig = Figure(figsize=(7.5, 3.8))
+    ax = fig.add_subplot()
+    for i, st in enumerate(streams):
+        colour = COLOURS[i % len(COLOURS)]
+        acc, ref = st["accuracy_by_step"], st["float_accuracy_by_step"]
+        if st["window_nodes"]:
+            ax.plot([st["steps"]], [100 * acc[-1]], "s", color=colour, label=f"{st['result']} (WINDOW: waits for T)")
+            continue
+        steps = range(1, len(acc) + 1)
+        ax.plot(steps, [100 * a for a in acc], "-o", ms=3, color=colour, label=f"{st['result']} ({st['label']})")
+        ax.plot(steps, [100 * a for a in ref], "--", color=colour, alpha=0.6, label=f"{st['result']} float reference")
+    ax.set_xlabel("input steps seen")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
     return _svg(fig)

@@ -14,6 +14,17 @@ One JSON object (``format`` = :data:`FORMAT`)::
     timing            {"seconds", "ms_per_step", "samples_per_s"}
     counts            hardware_sims.counts.ActivityCounts.to_dict() accumulated over every sample (or null)
     raster            {"sample", "max_neurons", "nodes": {node: {"neurons", "spikes": [[step, neuron], ...]}}} or null
+    stream            optional (``snnav simulate --stream``): the decision read at every step::
+
+        steps, pipeline_depth, window_nodes            T, Lava steps from an input step to its output, WINDOW nodes
+        accuracy_by_step, float_accuracy_by_step       [T] fractions (backend, float reference)
+        final_steps, decision_latency_steps            [samples] t* and t* + pipeline_depth
+        spikes_total, spikes_to_decision               [samples] every LIF layer, all T steps / steps 0..t* ([] if
+                                                       not recorded)
+        chips  {name: {kind: "estimate", step_s: {lower, value, upper}, depth_steps, window,
+                       energy_to_decision_j, dynamic_to_decision_j, energy_per_sample_j, time_to_decision_s:
+                           {lower, value, upper: [samples]},
+                       time_per_step_includes, fits, violations, notes, included, excluded, sources}}
 
 Files are written atomically; :func:`read_simulation_result` checks the format and the keys the report needs and
 names the command that writes a correct file when they are missing.
@@ -28,6 +39,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from hardware_sims.cost.chip_cost import BOUNDS
+from hardware_sims.cost.decision import TIME_INCLUDES
 from hardware_sims.fixed_point import formats as lf
 from hardware_sims.fixed_point.quantize import V_HEADROOM
 from snnav._version import __version__
@@ -57,10 +70,12 @@ def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
 
 
 def simulate_command(model: str | Path, backend: str, precision: str, samples: int, data: str | Path,
-                     out: str | Path) -> str:
-    """The ``snnav simulate`` command line that writes such a file (recorded in it, and quoted by errors)."""
+                     out: str | Path, stream_chips: tuple[str, ...] | None = None) -> str:
+    """The ``snnav simulate`` command line that writes such a file (recorded in it, and quoted by errors);
+    ``stream_chips`` (not None): with ``--stream`` and these ``--chip`` (``none`` when empty)."""
+    stream = "" if stream_chips is None else " --stream" + "".join(f" --chip {c}" for c in stream_chips or ("none",))
     return (f"snnav simulate {model} --backend {backend} --precision {precision} --samples {samples} "
-            f"--data {data} --out {out}")
+            f"--data {data}{stream} --out {out}")
 
 
 def quantizer_settings(precision: str) -> dict[str, Any] | None:
@@ -101,7 +116,35 @@ def write_simulation_result(path: str | Path, result, *, backend: str, precision
         "counts": counts,
         "raster": result.raster,
     }
+    if getattr(result, "stream", None) is not None:
+        record["stream"] = stream_record(result.stream)
     return write_json(path, record)
+
+
+def _floats(values: Any) -> list[float]:
+    return [float(v) for v in values]
+
+
+def stream_record(st) -> dict[str, Any]:
+    """The ``stream`` section of a simulation result from a ``snnav.app.simulate.StreamResult``."""
+    chips = {}
+    for name, e in st.energy.items():
+        chips[name] = {
+            "kind": e.kind, "step_s": {b: float(v) for b, v in e.step_s.items()}, "depth_steps": int(e.depth),
+            "window": bool(e.window), "fits": bool(e.fits), "violations": list(e.violations), "notes": list(e.notes),
+            "energy_to_decision_j": {b: _floats(v) for b, v in e.to_decision_j.items()},
+            "dynamic_to_decision_j": {b: _floats(v) for b, v in e.to_decision_dynamic_j.items()},
+            "energy_per_sample_j": {b: _floats(v) for b, v in e.per_sample_j.items()},
+            "time_to_decision_s": {b: _floats(v) for b, v in e.time_to_decision_s.items()},
+            "time_per_step_includes": TIME_INCLUDES, "included": list(e.included), "excluded": list(e.excluded),
+            "sources": dict(e.sources)}
+    return {"steps": int(st.steps), "pipeline_depth": int(st.pipeline_depth), "window_nodes": list(st.window_nodes),
+            "accuracy_by_step": _floats(st.accuracy_by_step),
+            "float_accuracy_by_step": _floats(st.float_accuracy_by_step),
+            "final_steps": [int(v) for v in st.final_steps],
+            "decision_latency_steps": [int(v) for v in st.decision_latency],
+            "spikes_total": _floats(st.spikes_total), "spikes_to_decision": _floats(st.spikes_to_decision),
+            "chips": chips}
 
 
 def read_json(path: str | Path, what: str, hint: str) -> dict[str, Any]:
@@ -171,6 +214,60 @@ def _check_result_fields(path: Path, data: dict[str, Any], hint: str) -> None:
             check_field(path, {f"{key}.{node}": value}, f"{key}.{node}", "count0", hint=hint)
     for key in ("timing", "raster"):
         check_field(path, data, key, "object", optional=True, hint=hint)
+    stream = check_field(path, data, "stream", "object", optional=True, hint=hint)
+    if stream is not None:
+        _check_stream(path, stream, int(data["samples"]), hint)
+
+
+def _check_list(path: Path, where: str, value: Any, kind: str, length: int, unit: str, hint: str) -> list:
+    """A list of ``length`` values of ``kind``; else a one-line error naming the field."""
+    if not isinstance(value, list) or len(value) != length:
+        found = f"a list of {len(value)}" if isinstance(value, list) else json.dumps(value)[:40]
+        raise ResultFileError(f"{path}: the field {where!r} is {found}; expected a list of {length} values "
+                              f"({_KINDS[kind][0]}, {unit}); {hint}")
+    for i, v in enumerate(value):
+        check_field(path, {f"{where}[{i}]": v}, f"{where}[{i}]", kind, unit=unit, hint=hint)
+    return value
+
+
+def _check_stream(path: Path, stream: dict[str, Any], samples: int, hint: str) -> None:
+    """The ``stream`` section: lengths (T steps, one value per sample), ranges, bounds of the chip estimates."""
+    where = lambda key: f"stream.{key}"  # noqa: E731
+    sub = {where(k): v for k, v in stream.items()}
+    steps = check_field(path, sub, where("steps"), "count", unit="NIR steps", hint=hint)
+    check_field(path, sub, where("pipeline_depth"), "count0", unit="Lava steps", hint=hint)
+    nodes = check_field(path, sub, where("window_nodes"), "list", hint=hint)
+    for i, n in enumerate(nodes):
+        check_field(path, {f"stream.window_nodes[{i}]": n}, f"stream.window_nodes[{i}]", "text", hint=hint)
+    for key in ("accuracy_by_step", "float_accuracy_by_step"):
+        _check_list(path, where(key), stream.get(key), "fraction", steps, "a fraction", hint)
+    final = _check_list(path, where("final_steps"), stream.get("final_steps"), "count0", samples, "NIR step", hint)
+    if any(v >= steps for v in final):
+        raise ResultFileError(f"{path}: the field 'stream.final_steps' has a step >= steps = {steps}; {hint}")
+    _check_list(path, where("decision_latency_steps"), stream.get("decision_latency_steps"), "count0", samples,
+                "Lava steps", hint)
+    for key in ("spikes_total", "spikes_to_decision"):
+        value = stream.get(key)
+        _check_list(path, where(key), value, "nonneg", len(value) if value == [] else samples, "spikes", hint)
+    chips = check_field(path, sub, where("chips"), "object", hint=hint)
+    for name, chip in chips.items():
+        at = f"stream.chips.{name}"
+        if not isinstance(chip, dict):
+            raise ResultFileError(f"{path}: the field {at!r} is not an object; {hint}")
+        csub = {f"{at}.{k}": v for k, v in chip.items()}
+        check_field(path, csub, f"{at}.kind", "text", choices=("estimate",), hint=hint)
+        check_field(path, csub, f"{at}.depth_steps", "count0", unit="Lava steps", hint=hint)
+        step = check_field(path, csub, f"{at}.step_s", "object", hint=hint)
+        for b in BOUNDS:
+            check_field(path, {f"{at}.step_s.{b}": step.get(b)}, f"{at}.step_s.{b}", "positive", unit="s",
+                        hint=hint)
+        for key, unit in (("energy_to_decision_j", "J"), ("dynamic_to_decision_j", "J"),
+                          ("energy_per_sample_j", "J"), ("time_to_decision_s", "s")):
+            per_bound = check_field(path, csub, f"{at}.{key}", "object", hint=hint)
+            for b in BOUNDS:
+                _check_list(path, f"{at}.{key}.{b}", per_bound.get(b), "nonneg", samples, unit, hint)
+        for key in ("included", "excluded"):
+            check_field(path, csub, f"{at}.{key}", "list", hint=hint)
 
 
 def read_simulation_result(path: str | Path, *, need_counts: bool = True) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import io
 from typing import Any, Sequence
 
 __all__ = ["Table", "csv_text", "summary_rows", "activity_rows", "energy_rows", "summary_table", "simulations_table",
-           "energy_table", "activity_table", "gpu_table", "sources_table", "fmt", "uj"]
+           "energy_table", "activity_table", "gpu_table", "sources_table", "streaming_tables", "fmt", "uj"]
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -166,6 +166,50 @@ def gpu_table(report: dict[str, Any]) -> Table | None:
                  ["target", "batch", "ms / sample", "samples / s", "board mJ / sample", "dynamic mJ / sample",
                   "accuracy on the measured batch"], rows,
                  f"Plotted: {gpu['name']}, {gpu['energy_basis']}.")
+
+
+def _range(values: dict[str, float], scale: float) -> str:
+    return f"{fmt(values['value'] * scale)} ({fmt(values['lower'] * scale)} .. {fmt(values['upper'] * scale)})"
+
+
+def streaming_tables(report: dict[str, Any]) -> list[Table]:
+    """With ``snnav simulate --stream`` results: accuracy against the input steps seen, and per chip the decision
+    latency and energy per decision (estimates). Empty without them."""
+    tables = []
+    for st in report.get("streaming", []):
+        window = bool(st["window_nodes"])
+        rows = [[fmt(st["steps"] if window else t + 1), fmt(t + st["pipeline_depth"]), pct(a), pct(f)]
+                for t, (a, f) in enumerate(zip(st["accuracy_by_step"], st["float_accuracy_by_step"]))]
+        note = (f"WINDOW nodes ({', '.join(st['window_nodes'])}): every output already reads all {st['steps']} input "
+                "steps." if window else
+                f"Causal graph: the decision on input steps 0..t is read at Lava step t + {st['pipeline_depth']}.")
+        tables.append(Table(f"Accuracy against the input steps seen ({st['result']}, {st['label']}, "
+                            f"{st['samples']} samples)", ["steps seen", "Lava step", "accuracy", "float reference"],
+                            rows, note + " Float reference: the NIR interpreter in float64."))
+    rows = []
+    for st in report.get("streaming", []):
+        for chip, c in st["chips"].items():
+            chip_name = chip if c.get("fits", True) else f"{chip} (does not fit: {len(c['violations'])} violations)"
+            rows.append([st["result"], chip_name, fmt(st["final_step_mean"], 3), fmt(st["decision_latency_steps_mean"], 3),
+                         _range(c["step_s"], 1e6), _range(c["time_to_decision_s"], 1e6),
+                         _range(c["energy_to_decision_j"], 1e6), _range(c["energy_per_sample_j"], 1e6),
+                         fmt(st["spikes_to_decision_mean"]), fmt(st["spikes_total_mean"])])
+    if rows:
+        first = next(c for st in report["streaming"] for c in st["chips"].values())
+        tables.append(Table(
+            "Decision latency and energy per decision (means over the samples; estimates, lower .. upper bound)",
+            ["result", "chip", "decision final at t* (NIR step)", "decision latency (Lava steps)",
+             "time per Lava step (µs)", "decision latency (µs)", "energy per decision (µJ)",
+             "energy per sample, all T steps (µJ)", "spikes up to the decision", "spikes per sample"], rows,
+            "t*: the step from which the sample's prediction no longer changes; decision latency (Lava steps) = t* + "
+            "pipeline depth. Decision latency (µs) = (t* + 1 + the chip's pipeline depth) x time per Lava step, "
+            f"from the first input step to the end of the step that outputs the decision; time per step: "
+            f"{first['time_per_step_includes']}. Energy per decision: the chip cost model's dynamic energy of every "
+            "node's activity at input steps 0..t* (in-flight later steps not included; a graph with WINDOW nodes: "
+            "all T steps) with every compartment updated at each Lava step, plus static power x that time. "
+            f"Includes: {'; '.join(first['included'])}. Excludes: {'; '.join(first['excluded'])}. Estimates from "
+            "the chip descriptions of hardware_sims/cost/chips (sources there)."))
+    return tables
 
 
 def sources_table(report: dict[str, Any]) -> Table:

@@ -197,12 +197,13 @@ def test_worker_count_starts_workers_only_where_the_chunks_can_be_shared():
 
 
 def test_jobs_2_gives_the_result_of_one_process(exported):
-    """Four chunks (3, 3, 3, 1 samples) over two worker processes: every field but the timings equals --jobs 1's."""
+    """Four chunks (3, 3, 3, 1 samples) over two worker processes: every field but the timings equals --jobs 1's,
+    the energy per decision priced on a chip included."""
     graph_path, data = exported
     graph = read_graph(graph_path)
     dataset = open_test_split(graph, data)
     lines = []
-    options = dict(backend="emulator", count=True, stream=True, chunk_size=3)
+    options = dict(backend="emulator", count=True, stream=True, chunk_size=3, chips=("loihi2",))
     one = simulate(graph, dataset, 10, "fixed", progress=lambda *_: None, **options)
     two = simulate(graph, dataset, 10, "fixed", progress=lines.append, jobs=2, data=data, **options)
     assert "  4 chunks of up to 3 samples over 2 worker processes, 1 thread(s) each" in lines[1:]
@@ -211,6 +212,7 @@ def test_jobs_2_gives_the_result_of_one_process(exported):
     assert [f.name for f in dataclasses.fields(one) if f.name not in timings and getattr(one, f.name) is None] == []
     assert one.counts.run.samples == 10 and len(one.counts.per_sample["spikes"]) == 10 and sum(one.spikes.values())
     assert one.stream.final_steps.shape == (10,) and one.raster["nodes"]
+    assert one.stream.energy["loihi2"].to_decision_j["value"].shape == (10,)
     assert _differences(dataclasses.replace(one, seconds=0.0, ms_per_step=0.0),
                         dataclasses.replace(two, seconds=0.0, ms_per_step=0.0)) == []
     # the comparison sees a change in the last sample's counts

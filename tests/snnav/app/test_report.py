@@ -270,3 +270,55 @@ def test_main_job_reuses_only_a_result_of_the_same_model_data_and_samples(tmp_pa
     assert _reusable(out, model, data, "emulator", "fixed", 2) is None
     assert "unusable" in capsys.readouterr().out
     assert _reusable(tmp_path / "none.json", model, data, "emulator", "fixed", 2) is None
+
+
+def stream_dict():
+    """A --stream section of 2 samples at T = 4: decisions final at steps 1 and 3, loihi2 priced by hand."""
+    bounds = lambda lo, val, hi: {"lower": lo, "value": val, "upper": hi}  # noqa: E731
+    return {"steps": T, "pipeline_depth": 5, "window_nodes": [], "accuracy_by_step": [0.0, 0.5, 0.5, 0.5],
+            "float_accuracy_by_step": [0.5, 0.5, 1.0, 1.0], "final_steps": [1, 3], "decision_latency_steps": [6, 8],
+            "spikes_total": [10.0, 20.0], "spikes_to_decision": [4.0, 20.0],
+            "chips": {"loihi2": {
+                "kind": "estimate", "step_s": bounds(1e-6, 2e-6, 4e-6), "depth_steps": 5, "window": False,
+                "energy_to_decision_j": bounds([1e-6, 3e-6], [2e-6, 4e-6], [3e-6, 5e-6]),
+                "dynamic_to_decision_j": bounds([1e-6, 2e-6], [1e-6, 3e-6], [2e-6, 4e-6]),
+                "energy_per_sample_j": bounds([2e-6, 3e-6], [4e-6, 4e-6], [6e-6, 5e-6]),
+                "time_to_decision_s": bounds([7e-6, 9e-6], [14e-6, 18e-6], [28e-6, 36e-6]),
+                "time_per_step_includes": "the slowest layer", "included": ["synaptic ops"],
+                "excluded": ["host I/O"], "sources": {}}}}
+
+
+def test_report_shows_a_streaming_result_and_nothing_without_one(run_dir, tmp_path):
+    report, files = make_report(run_dir)
+    assert "streaming" not in report
+    assert "Streaming decisions" not in files["report.html"].read_text() + files["report.md"].read_text()
+    data = result_dict("fixed")
+    data["stream"] = stream_dict()
+    _write(run_dir / "simulations" / "emulator-fixed.json", data)
+    report, files = make_report(run_dir, tmp_path / "with-stream")
+    (st,) = report["streaming"]
+    assert st["result"] == "sim1" and st["final_step_mean"] == 2.0 and st["decision_latency_steps_mean"] == 7.0
+    chip = st["chips"]["loihi2"]
+    assert chip["energy_to_decision_j"]["value"] == pytest.approx(3e-6)
+    assert chip["time_to_decision_s"]["upper"] == pytest.approx(32e-6)
+    md = files["report.md"].read_text()
+    assert "## Streaming decisions" in md and "Accuracy against the input steps seen (sim1" in md
+    # t* 2, latency 7 steps, 2 µs per step (1 .. 4), 16 µs (8 .. 32), 3 µJ per decision (2 .. 4), 4 µJ per sample (2.5 .. 5.5)
+    assert "| sim1 | loihi2 | 2 | 7 | 2 (1 .. 4) | 16 (8 .. 32) | 3 (2 .. 4) | 4 (2.5 .. 5.5) | 12 | 15 |" in md
+    html = files["report.html"].read_text()
+    assert html.count("<svg") == 1 + 2 + 2 * 2 + 1 + 1  # as without a stream, + the accuracy-vs-steps plot
+    assert "Streaming decisions" in html and "input steps seen" in html
+
+
+def test_a_damaged_stream_section_is_refused(run_dir):
+    data = result_dict("fixed")
+    data["stream"] = stream_dict()
+    data["stream"]["accuracy_by_step"] = [0.5, 1.5, 0.5, 0.5]
+    path = _write(run_dir / "simulations" / "emulator-fixed.json", data)
+    with pytest.raises(ResultFileError, match=r"stream.accuracy_by_step\[1\]' is 1.5; expected a number from 0 to 1"):
+        read_simulation_result(path)
+    data["stream"] = stream_dict()
+    del data["stream"]["chips"]["loihi2"]["step_s"]["upper"]
+    _write(path, data)
+    with pytest.raises(ResultFileError, match="stream.chips.loihi2.step_s.upper' is missing"):
+        make_report(run_dir)
