@@ -47,6 +47,7 @@ from snnav.app.report.results import (
     ResultFileError,
     quantizer_settings,
     read_simulation_result,
+    same_quantizer,
     sha256_of,
     simulate_command,
     write_simulation_result,
@@ -171,9 +172,10 @@ def _stage_export(workdir: Path, run_dir: Path, data: Path) -> Path:
     return out
 
 
-def _reusable(out: Path, graph_path: Path, data: Path, backend: str, precision: str, samples: int) -> dict | None:
+def _reusable(out: Path, graph_path: Path, data: Path, backend: str, precision: str, samples: int,
+              graph_metadata: dict | None = None) -> dict | None:
     """The result file at ``out`` if it holds this model, data, backend, precision, sample count and quantizer
-    settings, else None."""
+    settings (the graph's own where it pins them: `quantizer_settings`), else None."""
 
     if not out.is_file():
         return None
@@ -182,10 +184,9 @@ def _reusable(out: Path, graph_path: Path, data: Path, backend: str, precision: 
     except ResultFileError as exc:
         print(f"  {out} is unusable ({exc}); simulating again")
         return None
-    same = (old["backend"], old["precision"], old["samples"], old["model"].get("sha256"), old["data"].get("path"),
-            old.get("quantizer")) \
-        == (backend, precision, samples, sha256_of(graph_path), str(data.resolve()), quantizer_settings(precision))
-    return old if same else None
+    same = (old["backend"], old["precision"], old["samples"], old["model"].get("sha256"), old["data"].get("path")) \
+        == (backend, precision, samples, sha256_of(graph_path), str(data.resolve()))
+    return old if same and same_quantizer(old.get("quantizer"), quantizer_settings(precision, graph_metadata)) else None
 
 
 def _simulate_to_file(stage: str, graph_path: Path, data: Path, out: Path, backend: str, precision: str,
@@ -195,7 +196,7 @@ def _simulate_to_file(stage: str, graph_path: Path, data: Path, out: Path, backe
     graph = read_graph(graph_path)
     dataset = open_test_split(graph, data)
     n = len(dataset) if samples is None else min(samples, len(dataset))
-    old = None if force else _reusable(out, graph_path, data, backend, precision, n)
+    old = None if force else _reusable(out, graph_path, data, backend, precision, n, graph.metadata)
     if old is not None:
         print(f"{stage} reusing {out} (same model, data and samples; --force reruns): "
               f"{result_label(backend, precision)} accuracy {100 * old['accuracy']:.1f}% on {n} test samples (float reference "

@@ -25,6 +25,7 @@ from hardware_sims.counts import COUNT_FIELDS, ActivityCounts
 from snnav._version import __version__
 from snnav.app.report.headline import headline
 from snnav.app.report.inputs import ReportInputs
+from snnav.app.report.quantization import quantization_section
 from snnav.app.report.results import ResultFileError
 
 __all__ = ["FORMAT", "VERSION", "GPU_ESTIMATE_MODEL", "result_label", "dense_equivalent", "build_report"]
@@ -305,6 +306,9 @@ def build_report(inputs: ReportInputs) -> dict[str, Any]:
     primary = _primary(sims)
     streaming = [x for x in (_streaming(s, d) for s, d in inputs.results) if x is not None]
     extra = {"streaming": streaming} if streaming else {}  # only with a --stream result: otherwise as before
+    quantization = quantization_section(inputs, sims, counts_of, training)
+    if quantization is not None:  # only with a result of a fine-tuned export: otherwise as before
+        extra["quantization"] = quantization
     return {
         "format": FORMAT, "version": VERSION, "snnav_version": __version__,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

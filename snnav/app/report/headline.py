@@ -17,12 +17,15 @@ from typing import Any
 from export.ir.nirfile import read_graph
 from hardware_sims.cost.gpu import get_gpu
 from hardware_sims.cost.headline import headline_rows
+from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.prepare import quantizer_settings as pinned_quantizer
 from hardware_sims.plan.lowering import build_plan
 from snnav.app.report.inputs import ReportInputs
+from snnav.app.report.results import recorded_quantizer
 from snnav.app.report.tables import Table, fmt, pct
 
 __all__ = ["CALIBRATED_GPU", "NOT_MODELLED", "headline", "headline_table", "components_table", "headline_lines",
-           "target_label", "value_components"]
+           "target_label", "value_components", "binomial_stderr", "priced_weight_bits", "bounds_text"]
 
 CALIBRATED_GPU = "h100-calibrated"
 NOT_MODELLED = (
@@ -43,11 +46,24 @@ def _model_path(inputs: ReportInputs, data: dict[str, Any]) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def _stderr(accuracy: float | None, samples: int | None) -> float | None:
+def binomial_stderr(accuracy: float | None, samples: int | None) -> float | None:
     """Binomial standard error of an accuracy measured on ``samples`` test samples."""
     if accuracy is None or not samples:
         return None
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / samples)
+
+
+def priced_weight_bits(data: dict[str, Any], graph) -> int:
+    """The weight width a result's model is mapped onto the chips with: what its result file records (the model's
+    own pinned width since results record it, `snnav.app.report.results.quantizer_settings`); for an older file,
+    which recorded the defaults, the width the graph pins in ``metadata["quantizer"]``; else the default 8 bits."""
+    q = recorded_quantizer(data)
+    if q is not None and q.get("pinned") is not None:
+        return int(q["weight_bits"])
+    pinned = pinned_quantizer(getattr(graph, "metadata", None))
+    if "weight_bits" in pinned:
+        return int(pinned["weight_bits"])
+    return int((q or {}).get("weight_bits") or lf.WEIGHT_BITS)
 
 
 def headline(inputs: ReportInputs, sims: list[dict[str, Any]], counts_of: dict[str, Any],
@@ -62,8 +78,9 @@ def headline(inputs: ReportInputs, sims: list[dict[str, Any]], counts_of: dict[s
         return {"rows": [], "not_modelled": list(NOT_MODELLED),
                 "missing": f"the model file {(data.get('model') or {}).get('path')} of {primary['id']} is gone: "
                            "no chip mapping (export it again, or give the run folder that holds model.nir)"}
-    plan = build_plan(read_graph(path))
-    weight_bits = int((data.get("quantizer") or {}).get("weight_bits") or 8)
+    graph = read_graph(path)
+    plan = build_plan(graph)
+    weight_bits = priced_weight_bits(data, graph)
     gpu_file = inputs.gpu[0].path if inputs.gpu is not None else None
     gpu = get_gpu(CALIBRATED_GPU)
     # a GPU file that does not hold measurements is a CostModelError naming the field (gpu.read_measurements)
@@ -81,7 +98,7 @@ def headline(inputs: ReportInputs, sims: list[dict[str, Any]], counts_of: dict[s
             row["accuracy"], row["accuracy_samples"] = acc, n
             row["accuracy_basis"] = (f"{float_sim['label']} on {n} test samples ({float_sim['id']})" if float_sim
                                      else "the trained torch model in float32 (training run)")
-        row["accuracy_stderr"] = _stderr(row["accuracy"], row["accuracy_samples"])
+        row["accuracy_stderr"] = binomial_stderr(row["accuracy"], row["accuracy_samples"])
     return {"rows": rows, "model": str(path), "result": primary["id"], "weight_bits": weight_bits,
             "gpu": ("measured: " + str(gpu_file)) if gpu_file else
                    f"modelled: {CALIBRATED_GPU} (hardware_sims/cost/gpus/{CALIBRATED_GPU}.json), calibrated from "
@@ -89,7 +106,8 @@ def headline(inputs: ReportInputs, sims: list[dict[str, Any]], counts_of: dict[s
             "not_modelled": list(NOT_MODELLED)}
 
 
-def _bounds(b: dict[str, float] | None, scale: float = 1e6) -> str:
+def bounds_text(b: dict[str, float] | None, scale: float = 1e6) -> str:
+    """``value [lower–upper]`` of a bounds dict scaled (default: J as µJ); one number when the bounds coincide."""
     if not b:
         return "—"
     lo, v, hi = (b[k] * scale for k in ("lower", "value", "upper"))
@@ -110,7 +128,7 @@ def value_components(row: dict[str, Any]) -> dict[str, float]:
 
 
 def _time(row: dict[str, Any]) -> str:
-    return _bounds(row.get("time_s"))
+    return bounds_text(row.get("time_s"))
 
 
 def _throughput(row: dict[str, Any]) -> str:
@@ -128,8 +146,8 @@ def headline_table(report: dict[str, Any]) -> Table | None:
     for r in rows:
         size = f"{r['cores']} cores / {r['chips']} chip(s)" if r.get("chips") else "—"
         fits = "yes" if r["fits"] else "no: " + "; ".join(r["violations"][:2])
-        body.append([target_label(r), r["kind"], _bounds(r["energy_dynamic_j"]), _bounds(r["energy_static_j"]),
-                     _bounds(r["energy_total_j"]), _time(r), _throughput(r), size, fits,
+        body.append([target_label(r), r["kind"], bounds_text(r["energy_dynamic_j"]), bounds_text(r["energy_static_j"]),
+                     bounds_text(r["energy_total_j"]), _time(r), _throughput(r), size, fits,
                      pct(r.get("accuracy"))])
     return Table("Per inference on each target (energy in µJ, time in µs; value [lower–upper])",
                  ["target", "measured or estimated", "dynamic", "static", "total", "time", "inferences/s",
@@ -163,5 +181,5 @@ def headline_lines(report: dict[str, Any]) -> list[str]:
                 if row["chips"] else "")
         t = row.get("time_s")
         time = f", {1e6 * t['value']:.4g} µs" if t else ""
-        lines.append(f"{target_label(row)}: {_bounds(e)} µJ per inference{time} ({row['kind']}){size}")
+        lines.append(f"{target_label(row)}: {bounds_text(e)} µJ per inference{time} ({row['kind']}){size}")
     return lines

@@ -15,7 +15,14 @@ from typing import Any
 
 from snnav.app.report import svg
 from snnav.app.report.headline import components_table, headline_table
-from snnav.app.report.plots import accuracy_energy_svg, accuracy_steps_svg, components_svg, layers_svg
+from snnav.app.report.plots import (
+    accuracy_energy_svg,
+    accuracy_steps_svg,
+    components_svg,
+    layers_svg,
+    quantization_svg,
+)
+from snnav.app.report.quantization import quantization_notes, quantization_table
 from snnav.app.report.tables import (
     Table,
     activity_table,
@@ -212,6 +219,20 @@ def _streaming(report: dict[str, Any]) -> str:
     return "<h2>Streaming decisions</h2>" + figure + "\n".join(table_html(t) for t in tables)
 
 
+def _quantization(report: dict[str, Any]) -> str:
+    """The quantization section (a result of a fine-tuned export among the results); empty without one."""
+    table = quantization_table(report)
+    if table is None:
+        return ""
+    notes = "".join(f"<li>{escape(n)}</li>" for n in quantization_notes(report))
+    figure = _figure(quantization_svg(report["quantization"]),
+                     "Accuracy against the estimated energy per inference of each result on each chip (colour); "
+                     "filled: a fine-tuned export. Horizontal bars: lower to upper bound; vertical bars: ±1 binomial "
+                     "standard error. Sources: " + ", ".join(r["result"] for r in report["quantization"]["rows"])
+                     + ".")
+    return f"<h2>Quantization: accuracy against energy</h2>{table_html(table)}<ul>{notes}</ul>{figure}"
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The whole page (see the module docstring)."""
     t = report["training"]
@@ -232,6 +253,7 @@ Written {escape(report['created_utc'])} by snnav {escape(report['snnav_version']
 (ids in the <a href="#sources">table of sources</a>); energies of simulated runs are estimates.</p>
 <div class="notes"><ul>{notes}</ul></div>
 {_headline(report)}
+{_quantization(report)}
 <h2>Accuracy against energy</h2>
 {table_html(summary_table(report))}
 {fig['accuracy']}

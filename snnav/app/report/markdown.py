@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from snnav.app.report.headline import components_table, headline_table
+from snnav.app.report.quantization import quantization_notes, quantization_table
 from snnav.app.report.tables import (
     Table,
     activity_table,
@@ -68,6 +69,16 @@ def _streaming(report: dict[str, Any]) -> list[str]:
             *(line for t in tables for line in (table_markdown(t), ""))]
 
 
+def _quantization(report: dict[str, Any]) -> list[str]:
+    """The quantization section (a result of a fine-tuned export among the results); nothing without one."""
+    table = quantization_table(report)
+    if table is None:
+        return []
+    return ["## Quantization: accuracy against energy", "", table_markdown(table), "",
+            *(f"- {n}" for n in quantization_notes(report)), "",
+            "The accuracy-vs-energy plot of these results is in `report.html`.", ""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     t = report["training"]
     gpu = gpu_table(report)
@@ -81,6 +92,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         *(f"- {n}" for n in report["notes"]),
         "",
         *_headline(report),
+        *_quantization(report),
         "## Accuracy against energy", "", table_markdown(summary_table(report)), "",
         "## Simulation results", "", table_markdown(simulations_table(report)), "",
         *_streaming(report),

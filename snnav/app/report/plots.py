@@ -3,7 +3,8 @@
 * accuracy against energy per inference on each target, with error bars: energy from the lower to the upper bound of
   its estimate (none for a measurement), accuracy +- its binomial standard error over the test samples;
 * where the energy goes on each target (shares of its total: compute, memory traffic, routing, static);
-* the chips' dynamic energy by layer (the largest layers).
+* the chips' dynamic energy by layer (the largest layers);
+* the quantization section: each result's accuracy against its energy per inference on each chip, labelled.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 
 from snnav.app.report.headline import target_label, value_components
 
-__all__ = ["accuracy_energy_svg", "components_svg", "layers_svg", "accuracy_steps_svg"]
+__all__ = ["accuracy_energy_svg", "components_svg", "layers_svg", "accuracy_steps_svg", "quantization_svg"]
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#aec7e8", "#ffbb78")
@@ -115,4 +116,39 @@ def accuracy_steps_svg(streams: list[dict[str, Any]]) -> str:
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
+    return _svg(fig)
+
+
+def quantization_svg(section: dict[str, Any]) -> str:
+    """Accuracy (%) against energy per inference (µJ) of every priced result of the quantization section, one marker
+    per result and chip (colour: chip; filled: fine-tuned), labelled with the result's id and model; bars: the
+    energy's lower to upper bound and ±1 binomial standard error. Log x only when the energies span over 10x."""
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.add_subplot()
+    xs, labelled = [], {}
+    for j, chip in enumerate(section["chips"]):
+        colour = COLOURS[j % len(COLOURS)]
+        first = True
+        for r in section["rows"]:
+            e = r["energy_total_j"].get(chip)
+            if e is None:
+                continue
+            x, lo, hi = (1e6 * e[k] for k in ("value", "lower", "upper"))
+            y, yerr = 100 * r["accuracy"], 100 * (r["accuracy_stderr"] or 0.0)
+            xs.append(x)
+            ax.errorbar([x], [y], xerr=[[x - lo], [hi - x]], yerr=[[yerr], [yerr]], fmt="o", color=colour,
+                        mfc=colour if r["fine_tuned"] else "white", capsize=3, label=chip if first else None)
+            first = False
+            bits = "" if r["weight_bits"] is None else f", {r['weight_bits']} bit"
+            if x >= labelled.get(r["result"], (0.0, y, ""))[0]:  # labelled once, right of its rightmost marker
+                labelled[r["result"]] = (x, y, f"{r['result']} {r['name']}{bits}")
+    for x, y, text in labelled.values():
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=6)
+    if xs and max(xs) > 10 * min(xs):
+        ax.set_xscale("log")
+    ax.set_xlabel("energy per inference (µJ, estimate; bars: lower to upper bound)")
+    ax.set_ylabel("test accuracy (%; bars: ±1 standard error)")
+    ax.grid(True, which="both", alpha=0.3)
+    if xs:
+        ax.legend(fontsize=7, loc="best")
     return _svg(fig)

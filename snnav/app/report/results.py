@@ -7,7 +7,17 @@ One JSON object (``format`` = :data:`FORMAT`)::
     precision         "fixed" | "float"
     model             {"path", "sha256", "name", "dt_s", "time_steps", "readout_step"}
     data              {"path", "split": "test", "first_sample": 0}
-    quantizer         {"v_headroom", "weight_bits"}: the shared quantizer's defaults of a fixed-point run (null in float)
+    quantizer         the quantizer settings a fixed-point run used (null in float)::
+
+        weight_bits, v_headroom   the graph's own metadata["quantizer"] values where it pins them (an export of
+                                  ``snnav train --finetune RUN --fixed-point``), else the shared quantizer's defaults
+                                  (hardware_sims.fixed_point: 8 bits, V_HEADROOM)
+        pinned                    true when the graph pins its quantizer (a fine-tuned export), else false
+        weight_exps_pinned        how many synapse processes' weight exponents the graph pins (0 when not pinned)
+        source                    where weight_bits and v_headroom came from, in words
+
+        Files written before these keys existed hold only {"v_headroom", "weight_bits"} (always the defaults, even for
+        a pinned graph): readers take a missing "pinned" as unknown (`recorded_quantizer`), not as false.
     samples, accuracy, float_accuracy, agreement
     float_reference   what float_accuracy and agreement compare against (the NIR interpreter in float64)
     spikes, neuron_steps   per spiking NIR node, summed over the samples
@@ -42,13 +52,15 @@ from typing import Any, Mapping
 from hardware_sims.cost.chip_cost import BOUNDS
 from hardware_sims.cost.decision import TIME_INCLUDES
 from hardware_sims.fixed_point import formats as lf
+from hardware_sims.fixed_point.prepare import quantizer_settings as pinned_quantizer
 from hardware_sims.fixed_point.quantize import V_HEADROOM
 from snnav._version import __version__
 from snnav.errors import FileFormatError
 from snnav.io import write_json
 
 __all__ = ["FORMAT", "VERSION", "ResultFileError", "sha256_of", "write_json", "write_simulation_result",
-           "read_json", "read_simulation_result", "simulate_command", "check_field"]
+           "read_json", "read_simulation_result", "simulate_command", "check_field", "quantizer_settings",
+           "recorded_quantizer", "same_quantizer"]
 
 FORMAT = "snnav.simulation-result"
 VERSION = 1
@@ -78,12 +90,46 @@ def simulate_command(model: str | Path, backend: str, precision: str, samples: i
             f"--data {data}{stream} --out {out}")
 
 
-def quantizer_settings(precision: str) -> dict[str, Any] | None:
-    """The shared quantizer's defaults a fixed-point run used (None in float): a result is reused only if they match."""
+PINNED_SOURCE = "the model's metadata['quantizer'] (pinned by quantization-aware fine-tuning)"
+DEFAULT_SOURCE = "the shared quantizer's defaults (hardware_sims.fixed_point)"
+
+
+def quantizer_settings(precision: str, graph_metadata: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The quantizer settings a fixed-point run of a graph with ``graph_metadata`` uses (None in float): the ones the
+    graph pins in ``metadata["quantizer"]`` (read by ``hardware_sims.fixed_point.prepare.quantizer_settings``, as
+    ``prepare_fixed`` reads them), the shared quantizer's defaults for what it does not pin. ``snnav run`` reuses a
+    result only if they match (`same_quantizer`)."""
     if precision != "fixed":
         return None
+    pinned = pinned_quantizer(graph_metadata)
+    return {"v_headroom": float(pinned.get("v_headroom", V_HEADROOM)),
+            "weight_bits": int(pinned.get("weight_bits", lf.WEIGHT_BITS)),
+            "pinned": bool(pinned), "weight_exps_pinned": len(pinned.get("weight_exps", {})),
+            "source": PINNED_SOURCE if pinned else DEFAULT_SOURCE}
 
-    return {"v_headroom": V_HEADROOM, "weight_bits": lf.WEIGHT_BITS}
+
+def recorded_quantizer(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A result file's ``quantizer`` with every key of `quantizer_settings` (None for a float run): a file written
+    before ``pinned`` existed gets ``pinned`` None (unknown) and says so in ``source``."""
+    q = data.get("quantizer")
+    if not isinstance(q, dict):
+        return None
+    if "pinned" in q:
+        return dict(q)
+    return {"v_headroom": q.get("v_headroom", V_HEADROOM), "weight_bits": q.get("weight_bits", lf.WEIGHT_BITS),
+            "pinned": None, "weight_exps_pinned": None,
+            "source": "an older result file that recorded the quantizer's defaults, not the model's own settings"}
+
+
+def same_quantizer(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
+    """Whether a result file's ``quantizer`` (`old`, maybe from an older file) is what `quantizer_settings` gives
+    now (`new`): weight bits, headroom and pinning must match; an older file's unknown pinning matches only an
+    unpinned graph (its record was right only then)."""
+    if old is None or new is None:
+        return old is None and new is None
+    old = recorded_quantizer({"quantizer": old})
+    keys = ("weight_bits", "v_headroom", "weight_exps_pinned")
+    return (bool(old["pinned"]) == new["pinned"] and all(old[k] == new[k] for k in keys if old[k] is not None))
 
 
 def write_simulation_result(path: str | Path, result, *, backend: str, precision: str, model_path: str | Path,
@@ -103,7 +149,7 @@ def write_simulation_result(path: str | Path, result, *, backend: str, precision
                   "name": graph_metadata.get("model"), "dt_s": graph_metadata.get("dt"),
                   "time_steps": graph_metadata.get("time_steps"), "readout_step": graph_metadata.get("readout_step")},
         "data": {"path": str(Path(data_path).resolve()), "split": "test", "first_sample": 0},
-        "quantizer": quantizer_settings(precision),
+        "quantizer": quantizer_settings(precision, graph_metadata),
         "samples": result.samples,
         "accuracy": result.accuracy,
         "float_accuracy": result.float_accuracy,
@@ -214,6 +260,11 @@ def _check_result_fields(path: Path, data: dict[str, Any], hint: str) -> None:
             check_field(path, {f"{key}.{node}": value}, f"{key}.{node}", "count0", hint=hint)
     for key in ("timing", "raster"):
         check_field(path, data, key, "object", optional=True, hint=hint)
+    quantizer = check_field(path, data, "quantizer", "object", optional=True, hint=hint)
+    if quantizer is not None:
+        sub = {f"quantizer.{k}": v for k, v in quantizer.items()}
+        check_field(path, sub, "quantizer.weight_bits", "count", unit="bits", optional=True, hint=hint)
+        check_field(path, sub, "quantizer.v_headroom", "positive", optional=True, hint=hint)
     stream = check_field(path, data, "stream", "object", optional=True, hint=hint)
     if stream is not None:
         _check_stream(path, stream, int(data["samples"]), hint)

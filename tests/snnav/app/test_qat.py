@@ -241,3 +241,59 @@ def test_lava_runs_the_finetuned_model_as_it_was_trained(float_run, finetuned):
     diffs = _spike_mismatches(graph, records, result)
     assert len(diffs) >= 30 and sum(d[2] for d in diffs.values()) > 100
     assert {n: d for n, d in diffs.items() if d[0]} == {}
+
+
+def _simulate(model, data, out):
+    assert cli.main(["simulate", str(model), "--backend", "emulator", "--precision", "fixed", "--samples", "4",
+                     "--data", str(data), "--no-spikes", "--out", str(out)]) == 0
+    return out
+
+
+def test_the_report_prices_each_result_at_its_own_weight_bits(float_run, finetuned, tmp_path, one_thread):
+    """The result file of the fine-tuned export records its pinned 6 bits; the report's quantization section gives
+    each result's accuracy and the energy `headline_rows` gives for its own counts, model and bits (the headline's
+    for the primary result); a result whose model file is gone says so; no section without a fine-tuned result."""
+    from hardware_sims.cost.gpu import get_gpu
+    from hardware_sims.cost.headline import headline_rows
+    from hardware_sims.counts import ActivityCounts
+    from snnav.app.report import make_report, read_simulation_result
+
+    run_dir, data = float_run
+    float_nir = tmp_path / "float.nir"
+    assert cli.main(["export", str(run_dir), "--out", str(float_nir), "--dt-s", "0.001"]) == 0
+    gone = tmp_path / "gone" / "model.nir"
+    gone.parent.mkdir()
+    shutil.copy(finetuned / "model.nir", gone)
+    files = [_simulate(float_nir, data, tmp_path / "float.json"), _simulate(finetuned / "model.nir", data,
+                                                                            tmp_path / "q6.json"),
+             _simulate(gone, data, tmp_path / "gone.json")]
+    gone.unlink()
+    q = read_simulation_result(files[1])["quantizer"]
+    assert (q["weight_bits"], q["pinned"], q["weight_exps_pinned"] > 0) == (6, True, True)
+    assert read_simulation_result(files[0])["quantizer"]["pinned"] is False
+
+    report, written = make_report(run_dir, tmp_path / "rep", results=files)
+    section = report["quantization"]
+    rows = {r["result"]: r for r in section["rows"]}
+    assert [(r["weight_bits"], r["fine_tuned"]) for r in section["rows"]] == [(8, False), (6, True), (None, True)]
+    for path, r in zip(files, section["rows"]):
+        data_ = read_simulation_result(path)
+        assert (r["accuracy"], r["samples"]) == (data_["accuracy"], 4)
+        assert r["vs_reference"] == data_["accuracy"] - read_simulation_result(files[0])["float_accuracy"]
+        if r["weight_bits"] is None:
+            continue
+        expected = headline_rows(build_plan(read_graph(data_["model"]["path"])),
+                                 ActivityCounts.from_dict(data_["counts"]), weight_bits=r["weight_bits"],
+                                 gpu=get_gpu("h100-calibrated"))
+        assert r["energy_total_j"] == {e["target"]: e["energy_total_j"] for e in expected if e["chips"]}
+    primary = report["headline"]
+    assert primary["result"] == "sim1" and primary["weight_bits"] == 8
+    assert rows["sim1"]["energy_total_j"] == {e["target"]: e["energy_total_j"] for e in primary["rows"] if e["chips"]}
+    assert rows["sim2"]["energy_total_j"] != rows["sim1"]["energy_total_j"]
+    assert rows["sim3"]["energy_total_j"] == {} and "is gone" in rows["sim3"]["missing"]
+    md, html = written["report.md"].read_text(), written["report.html"].read_text()
+    assert "## Quantization: accuracy against energy" in md and f"{gone} is gone" in md and "<svg" in html
+    assert "Quantization: accuracy against energy</h2>" in html and "estimate" in md
+
+    report, written = make_report(run_dir, tmp_path / "rep0", results=files[:1])
+    assert "quantization" not in report and "Quantization" not in written["report.md"].read_text()

@@ -270,6 +270,20 @@ def test_main_job_reuses_only_a_result_of_the_same_model_data_and_samples(tmp_pa
     assert _reusable(out, model, data, "emulator", "fixed", 2) is None
     assert "unusable" in capsys.readouterr().out
     assert _reusable(tmp_path / "none.json", model, data, "emulator", "fixed", 2) is None
+    # a fine-tuned export pins its quantizer: the result records it, and is reused only for such a graph
+    pinned = {"quantizer": {"weight_bits": 4, "v_headroom": 16.0, "weight_exps": {"fc": -2}}}
+    out = write_simulation_result(tmp_path / "q4.json", result, backend="emulator", precision="fixed",
+                                  model_path=model, graph_metadata=pinned, data_path=data, command="c")
+    q = read_simulation_result(out)["quantizer"]
+    assert (q["weight_bits"], q["pinned"], q["weight_exps_pinned"]) == (4, True, 1)
+    assert _reusable(out, model, data, "emulator", "fixed", 2, pinned) is not None
+    assert _reusable(out, model, data, "emulator", "fixed", 2, {}) is None
+    # a file from before the pinned key (the defaults only) is still read, and reused for an unpinned graph only
+    old = json.loads(out.read_text())
+    old["quantizer"] = {"v_headroom": 16.0, "weight_bits": 8}
+    _write(out, old)
+    assert _reusable(out, model, data, "emulator", "fixed", 2, {}) is not None
+    assert _reusable(out, model, data, "emulator", "fixed", 2, pinned) is None
 
 
 def stream_dict():
