@@ -1,6 +1,6 @@
 """Make the archived lava-nc 0.10 / lava-dl 0.6 importable on Python >= 3.11. Call :func:`apply` before any lava import.
 
-Three problems, three fixes (the first two: ``docs/install.md``):
+Three problems, three fixes (the first two: ``docs/install.md``), and one speed fix:
 
 1. ``lava/magma/compiler/var_model.py`` declares dataclass fields whose default is an instance of another dataclass
    (``x: ByteEncoder = ByteEncoder()``). Python 3.11 rejects such defaults unless their class is hashable
@@ -16,6 +16,15 @@ Three problems, three fixes (the first two: ``docs/install.md``):
    context -- e.g. ``tqdm``'s progress bars, which create a ``multiprocessing.RLock`` (so ``snnav run`` failed at its
    Lava stage right after training). While that module executes, a ``set_start_method`` asking for the method that
    is already in force is a no-op; any other request goes through unchanged (and still raises if it must).
+
+4. Lava's compiler looks for the process models of every process *instance* afresh: for each one it executes every
+   module in the directory of the process's module (``ProcGroupDiGraphs._find_proc_models``). The default S-CMRL
+   export has 188 processes of about 20 classes, so snnav's own process modules ran about 8,000 times per compile,
+   each compiled from source where bytecode is not written (``PYTHONDONTWRITEBYTECODE=1``): 16 s of the 60 s Lava
+   stage of ``snnav run``. While ``lava.magma.compiler.compiler_graphs`` executes for the first time, that search is
+   memoised per process class (the answer depends on the class and the files beside its module, never on the
+   instance); a copy of the list is returned, so nothing the compiler does to it leaks into the memo. A process
+   defined in ``__main__`` (a notebook or script) is not memoised: its module can change between runs.
 
 :func:`apply` is idempotent and cheap: it imports nothing from lava. ``hardware_sims/__init__.py`` calls it, so
 ``import hardware_sims`` (or any submodule) is enough.
@@ -33,6 +42,7 @@ import types
 VAR_MODEL_MODULE = "lava.magma.compiler.var_model"
 OBJECT_DETECTION_MODULE = "lava.lib.dl.slayer.object_detection"
 MP_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
+COMPILER_GRAPHS_MODULE = "lava.magma.compiler.compiler_graphs"
 
 
 class _HashableDataclassLoader(importlib.abc.Loader):
@@ -88,17 +98,55 @@ class _SameStartMethodLoader(importlib.abc.Loader):
             multiprocessing.set_start_method = original
 
 
+class _MemoisedModelSearchLoader(importlib.abc.Loader):
+    """Executes lava's compiler-graph module, then memoises its process-model search per process class (fix 4)."""
+
+    def __init__(self, inner: importlib.abc.Loader) -> None:
+        self._inner = inner
+
+    def create_module(self, spec):
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._inner.exec_module(module)
+        graphs = getattr(module, "ProcGroupDiGraphs", None)
+        search = getattr(graphs, "_find_proc_models", None) if graphs is not None else None
+        if search is not None and not getattr(search, "_snnav_memoised", False):
+            graphs._find_proc_models = staticmethod(memoised_model_search(search))
+
+
+def memoised_model_search(search):
+    """``search(proc) -> list of process-model classes``, remembered per ``type(proc)`` (copies returned)."""
+    memo: dict[type, list] = {}
+
+    def find_proc_models(proc):
+        cls = type(proc)
+        if cls.__module__ == "__main__":
+            return search(proc)
+        if cls not in memo:
+            memo[cls] = list(search(proc))
+        return list(memo[cls])
+
+    find_proc_models._snnav_memoised = True
+    find_proc_models.memo = memo
+    find_proc_models.__wrapped__ = search
+    return find_proc_models
+
+
 class _VarModelFinder(importlib.abc.MetaPathFinder):
-    """Finds ``lava.magma.compiler.var_model`` and lava's multiprocessing module as usual and wraps their loaders."""
+    """Finds ``lava.magma.compiler.var_model``, lava's multiprocessing module and its compiler graphs as usual and
+    wraps their loaders."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname not in (VAR_MODEL_MODULE, MP_MODULE):
+        if fullname not in (VAR_MODEL_MODULE, MP_MODULE, COMPILER_GRAPHS_MODULE):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return None
         if fullname == MP_MODULE:
             spec.loader = _SameStartMethodLoader(spec.loader)
+        elif fullname == COMPILER_GRAPHS_MODULE:
+            spec.loader = _MemoisedModelSearchLoader(spec.loader)
         elif needs_var_model_fix():
             spec.loader = _HashableDataclassLoader(spec.loader, fullname)
         return spec
@@ -122,8 +170,8 @@ def needs_var_model_fix() -> bool:
 
 
 def apply() -> None:
-    """Install both fixes. Safe to call any number of times; must run before lava is imported."""
-    if VAR_MODEL_MODULE not in sys.modules or MP_MODULE not in sys.modules:
+    """Install the fixes. Safe to call any number of times; must run before lava is imported."""
+    if any(m not in sys.modules for m in (VAR_MODEL_MODULE, MP_MODULE, COMPILER_GRAPHS_MODULE)):
         if not any(isinstance(f, _VarModelFinder) for f in sys.meta_path):
             sys.meta_path.insert(0, _VarModelFinder())
     if OBJECT_DETECTION_MODULE not in sys.modules:

@@ -112,3 +112,30 @@ def test_lava_imports_after_a_progress_bar_with_the_fix():
     result = _run_python(_AFTER_TQDM.format(fix="import hardware_sims"))
     assert result.returncode == 0, result.stderr
     assert "imported" in result.stdout
+
+
+def test_process_model_search_is_memoised_per_class_and_finds_the_same_models():
+    # Fix 4: Lava's compiler searched the process models of every instance afresh (executing each sibling module);
+    # with the fix the search runs once per class and answers what the unpatched search answers.
+    import hardware_sims  # noqa: F401  (applies the fixes)
+    from lava.magma.compiler.compiler_graphs import ProcGroupDiGraphs
+    from lava.proc.dense.process import Dense
+    from lava.proc.lif.process import LIF
+
+    search = ProcGroupDiGraphs._find_proc_models
+    assert getattr(search, "_snnav_memoised", False)
+    calls = []
+
+    def counting(proc):
+        calls.append(type(proc))
+        return original(proc)
+
+    original = search.__wrapped__  # lava's own search
+    memo_search = lava_compat.memoised_model_search(counting)
+    procs = [LIF(shape=(3,)), LIF(shape=(5,)), Dense(weights=np.eye(3)), Dense(weights=np.eye(4))]
+    answers = [memo_search(p) for p in procs]
+    assert calls == [LIF, Dense]  # once per class
+    for proc, got in zip(procs, answers):
+        assert got == original(proc) and got  # the same models, in the same order
+    answers[0].clear()  # the compiler may change the list it gets: the memo is not affected
+    assert memo_search(procs[1]) == original(procs[1])
