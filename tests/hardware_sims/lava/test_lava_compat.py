@@ -117,7 +117,6 @@ def test_lava_imports_after_a_progress_bar_with_the_fix():
 def test_process_model_search_is_memoised_per_class_and_finds_the_same_models():
     # Fix 4: Lava's compiler searched the process models of every instance afresh (executing each sibling module);
     # with the fix the search runs once per class and answers what the unpatched search answers.
-    import hardware_sims  # noqa: F401  (applies the fixes)
     from lava.magma.compiler.compiler_graphs import ProcGroupDiGraphs
     from lava.proc.dense.process import Dense
     from lava.proc.lif.process import LIF
