@@ -53,3 +53,19 @@ def test_every_stage_prints_its_time_and_the_summary_names_them(tmp_path, monkey
         assert f"[{i}/6 {name}] took " in out
     summary = next(line for line in out.splitlines() if line.startswith("main job done in"))
     assert all(f"{name} " in summary for name in calls) and str(tmp_path / "report.html") in out
+
+
+def test_the_whole_split_emulation_shares_its_chunks_among_the_workers(tmp_path, monkeypatch):
+    """--workers reaches the fixed-point whole-split emulation (snnav simulate --jobs: identical results, tested in
+    test_cli_simulate); the 250-sample float run stays in this process."""
+    from snnav.app.commands import run as run_cmd
+
+    seen = []
+    monkeypatch.setattr(run_cmd, "_simulate_to_file",
+                        lambda stage, graph, data, out, backend, precision, samples, force, jobs=1:
+                        seen.append((out.name, precision, samples, jobs)))
+    run_cmd._stage_emulate(tmp_path, tmp_path / "model.nir", tmp_path / "d.h5", False, 2)
+    assert seen == [("emulator-fixed.json", "fixed", None, 2), ("emulator-float.json", "float", run_cmd.FLOAT_SAMPLES, 1)]
+    parser = __import__("argparse").ArgumentParser()
+    run_cmd.add_arguments(parser)
+    assert "emulation" in next(a.help for a in parser._actions if a.dest == "workers")
