@@ -36,8 +36,9 @@ from snnav.data.av_digits_config import (
     AVDigitsConfig,
     SplitPlan,
     plan_splits,
+    view_shapes,
 )
-from snnav.data.av_digits_file import write_av_digits
+from snnav.data.av_digits_file import pack_view, write_av_digits
 from snnav.data.digits_visual import corrupt_frame, load_digit_images, render_frame
 from snnav.data.dvs import dvs_view
 from snnav.data.tts import VoiceConfig, digit_words, synthesize, voice_grid
@@ -97,6 +98,15 @@ def _make_samples(tasks: tuple[_SampleTask, ...]) -> list[dict[str, np.ndarray]]
         for i, view in zip(members, views):
             samples[i]["audio_cochlea"] = view
     return samples
+
+
+def _make_packed_samples(tasks: tuple[_SampleTask, ...]) -> list[dict[str, Any]]:
+    """:func:`_make_samples`, each view packed as the file stores it (`pack_view`): the compression runs in the
+    workers, in parallel, instead of in the process that writes the file."""
+    if not tasks:
+        return []
+    shapes = view_shapes(tasks[0].config)
+    return [{name: pack_view(view, shapes[name][1]) for name, view in sample.items()} for sample in _make_samples(tasks)]
 
 
 def _batches(items: Iterable, size: int) -> Iterator[tuple]:
@@ -184,7 +194,7 @@ def generate_av_digits(out: str | Path, config: AVDigitsConfig | None = None, wo
                             *utterances[(int(plan.labels[i]), int(plan.voice_index[i]))])
                 for i in range(len(plan.labels))
             )
-            batches = _map(_make_samples, _batches(split_tasks, _BATCH), pool, chunksize=2)
+            batches = _map(_make_packed_samples, _batches(split_tasks, _BATCH), pool, chunksize=2)
             for i, sample in enumerate((sample for batch in batches for sample in batch), 1):
                 progress(SPLITS[split_id], i, len(plan.labels))
                 yield sample

@@ -262,3 +262,33 @@ def test_dataset_pools_frames_to_a_smaller_size(small_file):
     assert static[0][1].shape == (4, 1, 8, 8)
     with pytest.raises(DatasetError, match="must divide"):
         AVDigits(small_file, "train", size=12)
+
+
+def test_views_packed_by_the_workers_are_the_chunks_h5py_would_store(small_file, tmp_path):
+    """The generator's workers compress each view's chunk themselves (`pack_view`): every stored chunk (its bytes and
+    filter mask), every other array and every attribute equal those of a file written from the plain arrays through
+    h5py's shuffle + gzip filters. (The files' bytes differ only in where HDF5 places the chunks.)"""
+    from snnav.data.av_digits_config import SPLITS, plan_splits
+    from snnav.data.av_digits_file import write_av_digits
+
+    info = read_av_digits_info(small_file)
+    _, image_labels = load_digit_images()
+    views = ("visual_static", "visual_events", "audio_spectrogram", "audio_cochlea")
+    with h5py.File(small_file) as f:
+        arrays = {split: [{name: f[split][name][i] for name in views} for i in range(info.counts[split])]
+                  for split in SPLITS}
+    plain = tmp_path / "plain.h5"
+    write_av_digits(plain, SMALL, plan_splits(SMALL, image_labels), info.voices, arrays)
+    with h5py.File(small_file) as a, h5py.File(plain) as b:
+        assert dict(a.attrs) == dict(b.attrs)
+        for split in SPLITS:
+            assert sorted(a[split]) == sorted(b[split])
+            for name in ("label", "image_index", "voice_index"):
+                assert np.array_equal(a[split][name][()], b[split][name][()])
+            for name in views:
+                da, db = a[split][name], b[split][name]
+                assert (da.dtype, da.shape, da.chunks, da.compression, da.compression_opts, da.shuffle) == \
+                    (db.dtype, db.shape, db.chunks, db.compression, db.compression_opts, db.shuffle)
+                for i in range(da.shape[0]):
+                    offset = (i,) + (0,) * (da.ndim - 1)
+                    assert da.id.read_direct_chunk(offset) == db.id.read_direct_chunk(offset), (split, name, i)
