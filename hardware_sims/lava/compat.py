@@ -45,15 +45,22 @@ MP_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
 COMPILER_GRAPHS_MODULE = "lava.magma.compiler.compiler_graphs"
 
 
-class _HashableDataclassLoader(importlib.abc.Loader):
-    """Executes the wrapped module with ``dataclasses.dataclass`` defaulting to ``unsafe_hash=True`` for its classes."""
+class _WrappingLoader(importlib.abc.Loader):
+    """A loader that creates the module as ``inner`` does; subclasses change how it executes."""
 
-    def __init__(self, inner: importlib.abc.Loader, module_name: str) -> None:
+    def __init__(self, inner: importlib.abc.Loader) -> None:
         self._inner = inner
-        self._module_name = module_name
 
     def create_module(self, spec):
         return self._inner.create_module(spec)
+
+
+class _HashableDataclassLoader(_WrappingLoader):
+    """Executes the wrapped module with ``dataclasses.dataclass`` defaulting to ``unsafe_hash=True`` for its classes."""
+
+    def __init__(self, inner: importlib.abc.Loader, module_name: str) -> None:
+        super().__init__(inner)
+        self._module_name = module_name
 
     def exec_module(self, module) -> None:
         original = dataclasses.dataclass
@@ -74,14 +81,8 @@ class _HashableDataclassLoader(importlib.abc.Loader):
             dataclasses.dataclass = original
 
 
-class _SameStartMethodLoader(importlib.abc.Loader):
+class _SameStartMethodLoader(_WrappingLoader):
     """Executes the wrapped module with ``multiprocessing.set_start_method(m)`` a no-op when ``m`` is in force."""
-
-    def __init__(self, inner: importlib.abc.Loader) -> None:
-        self._inner = inner
-
-    def create_module(self, spec):
-        return self._inner.create_module(spec)
 
     def exec_module(self, module) -> None:
         original = multiprocessing.set_start_method
@@ -98,14 +99,8 @@ class _SameStartMethodLoader(importlib.abc.Loader):
             multiprocessing.set_start_method = original
 
 
-class _MemoisedModelSearchLoader(importlib.abc.Loader):
+class _MemoisedModelSearchLoader(_WrappingLoader):
     """Executes lava's compiler-graph module, then memoises its process-model search per process class (fix 4)."""
-
-    def __init__(self, inner: importlib.abc.Loader) -> None:
-        self._inner = inner
-
-    def create_module(self, spec):
-        return self._inner.create_module(spec)
 
     def exec_module(self, module) -> None:
         self._inner.exec_module(module)
