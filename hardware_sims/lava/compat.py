@@ -123,7 +123,6 @@ def memoised_model_search(search):
         return list(memo[cls])
 
     find_proc_models._snnav_memoised = True
-    find_proc_models.memo = memo
     find_proc_models.__wrapped__ = search
     return find_proc_models
 

@@ -17,11 +17,9 @@ from typing import Any
 from export.ir.nirfile import read_graph
 from hardware_sims.cost.gpu import get_gpu
 from hardware_sims.cost.headline import headline_rows
-from hardware_sims.fixed_point import formats as lf
-from hardware_sims.fixed_point.prepare import quantizer_settings as pinned_quantizer
 from hardware_sims.plan.lowering import build_plan
 from snnav.app.report.inputs import ReportInputs
-from snnav.app.report.results import recorded_quantizer
+from snnav.app.report.results import resolved_quantizer
 from snnav.app.report.tables import Table, fmt, pct
 
 __all__ = ["CALIBRATED_GPU", "NOT_MODELLED", "headline", "headline_table", "components_table", "headline_lines",
@@ -54,16 +52,9 @@ def binomial_stderr(accuracy: float | None, samples: int | None) -> float | None
 
 
 def priced_weight_bits(data: dict[str, Any], graph) -> int:
-    """The weight width a result's model is mapped onto the chips with: what its result file records (the model's
-    own pinned width since results record it, `snnav.app.report.results.quantizer_settings`); for an older file,
-    which recorded the defaults, the width the graph pins in ``metadata["quantizer"]``; else the default 8 bits."""
-    q = recorded_quantizer(data)
-    if q is not None and q.get("pinned") is not None:
-        return int(q["weight_bits"])
-    pinned = pinned_quantizer(getattr(graph, "metadata", None))
-    if "weight_bits" in pinned:
-        return int(pinned["weight_bits"])
-    return int((q or {}).get("weight_bits") or lf.WEIGHT_BITS)
+    """The weight width a result's model is mapped onto the chips with (`resolved_quantizer`: the model's own pinned
+    width, else the shared quantizer's default)."""
+    return int(resolved_quantizer(data, graph)["weight_bits"])
 
 
 def headline(inputs: ReportInputs, sims: list[dict[str, Any]], counts_of: dict[str, Any],

@@ -27,11 +27,10 @@ from export.ir.errors import NIRFormatError
 from export.ir.nirfile import read_graph
 from hardware_sims.cost.gpu import get_gpu
 from hardware_sims.cost.headline import headline_rows
-from hardware_sims.fixed_point.prepare import quantizer_settings as pinned_quantizer
 from hardware_sims.plan.lowering import build_plan
 from snnav.app.report.headline import CALIBRATED_GPU, binomial_stderr, bounds_text, priced_weight_bits
 from snnav.app.report.inputs import ReportInputs
-from snnav.app.report.results import recorded_quantizer, sha256_of
+from snnav.app.report.results import recorded_quantizer, resolved_quantizer, sha256_of
 from snnav.app.report.tables import Table, fmt, pct
 
 __all__ = ["CHIPS", "quantization_section", "quantization_table", "quantization_notes", "result_name"]
@@ -67,12 +66,8 @@ def _model(data: dict[str, Any]) -> tuple[Any, str | None]:
 
 def _fine_tuned(data: dict[str, Any], graph) -> bool | None:
     """Whether the result is of a fine-tuned export (None: unknown, an older file whose model is gone)."""
-    q = recorded_quantizer(data)
-    if q is not None and q.get("pinned") is not None:
-        return bool(q["pinned"])
-    if graph is None:
-        return None
-    return bool(pinned_quantizer(graph.metadata))
+    q = resolved_quantizer(data, graph)
+    return None if q is None else bool(q["pinned"])
 
 
 def _reference(rows: list[dict[str, Any]], training: dict[str, Any]) -> dict[str, Any]:

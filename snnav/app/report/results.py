@@ -60,7 +60,7 @@ from snnav.io import write_json
 
 __all__ = ["FORMAT", "VERSION", "ResultFileError", "sha256_of", "write_json", "write_simulation_result",
            "read_json", "read_simulation_result", "simulate_command", "check_field", "quantizer_settings",
-           "recorded_quantizer", "same_quantizer"]
+           "recorded_quantizer", "resolved_quantizer", "same_quantizer"]
 
 FORMAT = "snnav.simulation-result"
 VERSION = 1
@@ -119,6 +119,16 @@ def recorded_quantizer(data: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"v_headroom": q.get("v_headroom", V_HEADROOM), "weight_bits": q.get("weight_bits", lf.WEIGHT_BITS),
             "pinned": None, "weight_exps_pinned": None,
             "source": "an older result file that recorded the quantizer's defaults, not the model's own settings"}
+
+
+def resolved_quantizer(data: Mapping[str, Any], graph) -> dict[str, Any] | None:
+    """The quantizer settings a result's model runs with in fixed point: what the result file records where it says
+    whether the model pins them; else (a float run, or a file older than ``pinned``) what `quantizer_settings` reads
+    from the model ``graph``'s metadata; None when neither is known (such a file and no graph)."""
+    q = recorded_quantizer(data)
+    if q is not None and q["pinned"] is not None:
+        return q
+    return None if graph is None else quantizer_settings("fixed", graph.metadata)
 
 
 def same_quantizer(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
