@@ -20,8 +20,8 @@ Three problems, three fixes (the first two: ``docs/install.md``), and one speed 
 4. Lava's compiler looks for the process models of every process *instance* afresh: for each one it executes every
    module in the directory of the process's module (``ProcGroupDiGraphs._find_proc_models``). The default S-CMRL
    export has 188 processes of about 20 classes, so snnav's own process modules ran about 8,000 times per compile,
-   each compiled from source where bytecode is not written (``PYTHONDONTWRITEBYTECODE=1``): 16 s of the 60 s Lava
-   stage of ``snnav run``. While ``lava.magma.compiler.compiler_graphs`` executes for the first time, that search is
+   each compiled from source where bytecode is not written (``PYTHONDONTWRITEBYTECODE=1``): the 8-sample Lava
+   check of the default export took 72 s with it and 60 s with the memo below. While ``lava.magma.compiler.compiler_graphs`` executes for the first time, that search is
    memoised per process class (the answer depends on the class and the files beside its module, never on the
    instance); a copy of the list is returned, so nothing the compiler does to it leaks into the memo. A process
    defined in ``__main__`` (a notebook or script) is not memoised: its module can change between runs.

@@ -103,9 +103,7 @@ def _make_samples(tasks: tuple[_SampleTask, ...]) -> list[dict[str, np.ndarray]]
 def _make_packed_samples(tasks: tuple[_SampleTask, ...]) -> list[dict[str, Any]]:
     """:func:`_make_samples`, each view packed as the file stores it (`pack_view`): the compression runs in the
     workers, in parallel, instead of in the process that writes the file."""
-    if not tasks:
-        return []
-    shapes = view_shapes(tasks[0].config)
+    shapes = view_shapes(tasks[0].config)  # _batches yields non-empty batches
     return [{name: pack_view(view, shapes[name][1]) for name, view in sample.items()} for sample in _make_samples(tasks)]
 
 
