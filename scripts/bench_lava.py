@@ -1,18 +1,21 @@
 """Speed of the Lava backend on the default S-CMRL export: compile time, simulated steps/s and samples/s, float and
 fixed point, side by side.
 
-For each precision (``run_lava(..., record=False)``: the logits only) it measures
+For each precision and record setting (``--record off``: ``run_lava(..., record=False)``, the logits only;
+``--record all``: every readable node, as ``snnav simulate`` and ``snnav run`` record for the activity counts) it
+measures
 
 * ``plan s``: ``build_plan`` (NIR graph -> process specs, pure numpy; shared by both precisions, measured once);
 * ``quantize s``: fixed point only, ``quantize_plan`` (weights, LIF parameters, extension formats);
 * ``build s``: creating and connecting the Lava processes;
 * ``compile s``: Lava's compiler and the start of its processes (``create_runtime``): one OS process per Lava
   process;
+* ``Lava procs``: the OS processes Lava started (one per Lava process, including any recorder process);
 * ``run s``: the simulated steps of all samples (samples back to back, ``T + max_latency`` Lava steps each), from
   which ``steps/s`` (Lava steps per second of wall time) and ``samples/s``.
 
-Precisions alternate (float, fixed, float, fixed, ... with ``--repeats``), so both see the same machine; the table
-shows medians and the ratio fixed / float. The machine is shared: every row reports the share of the machine's CPU
+Configurations alternate (float, fixed, float, fixed, ... with ``--repeats``, each with every ``--record`` setting),
+so all see the same machine; the table shows medians, the ratio fixed / float and the ratio record all / off. The machine is shared: every row reports the share of the machine's CPU
 time that other processes used while it ran (``others``, from /proc/stat minus this process and its Lava children);
 above 5 % the absolute timings of that row are disturbed (the ratio of two rows measured side by side less so).
 
@@ -22,6 +25,7 @@ cost of the extension processes only slightly: the synapses' work does not depen
 
     python scripts/bench_lava.py                                   # runs/default/model.nir, 4 samples
     python scripts/bench_lava.py --graph /tmp/mainjob/model.nir --samples 8 --repeats 2 --out results/bench_lava.md
+    python scripts/bench_lava.py --precisions fixed --record off all --samples 8 --repeats 2   # the cost of records
 """
 
 from __future__ import annotations
@@ -90,16 +94,18 @@ def bench_inputs(graph, data: Path | None, samples: int, seed: int):
     return {k: rng.random((steps, samples, *s)) for k, s in shapes.items()}, "uniform random in [0, 1)"
 
 
-def measure(plan, inputs: dict, precision: str) -> dict:
-    """One run of `plan` (a float plan, or a quantized one for fixed point) with its timings and the CPU others used."""
+def measure(plan, inputs: dict, precision: str, record: str = "off") -> dict:
+    """One run of `plan` (a float plan, or a quantized one for fixed point) with its timings and the CPU others used;
+    ``record`` "off" (outputs only) or "all" (every readable node)."""
     from hardware_sims.lava.run import run_lava
 
     busy, own, wall = _cpu_busy_s(), _own_cpu_s(), time.monotonic()
-    res = run_lava(plan, inputs, precision=precision, record=False)
+    res = run_lava(plan, inputs, precision=precision, record=record == "all")
     elapsed = time.monotonic() - wall
     t = res.timing
     batch = next(iter(inputs.values())).shape[1]
-    row = {"precision": precision, "build_s": t["build_s"], "compile_s": t["compile_s"], "run_s": t["run_s"],
+    row = {"precision": precision, "record": record, "lava_procs": len(res.cleanup.get("pids", ())),
+           "records": len(res.records), "build_s": t["build_s"], "compile_s": t["compile_s"], "run_s": t["run_s"],
            "lava_steps": int(t["lava_steps"]), "steps_per_sample": res.steps_per_sample,
            "steps_per_s": t["lava_steps"] / t["run_s"], "samples_per_s": batch / t["run_s"],
            "processes": len(res.plan.processes), "others": None}
@@ -113,36 +119,43 @@ def _med(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
-def format_table(info: dict, rows: dict[str, list[dict]], plan_s: float, quant_s: list[float]) -> str:
-    head = (f"{'precision':<9} {'processes':>9} {'plan s':>7} {'quantize s':>10} {'build s':>8} {'compile s':>9} "
+def format_table(info: dict, rows: dict[tuple[str, str], list[dict]], plan_s: float, quant_s: list[float]) -> str:
+    head = (f"{'precision':<9} {'record':>6} {'processes':>9} {'Lava procs':>10} {'plan s':>7} {'quantize s':>10} {'build s':>8} {'compile s':>9} "
             f"{'total s':>8} {'run s':>7} {'steps':>6} {'steps/s':>8} {'samples/s':>9} {'others':>7}")
     lines = [
         f"graph: {info['graph']} ({info['model']}, T = {info['T']}, {info['steps_per_sample']} Lava steps per "
-        f"sample), {info['samples']} samples ({info['inputs']}), record off; medians of {info['repeats']} "
-        "run(s) per precision, alternating",
+        f"sample), {info['samples']} samples ({info['inputs']}); medians of {info['repeats']} "
+        "run(s) per configuration, alternating",
         f"machine: {info['cpu']} ({info['cores']} cores), Python {info['python']}; load average (1 min) "
         f"{info['load_start']:.2f} at start, {info['load_end']:.2f} at end (it counts this benchmark's own Lava "
         "processes, mostly waiting; 'others' below measures the disturbance)",
         "", head, "-" * len(head)]
-    for precision, runs in rows.items():
+    for (precision, record), runs in rows.items():
         others = max((r["others"] for r in runs if r["others"] is not None), default=None)
         q = statistics.median(quant_s) if precision == "fixed" and quant_s else None
         quant = f"{'-':>10}" if q is None else f"{q:10.2f}"
         total = plan_s + (q or 0.0) + _med(runs, "build_s") + _med(runs, "compile_s")
         lines.append(
-            f"{precision:<9} {runs[0]['processes']:>9} {plan_s:7.2f} {quant} {_med(runs, 'build_s'):8.2f} "
+            f"{precision:<9} {record:>6} {runs[0]['processes']:>9} {runs[0]['lava_procs']:>10} {plan_s:7.2f} {quant} {_med(runs, 'build_s'):8.2f} "
             f"{_med(runs, 'compile_s'):9.2f} {total:8.2f} {_med(runs, 'run_s'):7.2f} {runs[0]['lava_steps']:>6} "
             f"{_med(runs, 'steps_per_s'):8.2f} {_med(runs, 'samples_per_s'):9.3f} "
             + ("      -" if others is None else f"{100 * others:6.0f}%")
             + (" *" if others is not None and others > BUSY_FRAC else ""))
-    if "float" in rows and "fixed" in rows:
-        f, x = rows["float"], rows["fixed"]
-        lines += ["", f"fixed / float: steps/s x{_med(x, 'steps_per_s') / _med(f, 'steps_per_s'):.2f}, compile "
-                  f"x{_med(x, 'compile_s') / _med(f, 'compile_s'):.2f} (measured side by side)"]
+    lines.append("")
+    for record in ("off", "all"):
+        if (("float", record) in rows) and (("fixed", record) in rows):
+            f, x = rows[("float", record)], rows[("fixed", record)]
+            lines.append(f"record {record}: fixed / float: steps/s x{_med(x, 'steps_per_s') / _med(f, 'steps_per_s'):.2f}, "
+                         f"compile x{_med(x, 'compile_s') / _med(f, 'compile_s'):.2f} (measured side by side)")
+    for precision in ("float", "fixed"):
+        if ((precision, "off") in rows) and ((precision, "all") in rows):
+            off, on = rows[(precision, "off")], rows[(precision, "all")]
+            lines.append(f"{precision}: record all / off: steps/s x{_med(on, 'steps_per_s') / _med(off, 'steps_per_s'):.2f} "
+                         f"({on[0]['records']} records; measured side by side)")
     lines += [
         "",
         "plan s: build_plan (numpy, once); quantize s: quantize_plan (fixed point); build s: creating and connecting "
-        "the Lava processes; compile s: Lava's compiler + starting one OS process per Lava process; total s: the time "
+        "the Lava processes; processes: the plan's; Lava procs: OS processes Lava started; compile s: Lava's compiler + starting one OS process per Lava process; total s: the time "
         "to compile, plan + quantize + build + compile.",
         "steps/s: simulated Lava steps per second of run time; samples/s = samples / run s.",
         f"others: share of the machine's CPU time used by other processes during the run; * above "
@@ -160,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=4, help="samples per run")
     parser.add_argument("--repeats", type=int, default=1, help="runs per precision (alternating)")
     parser.add_argument("--precisions", nargs="+", default=["float", "fixed"], choices=["float", "fixed"])
+    parser.add_argument("--record", nargs="+", default=["off"], choices=["off", "all"],
+                        help="record nothing but the outputs (off), or every readable node as snnav simulate does (all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the table here (atomically)")
     args = parser.parse_args(argv)
@@ -178,18 +193,18 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     plan = build_plan(graph)
     plan_s = time.perf_counter() - t0
-    rows: dict[str, list[dict]] = {p: [] for p in args.precisions}
+    rows: dict[tuple[str, str], list[dict]] = {(p, r): [] for p in args.precisions for r in args.record}
     quant_s: list[float] = []
     for rep in range(args.repeats):
-        for precision in args.precisions:
+        for precision, record in rows:
             run_plan = plan
             if precision == "fixed":
                 t0 = time.perf_counter()
                 run_plan, _, _ = prepare_fixed(plan, {})
                 quant_s.append(time.perf_counter() - t0)
-            row = measure(run_plan, inputs, precision)
-            rows[precision].append(row)
-            print(f"[{rep + 1}/{args.repeats}] {precision}: compile {row['compile_s']:.1f} s, "
+            row = measure(run_plan, inputs, precision, record)
+            rows[(precision, record)].append(row)
+            print(f"[{rep + 1}/{args.repeats}] {precision}, record {record}: compile {row['compile_s']:.1f} s, "
                   f"{row['steps_per_s']:.2f} steps/s, {row['samples_per_s']:.3f} samples/s", flush=True)
     meta = dict(graph.metadata or {})
     info = {"graph": args.graph, "model": meta.get("model", "?"), "T": meta.get("time_steps", "?"),

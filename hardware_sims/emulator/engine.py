@@ -270,7 +270,7 @@ def _record_dtype(spec: Any, var: str) -> type:
 def with_membrane_readouts(plan: Plan, neurons: Iterable[str] | None = None) -> Plan:
     """`plan` plus a readout ``"<node>#v"`` of the membrane of each named neuron node (default: every spiking
     one), aligned like its spikes (``plan.plan.with_state_readouts`` with ``v`` only; ``record_state`` of
-    `emulate`/`run_lava` records ``v`` and ``u``). Both `run_lava` (a ``MemmapVarReader`` on ``v``) and `emulate`
+    `emulate`/`run_lava` records ``v`` and ``u``). Both `run_lava` (the neuron process writes its own ``v``) and `emulate`
     record it."""
     return with_state_readouts(plan, neurons, ("v",))
 

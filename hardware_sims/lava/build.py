@@ -9,13 +9,17 @@ input      `MemmapSource` (``procs/memmap_io.py``): graded values from a file, o
 dense      ``lava.proc.dense.process.Dense(weights, num_message_bits = 24 if graded input else 0)``
 sparse     ``lava.proc.sparse.process.Sparse`` (CSR weights), same message bits
 conv       ``lava.proc.conv.process.Conv`` (kernel and pairs converted in `layout`)
-neuron     ``lava.proc.lif.process.LIFReset(reset_interval = steps per sample, reset_offset = live step + 1)``:
-           Lava's LIF that zeroes u and v at the sample's live step (its ``time_step`` counts from 1)
+neuron     `hardware_sims.lava.procs.neuron.RecordedLIFReset(reset_interval = steps per sample,
+           reset_offset = live step + 1)`: Lava's ``LIFReset`` (its models' own step), which zeroes u and v at the
+           sample's live step (its ``time_step`` counts from 1), and can keep its own records
 delay      `hardware_sims.lava.procs.delay.Delay`
 extension  the registered builder's process (`registry`)
 =========  ===========================================================================================
 
-Records: `MemmapSink` on an OutPort ("s_out", "a_out") or `MemmapVarReader` on a neuron's ``v`` or ``u``.
+Records: a neuron (its ``s_out``, ``v``, ``u``) and snnav's extension processes (their ``s_out``) write them
+themselves (``records`` process parameter, ``procs/memmap_io.RecordRows``); every other record is a `MemmapSink` on
+the OutPort ("s_out", "a_out"). A sink is a Lava process the runtime steps and waits for at every step, and a RefPort
+reader of a Var would add a phase to every step of every process (``procs/memmap_io.py``).
 """
 
 from __future__ import annotations
@@ -81,10 +85,10 @@ def _make(spec: ProcessSpec, period: int, fixed: dict | None) -> tuple[Any, Any]
     """The Lava process of one spec, and the ExtensionBuild for extensions (else None)."""
     from lava.proc.conv.process import Conv  # noqa: PLC0415  (lava: optional, heavy)
     from lava.proc.dense.process import Dense  # noqa: PLC0415  (lava: optional, heavy)
-    from lava.proc.lif.process import LIFReset  # noqa: PLC0415  (lava: optional, heavy)
     from lava.proc.sparse.process import Sparse  # noqa: PLC0415  (lava: optional, heavy)
 
     from hardware_sims.lava.procs.delay import Delay  # noqa: PLC0415  (lava: optional, heavy)
+    from hardware_sims.lava.procs.neuron import RecordedLIFReset  # noqa: PLC0415  (lava: optional, heavy)
 
     p, q = spec.params, dict(fixed or {})  # q: fixed-point arguments, which override the float ones
     if spec.kind in ("dense", "sparse"):
@@ -104,7 +108,7 @@ def _make(spec: ProcessSpec, period: int, fixed: dict | None) -> tuple[Any, Any]
                     num_message_bits=_bits(spec), name=spec.name, **pairs, **q), None
     if spec.kind == "neuron":
         values = {"du": p["du"], "dv": p["dv"], "vth": p["vth"], "bias_mant": p["bias"], **q}
-        return LIFReset(shape=spec.shape, reset_interval=period, reset_offset=(spec.live_step + 1) % period,
+        return RecordedLIFReset(shape=spec.shape, reset_interval=period, reset_offset=(spec.live_step + 1) % period,
                         name=spec.name, **values), None
     if spec.kind == "delay":
         return Delay(shape=spec.shape, steps=p["steps"], period=period, live_step=spec.live_step,
@@ -179,7 +183,7 @@ def build_network(plan: Plan, *, period: int, n_rows: int, workdir: str, record:
     Returns:
         The `LavaNetwork`.
     """
-    from hardware_sims.lava.procs.memmap_io import MemmapSink, MemmapSource, MemmapVarReader  # noqa: PLC0415  (lava)
+    from hardware_sims.lava.procs.memmap_io import MemmapSink, MemmapSource  # noqa: PLC0415  (lava)
 
     _check_connected(plan)
     fixed = fixed or {}
@@ -202,6 +206,7 @@ def build_network(plan: Plan, *, period: int, n_rows: int, workdir: str, record:
         out_port, out_layout, out_shape = _out(src, net.processes[c.src], built.get(c.src))
         in_port, in_layout, in_shape = _in(dst, net.processes[c.dst], built.get(c.dst), c.port)
         layout.adapt(out_port, out_layout, out_shape, in_layout, in_shape).connect(in_port)
+    kept: dict[str, dict[str, str]] = {}  # process -> {var: path}: the records it writes itself
     for j, (name, var) in enumerate(sorted(record)):
         spec = specs[name]
         if spec.kind == "input":  # the input file already holds what the source sends
@@ -209,10 +214,31 @@ def build_network(plan: Plan, *, period: int, n_rows: int, workdir: str, record:
             continue
         path = os.path.join(workdir, f"record_{j}.npy")
         net.records[(name, var)] = (_memmap(path, n_rows, spec.shape, np.float64), path)
-        if var in ("v", "u"):  # a neuron's state, read after the step
-            MemmapVarReader(var=getattr(net.processes[name], var), path=path, n_steps=n_rows, name=f"read:{name}")
+        if _records_itself(spec, net.processes[name], var):
+            kept.setdefault(name, {})[var] = path
             continue
+        if var in ("v", "u"):
+            raise LavaBackendError(f"process {spec.name!r} ({spec.kind}) has no state {var!r} to record; only a "
+                                   "neuron's v and u can be recorded")
         sink = MemmapSink(shape=spec.shape, path=path, n_steps=n_rows, name=f"record:{name}")
         out_port, out_layout, out_shape = _out(spec, net.processes[name], built.get(name))
         layout.adapt(out_port, out_layout, out_shape, layout.NIR, spec.shape).connect(sink.a_in)
+    for name, paths in kept.items():  # read by the models when the runtime is created (after this)
+        params = net.processes[name].proc_params
+        if params.get("records") is None:
+            params["records"] = paths
+        else:
+            params.overwrite("records", paths)
     return net
+
+
+def _records_itself(spec: ProcessSpec, proc: Any, var: str) -> bool:
+    """Whether ``proc`` writes the record ``var`` itself: a neuron (``s_out``, ``v``, ``u``), or an extension process
+    of snnav's own (``s_out``: its models run `hardware_sims.lava.procs.base.ExtensionModel`'s step, which keeps
+    records; a registered builder's process gets a sink)."""
+    if spec.kind == "neuron":
+        return var in ("s_out", "v", "u")
+    return spec.kind == "extension" and var == "s_out" and type(proc).__module__.startswith(_SNNAV_PROCS)
+
+
+_SNNAV_PROCS = "hardware_sims.lava.procs."

@@ -1,7 +1,8 @@
 """Every Lava process snnav defines, one module each, all importing Lava:
 
-* `memmap_io`: the backend's inputs and records through memory-mapped files (``MemmapSource``, ``MemmapSink``,
-  ``MemmapVarReader``);
+* `memmap_io`: the backend's inputs and records through memory-mapped files (``MemmapSource``, ``MemmapSink``, and
+  ``RecordRows``, with which a process writes its own records);
+* `neuron`: ``RecordedLIFReset``, Lava's ``LIFReset`` and its models, writing the neuron's records themselves;
 * `delay`: the ``Delay`` process (alignment delays and NIR Delay nodes);
 * one process per extension node (``export/EXTENSIONS.md``): `spike_attention`, `attention_scores`,
   `attention_apply`, `complementary_fusion`, `gate`, and the two RUNNING (causal) nodes in `causal`, on the shared

@@ -22,6 +22,7 @@ from lava.magma.core.process.variable import Var
 
 from hardware_sims.extensions.kernels import window_step
 from hardware_sims.extensions.ports import FixedPlan
+from hardware_sims.lava.procs.memmap_io import RecordRows
 
 __all__ = ["ExtensionProcess", "ExtensionModel", "as_f64", "as_i64", "fixed_output"]
 
@@ -31,7 +32,8 @@ class ExtensionProcess(AbstractProcess):
 
     Process parameters (``proc_params``) common to all: ``plan`` (:class:`FixedPlan`, used by the fixed-point model),
     ``gain`` (float output gain, 1 by default), ``window`` (0 for per-step processes), ``bias`` (``{port: array}``,
-    empty by default). Subclasses call :meth:`_build` from ``__init__``.
+    empty by default), and, added by the backend's build when it records the output, ``records`` (``{"s_out":
+    path}``: the model stores what it sends, `hardware_sims.lava.procs.memmap_io.RecordRows`). Subclasses call :meth:`_build` from ``__init__``.
 
     **Port bias.** ``bias={port: constant}`` (broadcast to the port's shape) is added to what the port receives at
     every step, before the node's computation, with no latency: a constant term of the port's input (NIR: an
@@ -143,6 +145,11 @@ class ExtensionModel(PyLoihiProcessModel):
 
     PORTS: ClassVar[tuple[str, ...]] = ()
 
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        # proc_params["records"] (set by the backend's build, optional): {"s_out": path} to store what it sends
+        self._records = RecordRows(proc_params.get("records"))
+
     def run_spk(self) -> None:
         bias = self.proc_params["bias"]
         inputs = [getattr(self, port).recv() for port in self.PORTS]
@@ -153,6 +160,7 @@ class ExtensionModel(PyLoihiProcessModel):
             out = window_step(self.steps_seen, bufs, self.out_buf, inputs, self.evaluate)
         else:
             out = self.evaluate(*inputs)
+        self._records.write("s_out", self.time_step, out)
         self.s_out.send(out)
 
     def evaluate(self, *inputs: np.ndarray) -> np.ndarray:
