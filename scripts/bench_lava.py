@@ -10,6 +10,9 @@ measures
 * ``build s``: creating and connecting the Lava processes;
 * ``compile s``: Lava's compiler and the start of its processes (``create_runtime``): one OS process per Lava
   process;
+* ``conv``: ``snnav`` (what snnav runs: integer convolutions of the fixed-point Conv model as one matrix product,
+  ``hardware_sims/lava/compat.py`` fix 5) or ``lava`` (Lava's own ``conv_scipy``, one ``convolve2d`` per channel
+  pair: the in-run baseline, switched on here only, by restoring the unwrapped function before the run);
 * ``Lava procs``: the OS processes Lava started (one per Lava process, including any recorder process);
 * ``run s``: the simulated steps of all samples (samples back to back, ``T + max_latency`` Lava steps each), from
   which ``steps/s`` (Lava steps per second of wall time) and ``samples/s``.
@@ -26,6 +29,7 @@ cost of the extension processes only slightly: the synapses' work does not depen
     python scripts/bench_lava.py                                   # runs/default/model.nir, 4 samples
     python scripts/bench_lava.py --graph /tmp/mainjob/model.nir --samples 8 --repeats 2 --out results/bench_lava.md
     python scripts/bench_lava.py --precisions fixed --record off all --samples 8 --repeats 2   # the cost of records
+    python scripts/bench_lava.py --precisions fixed --record all --conv lava snnav --samples 8 --repeats 2
 """
 
 from __future__ import annotations
@@ -94,17 +98,25 @@ def bench_inputs(graph, data: Path | None, samples: int, seed: int):
     return {k: rng.random((steps, samples, *s)) for k, s in shapes.items()}, "uniform random in [0, 1)"
 
 
-def measure(plan, inputs: dict, precision: str, record: str = "off") -> dict:
+def measure(plan, inputs: dict, precision: str, record: str = "off", conv: str = "snnav") -> dict:
     """One run of `plan` (a float plan, or a quantized one for fixed point) with its timings and the CPU others used;
-    ``record`` "off" (outputs only) or "all" (every readable node)."""
+    ``record`` "off" (outputs only) or "all" (every readable node); ``conv`` "snnav" or "lava" (Lava's own)."""
+    import lava.proc.conv.utils as conv_utils
+
     from hardware_sims.lava.run import run_lava
 
+    snnav_conv = conv_utils.conv
+    if conv == "lava":  # Lava's processes fork from this one: they see the module as it is now
+        conv_utils.conv = getattr(snnav_conv, "__wrapped__", snnav_conv)
     busy, own, wall = _cpu_busy_s(), _own_cpu_s(), time.monotonic()
-    res = run_lava(plan, inputs, precision=precision, record=record == "all")
+    try:
+        res = run_lava(plan, inputs, precision=precision, record=record == "all")
+    finally:
+        conv_utils.conv = snnav_conv
     elapsed = time.monotonic() - wall
     t = res.timing
     batch = next(iter(inputs.values())).shape[1]
-    row = {"precision": precision, "record": record, "lava_procs": len(res.cleanup.get("pids", ())),
+    row = {"precision": precision, "record": record, "conv": conv, "lava_procs": len(res.cleanup.get("pids", ())),
            "records": len(res.records), "build_s": t["build_s"], "compile_s": t["compile_s"], "run_s": t["run_s"],
            "lava_steps": int(t["lava_steps"]), "steps_per_sample": res.steps_per_sample,
            "steps_per_s": t["lava_steps"] / t["run_s"], "samples_per_s": batch / t["run_s"],
@@ -119,8 +131,8 @@ def _med(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
-def format_table(info: dict, rows: dict[tuple[str, str], list[dict]], plan_s: float, quant_s: list[float]) -> str:
-    head = (f"{'precision':<9} {'record':>6} {'processes':>9} {'Lava procs':>10} {'plan s':>7} {'quantize s':>10} {'build s':>8} {'compile s':>9} "
+def format_table(info: dict, rows: dict[tuple[str, str, str], list[dict]], plan_s: float, quant_s: list[float]) -> str:
+    head = (f"{'precision':<9} {'record':>6} {'conv':>5} {'processes':>9} {'Lava procs':>10} {'plan s':>7} {'quantize s':>10} {'build s':>8} {'compile s':>9} "
             f"{'total s':>8} {'run s':>7} {'steps':>6} {'steps/s':>8} {'samples/s':>9} {'others':>7}")
     lines = [
         f"graph: {info['graph']} ({info['model']}, T = {info['T']}, {info['steps_per_sample']} Lava steps per "
@@ -130,28 +142,37 @@ def format_table(info: dict, rows: dict[tuple[str, str], list[dict]], plan_s: fl
         f"{info['load_start']:.2f} at start, {info['load_end']:.2f} at end (it counts this benchmark's own Lava "
         "processes, mostly waiting; 'others' below measures the disturbance)",
         "", head, "-" * len(head)]
-    for (precision, record), runs in rows.items():
+    for (precision, record, conv), runs in rows.items():
         others = max((r["others"] for r in runs if r["others"] is not None), default=None)
         q = statistics.median(quant_s) if precision == "fixed" and quant_s else None
         quant = f"{'-':>10}" if q is None else f"{q:10.2f}"
         total = plan_s + (q or 0.0) + _med(runs, "build_s") + _med(runs, "compile_s")
         lines.append(
-            f"{precision:<9} {record:>6} {runs[0]['processes']:>9} {runs[0]['lava_procs']:>10} {plan_s:7.2f} {quant} {_med(runs, 'build_s'):8.2f} "
+            f"{precision:<9} {record:>6} {conv:>5} {runs[0]['processes']:>9} {runs[0]['lava_procs']:>10} {plan_s:7.2f} {quant} {_med(runs, 'build_s'):8.2f} "
             f"{_med(runs, 'compile_s'):9.2f} {total:8.2f} {_med(runs, 'run_s'):7.2f} {runs[0]['lava_steps']:>6} "
             f"{_med(runs, 'steps_per_s'):8.2f} {_med(runs, 'samples_per_s'):9.3f} "
             + ("      -" if others is None else f"{100 * others:6.0f}%")
             + (" *" if others is not None and others > BUSY_FRAC else ""))
     lines.append("")
     for record in ("off", "all"):
-        if (("float", record) in rows) and (("fixed", record) in rows):
-            f, x = rows[("float", record)], rows[("fixed", record)]
-            lines.append(f"record {record}: fixed / float: steps/s x{_med(x, 'steps_per_s') / _med(f, 'steps_per_s'):.2f}, "
-                         f"compile x{_med(x, 'compile_s') / _med(f, 'compile_s'):.2f} (measured side by side)")
+        for conv in ("snnav", "lava"):
+            f, x = rows.get(("float", record, conv)), rows.get(("fixed", record, conv))
+            if f and x:
+                lines.append(f"record {record}, conv {conv}: fixed / float: steps/s "
+                             f"x{_med(x, 'steps_per_s') / _med(f, 'steps_per_s'):.2f}, compile "
+                             f"x{_med(x, 'compile_s') / _med(f, 'compile_s'):.2f} (measured side by side)")
     for precision in ("float", "fixed"):
-        if ((precision, "off") in rows) and ((precision, "all") in rows):
-            off, on = rows[(precision, "off")], rows[(precision, "all")]
-            lines.append(f"{precision}: record all / off: steps/s x{_med(on, 'steps_per_s') / _med(off, 'steps_per_s'):.2f} "
-                         f"({on[0]['records']} records; measured side by side)")
+        for conv in ("snnav", "lava"):
+            off, on = rows.get((precision, "off", conv)), rows.get((precision, "all", conv))
+            if off and on:
+                lines.append(f"{precision}, conv {conv}: record all / off: steps/s "
+                             f"x{_med(on, 'steps_per_s') / _med(off, 'steps_per_s'):.2f} ({on[0]['records']} records; "
+                             "measured side by side)")
+        for record in ("off", "all"):
+            lava, ours = rows.get((precision, record, "lava")), rows.get((precision, record, "snnav"))
+            if lava and ours:
+                lines.append(f"{precision}, record {record}: conv snnav / lava: steps/s "
+                             f"x{_med(ours, 'steps_per_s') / _med(lava, 'steps_per_s'):.2f} (measured side by side)")
     lines += [
         "",
         "plan s: build_plan (numpy, once); quantize s: quantize_plan (fixed point); build s: creating and connecting "
@@ -175,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", nargs="+", default=["float", "fixed"], choices=["float", "fixed"])
     parser.add_argument("--record", nargs="+", default=["off"], choices=["off", "all"],
                         help="record nothing but the outputs (off), or every readable node as snnav simulate does (all)")
+    parser.add_argument("--conv", nargs="+", default=["snnav"], choices=["snnav", "lava"],
+                        help="snnav's integer convolution (what snnav runs) and/or Lava's own conv_scipy (baseline)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the table here (atomically)")
     args = parser.parse_args(argv)
@@ -193,18 +216,19 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     plan = build_plan(graph)
     plan_s = time.perf_counter() - t0
-    rows: dict[tuple[str, str], list[dict]] = {(p, r): [] for p in args.precisions for r in args.record}
+    rows: dict[tuple[str, str, str], list[dict]] = {
+        (p, r, c): [] for p in args.precisions for r in args.record for c in args.conv}
     quant_s: list[float] = []
     for rep in range(args.repeats):
-        for precision, record in rows:
+        for precision, record, conv in rows:
             run_plan = plan
             if precision == "fixed":
                 t0 = time.perf_counter()
                 run_plan, _, _ = prepare_fixed(plan, {})
                 quant_s.append(time.perf_counter() - t0)
-            row = measure(run_plan, inputs, precision, record)
-            rows[(precision, record)].append(row)
-            print(f"[{rep + 1}/{args.repeats}] {precision}, record {record}: compile {row['compile_s']:.1f} s, "
+            row = measure(run_plan, inputs, precision, record, conv)
+            rows[(precision, record, conv)].append(row)
+            print(f"[{rep + 1}/{args.repeats}] {precision}, record {record}, conv {conv}: compile {row['compile_s']:.1f} s, "
                   f"{row['steps_per_s']:.2f} steps/s, {row['samples_per_s']:.3f} samples/s", flush=True)
     meta = dict(graph.metadata or {})
     info = {"graph": args.graph, "model": meta.get("model", "?"), "T": meta.get("time_steps", "?"),

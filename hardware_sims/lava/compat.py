@@ -1,6 +1,6 @@
 """Make the archived lava-nc 0.10 / lava-dl 0.6 importable on Python >= 3.11. Call :func:`apply` before any lava import.
 
-Three problems, three fixes (the first two: ``docs/install.md``), and one speed fix:
+Three problems, three fixes (the first two: ``docs/install.md``), and two speed fixes:
 
 1. ``lava/magma/compiler/var_model.py`` declares dataclass fields whose default is an instance of another dataclass
    (``x: ByteEncoder = ByteEncoder()``). Python 3.11 rejects such defaults unless their class is hashable
@@ -26,6 +26,19 @@ Three problems, three fixes (the first two: ``docs/install.md``), and one speed 
    instance); a copy of the list is returned, so nothing the compiler does to it leaks into the memo. A process
    defined in ``__main__`` (a notebook or script) is not memoised: its module can change between runs.
 
+5. Lava's ``Conv`` models compute with ``lava.proc.conv.utils.conv``, which (its torch path disabled upstream: "torch
+   calls inside Lava PyProcess hangs") runs ``conv_scipy``: one ``scipy.signal.convolve2d`` per pair of input and
+   output channel, in Python loops -- 4,096 calls per step for a 64-to-64 channel 3x3 layer. On the default S-CMRL
+   export the 18 Conv processes spent 113 ms of CPU per Lava step there, about half of all the CPU Lava used. While
+   ``lava.proc.conv.utils`` executes for the first time, its ``conv`` is wrapped: for **integer weights** (the
+   fixed-point model, ``PyConvModelFixed``: int32 weights, int32 or boolean messages) the same convolution runs as
+   one matrix product over sliding windows (`integer_conv`), in float64 as ``conv_scipy`` computes it. Every product
+   and partial sum of integers below 2**53 is exact in float64, so the result is the same integers, bit for bit,
+   whatever the order of the sums (checked against ``conv_scipy`` in ``tests/hardware_sims/lava/test_lava_compat.py``,
+   and by the Lava backend's bit-exact tests). Float weights (``PyConvModelFloat``) still go to Lava's own
+   ``conv_scipy``, whose float rounding is Lava's; so does anything the fast path does not cover (channels not
+   divisible by the groups: Lava's own error).
+
 :func:`apply` is idempotent and cheap: it imports nothing from lava. ``hardware_sims/__init__.py`` calls it, so
 ``import hardware_sims`` (or any submodule) is enough.
 """
@@ -43,6 +56,7 @@ VAR_MODEL_MODULE = "lava.magma.compiler.var_model"
 OBJECT_DETECTION_MODULE = "lava.lib.dl.slayer.object_detection"
 MP_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
 COMPILER_GRAPHS_MODULE = "lava.magma.compiler.compiler_graphs"
+CONV_UTILS_MODULE = "lava.proc.conv.utils"
 
 
 class _WrappingLoader(importlib.abc.Loader):
@@ -127,12 +141,56 @@ def memoised_model_search(search):
     return find_proc_models
 
 
+class _IntegerConvLoader(_WrappingLoader):
+    """Executes lava's conv utilities, then routes integer-weight convolutions to `integer_conv` (fix 5)."""
+
+    def exec_module(self, module) -> None:
+        self._inner.exec_module(module)
+        conv = getattr(module, "conv", None)
+        if conv is not None and not getattr(conv, "_snnav_integer", False):
+            module.conv = integer_conv(conv)
+
+
+def integer_conv(original):
+    """``conv(input_, weight, kernel_size, stride, padding, dilation, groups)`` of ``lava.proc.conv.utils`` (XYC
+    input, ``(out, x, y, in / groups)`` weight, pairs in XY order): integer weights as a matrix product over sliding
+    windows, exactly ``original``'s integers (fix 5); anything else by ``original``."""
+
+    def conv(input_, weight, kernel_size, stride, padding, dilation, groups):
+        import numpy as np  # noqa: PLC0415  (apply() stays import-free)
+        from numpy.lib.stride_tricks import sliding_window_view  # noqa: PLC0415
+
+        w = np.asarray(weight)
+        x = np.asarray(input_)
+        g = int(np.asarray(groups).reshape(-1)[0])
+        if (not np.issubdtype(w.dtype, np.integer) or x.ndim != 3 or w.ndim != 4 or g < 1
+                or x.shape[2] % g or w.shape[0] % g or w.shape[3] * g != x.shape[2]):
+            return original(input_, weight, kernel_size, stride, padding, dilation, groups)
+        (kx, ky), (sx, sy), (px, py), (dx, dy) = (
+            (int(a), int(b)) for a, b in (kernel_size, stride, padding, dilation))
+        padded = np.pad(x.astype(np.float64), ((px, px), (py, py), (0, 0)))
+        # windows[i, j, c, a, b] = padded[i*sx + a*dx, j*sy + b*dy, c]
+        windows = sliding_window_view(padded, (dx * (kx - 1) + 1, dy * (ky - 1) + 1), axis=(0, 1))
+        windows = windows[::sx, ::sy, :, ::dx, ::dy]
+        flipped = w[:, ::-1, ::-1, :].astype(np.float64)  # convolve2d convolves: the kernel is flipped
+        cg, kg = x.shape[2] // g, w.shape[0] // g
+        out = np.empty((*windows.shape[:2], w.shape[0]))
+        for k in range(g):
+            out[:, :, k * kg:(k + 1) * kg] = np.tensordot(
+                windows[:, :, k * cg:(k + 1) * cg], flipped[k * kg:(k + 1) * kg], axes=([2, 3, 4], [3, 1, 2]))
+        return out.astype(w.dtype)
+
+    conv._snnav_integer = True
+    conv.__wrapped__ = original
+    return conv
+
+
 class _VarModelFinder(importlib.abc.MetaPathFinder):
-    """Finds ``lava.magma.compiler.var_model``, lava's multiprocessing module and its compiler graphs as usual and
-    wraps their loaders."""
+    """Finds ``lava.magma.compiler.var_model``, lava's multiprocessing module, its compiler graphs and its conv
+    utilities as usual and wraps their loaders."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname not in (VAR_MODEL_MODULE, MP_MODULE, COMPILER_GRAPHS_MODULE):
+        if fullname not in (VAR_MODEL_MODULE, MP_MODULE, COMPILER_GRAPHS_MODULE, CONV_UTILS_MODULE):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
@@ -141,6 +199,8 @@ class _VarModelFinder(importlib.abc.MetaPathFinder):
             spec.loader = _SameStartMethodLoader(spec.loader)
         elif fullname == COMPILER_GRAPHS_MODULE:
             spec.loader = _MemoisedModelSearchLoader(spec.loader)
+        elif fullname == CONV_UTILS_MODULE:
+            spec.loader = _IntegerConvLoader(spec.loader)
         elif needs_var_model_fix():
             spec.loader = _HashableDataclassLoader(spec.loader, fullname)
         return spec
@@ -165,7 +225,7 @@ def needs_var_model_fix() -> bool:
 
 def apply() -> None:
     """Install the fixes. Safe to call any number of times; must run before lava is imported."""
-    if any(m not in sys.modules for m in (VAR_MODEL_MODULE, MP_MODULE, COMPILER_GRAPHS_MODULE)):
+    if any(m not in sys.modules for m in (VAR_MODEL_MODULE, MP_MODULE, COMPILER_GRAPHS_MODULE, CONV_UTILS_MODULE)):
         if not any(isinstance(f, _VarModelFinder) for f in sys.meta_path):
             sys.meta_path.insert(0, _VarModelFinder())
     if OBJECT_DETECTION_MODULE not in sys.modules:

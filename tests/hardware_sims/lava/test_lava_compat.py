@@ -138,3 +138,50 @@ def test_process_model_search_is_memoised_per_class_and_finds_the_same_models():
         assert got == original(proc) and got  # the same models, in the same order
     answers[0].clear()  # the compiler may change the list it gets: the memo is not affected
     assert memo_search(procs[1]) == original(procs[1])
+
+
+CONV_CASES = [  # (input XYC shape, weight (out, x, y, in / groups) shape, stride, padding, dilation, groups)
+    ((9, 7, 3), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ((10, 8, 4), (6, 3, 2, 2), (2, 1), (0, 1), (1, 1), 2),
+    ((11, 11, 2), (2, 3, 3, 1), (2, 2), (1, 1), (2, 2), 2),  # depthwise, dilated
+    ((8, 8, 8), (8, 3, 3, 1), (2, 2), (1, 1), (1, 1), 8),  # a pooling layer as the backend builds it
+    ((5, 5, 6), (3, 1, 1, 6), (1, 1), (0, 0), (1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[str(i) for i in range(len(CONV_CASES))])
+@pytest.mark.parametrize("message", ["spikes", "graded"])
+def test_integer_conv_is_lavas_conv_bit_for_bit(case, message):
+    # Fix 5: integer weights (Lava's fixed-point Conv model) go through one matrix product instead of conv_scipy's
+    # per-channel-pair loops; the integers must be exactly conv_scipy's.
+    import lava.proc.conv.utils as conv_utils
+
+    assert getattr(conv_utils.conv, "_snnav_integer", False)  # installed by the import
+    in_shape, w_shape, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(len(in_shape) + sum(w_shape))
+    if message == "spikes":
+        x = rng.random(in_shape) < 0.4  # Lava's Conv receives spikes as booleans
+    else:
+        x = rng.integers(-(2**16), 2**16, size=in_shape).astype(np.int32)  # graded messages (sums within int32)
+    w = rng.integers(-128, 128, size=w_shape).astype(np.int32)
+    args = (np.array(w_shape[1:3]), np.array(stride), np.array(padding), np.array(dilation), groups)
+    want = conv_utils.conv_scipy(x, w, *args).astype(w.dtype)  # what lava's own conv returns without torch
+    got = conv_utils.conv(x, w, *args)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    assert np.count_nonzero(want) > want.size // 2
+
+
+def test_float_weights_still_use_lavas_own_convolution():
+    calls = []
+
+    def original(*args):
+        calls.append(args)
+        return "lava's"
+
+    conv = lava_compat.integer_conv(original)
+    x, w = np.ones((4, 4, 1)), np.ones((1, 3, 3, 1))
+    assert conv(x, w, (3, 3), (1, 1), (1, 1), (1, 1), 1) == "lava's" and len(calls) == 1
+    assert conv(x, w.astype(np.int32), (3, 3), (1, 1), (1, 1), (1, 1), 1).dtype == np.int32 and len(calls) == 1
+    # channels not divisible by the groups: lava's own error, from lava's own code
+    assert conv(x, w.astype(np.int32), (3, 3), (1, 1), (1, 1), (1, 1), 2) == "lava's" and len(calls) == 2
