@@ -52,6 +52,9 @@ import multiprocessing
 import sys
 import types
 
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
 VAR_MODEL_MODULE = "lava.magma.compiler.var_model"
 OBJECT_DETECTION_MODULE = "lava.lib.dl.slayer.object_detection"
 MP_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
@@ -157,9 +160,6 @@ def integer_conv(original):
     windows, exactly ``original``'s integers (fix 5); anything else by ``original``."""
 
     def conv(input_, weight, kernel_size, stride, padding, dilation, groups):
-        import numpy as np  # noqa: PLC0415  (apply() stays import-free)
-        from numpy.lib.stride_tricks import sliding_window_view  # noqa: PLC0415
-
         w = np.asarray(weight)
         x = np.asarray(input_)
         g = int(np.asarray(groups).reshape(-1)[0])
