@@ -108,8 +108,8 @@ def _make(spec: ProcessSpec, period: int, fixed: dict | None) -> tuple[Any, Any]
                     num_message_bits=_bits(spec), name=spec.name, **pairs, **q), None
     if spec.kind == "neuron":
         values = {"du": p["du"], "dv": p["dv"], "vth": p["vth"], "bias_mant": p["bias"], **q}
-        return RecordedLIFReset(shape=spec.shape, reset_interval=period, reset_offset=(spec.live_step + 1) % period,
-                        name=spec.name, **values), None
+        return RecordedLIFReset(shape=spec.shape, reset_interval=period,
+                                reset_offset=(spec.live_step + 1) % period, name=spec.name, **values), None
     if spec.kind == "delay":
         return Delay(shape=spec.shape, steps=p["steps"], period=period, live_step=spec.live_step,
                      mute_preroll=p["mute_preroll"], name=spec.name), None
@@ -232,6 +232,9 @@ def build_network(plan: Plan, *, period: int, n_rows: int, workdir: str, record:
     return net
 
 
+_SNNAV_PROCS = "hardware_sims.lava.procs."
+
+
 def _records_itself(spec: ProcessSpec, proc: Any, var: str) -> bool:
     """Whether ``proc`` writes the record ``var`` itself: a neuron (``s_out``, ``v``, ``u``), or an extension process
     of snnav's own (``s_out``: its models run `hardware_sims.lava.procs.base.ExtensionModel`'s step, which keeps
@@ -240,5 +243,3 @@ def _records_itself(spec: ProcessSpec, proc: Any, var: str) -> bool:
         return var in ("s_out", "v", "u")
     return spec.kind == "extension" and var == "s_out" and type(proc).__module__.startswith(_SNNAV_PROCS)
 
-
-_SNNAV_PROCS = "hardware_sims.lava.procs."
