@@ -38,9 +38,13 @@ def main() -> None:
 
     with h5py.File(args.path, "r") as f:
         y_train, y_test = f["train/label"][()], f["test/label"][()]
-        feats = {name: (features(f["train"], name), features(f["test"], name)) for name in VIEWS}
+        stored = [name for name in VIEWS if name in f["train"]]  # snnav run's file holds the two its training reads
+        feats = {name: (features(f["train"], name), features(f["test"], name)) for name in stored}
+    left_out = [name for name in VIEWS if name not in stored]
+    if left_out:
+        print(f"{args.path} holds no {', '.join(left_out)} (snnav data make av-digits stores every view)")
     print(f"{'views':<42} {'train':>6} {'test':>6}")
-    for names in [(v,) for v in VIEWS] + list(PAIRS):
+    for names in [(v,) for v in stored] + [pair for pair in PAIRS if all(n in feats for n in pair)]:
         x_train = np.concatenate([feats[n][0] for n in names], axis=1)
         x_test = np.concatenate([feats[n][1] for n in names], axis=1)
         scaler = StandardScaler().fit(x_train)

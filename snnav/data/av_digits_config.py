@@ -138,6 +138,22 @@ def plan_splits(config: AVDigitsConfig, image_labels: np.ndarray) -> dict[str, S
 # Work done in worker processes (module-level functions, so they pickle under "spawn").
 
 
+VIEW_NAMES = ("visual_static", "visual_events", "audio_spectrogram", "audio_cochlea")
+"""Every view a file can store (a file made with a subset says which in its ``views`` attribute)."""
+
+
+def check_views(views) -> tuple[str, ...]:
+    """``views`` (names of `VIEW_NAMES`, None = all) as a tuple in `VIEW_NAMES` order; `ConfigError` for an unknown
+    name or an empty choice."""
+    if views is None:
+        return VIEW_NAMES
+    views = tuple(dict.fromkeys(str(v) for v in views))
+    unknown = [v for v in views if v not in VIEW_NAMES]
+    if unknown or not views:
+        raise ConfigError(f"AV-Digits views must be some of {', '.join(VIEW_NAMES)}; got {', '.join(views) or 'none'}")
+    return tuple(v for v in VIEW_NAMES if v in views)
+
+
 def view_shapes(config: AVDigitsConfig) -> dict[str, tuple[tuple[int, ...], Any]]:
     """Per-sample shape and dtype of every stored view."""
     s, t = config.frame_size, config.time_steps

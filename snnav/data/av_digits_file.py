@@ -10,6 +10,10 @@ Layout (format ``snnav.av-digits``, version 1)::
     /<split>/visual_events (N, T, 2, H, W) uint8   ON/OFF event counts per bin
     /<split>/audio_spectrogram (N, H, W) float32   natural-log linear STFT, frequency along H
     /<split>/audio_cochlea (N, T, 64) uint8    cochlea spike counts per bin and channel
+
+A file made with some of the views only (``snnav data make av-digits --views``; ``snnav run`` stores the two its
+training reads) lists them in the root attribute ``views`` (JSON); without it, a file holds all four. Each stored
+view has the same bytes either way.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ from snnav.data.av_digits_config import (
     FORMAT_NAME,
     FORMAT_VERSION,
     SPLITS,
+    VIEW_NAMES,
     AVDigitsConfig,
     SplitPlan,
+    check_views,
     config_json,
     view_shapes,
 )
-from snnav.errors import DatasetError
+from snnav.errors import DatasetError, SnnavError
 from snnav.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -69,10 +75,13 @@ def pack_view(view: np.ndarray, dtype: Any) -> PackedView:
 
 
 def write_av_digits(out: str | Path, config: AVDigitsConfig, plans: Mapping[str, SplitPlan],
-                    voices: list[dict[str, Any]], samples: Mapping[str, Iterable[dict[str, np.ndarray]]]) -> Path:
-    """Write a complete file to a temporary name and rename it to ``out``; ``samples[split]`` yields in order."""
+                    voices: list[dict[str, Any]], samples: Mapping[str, Iterable[dict[str, np.ndarray]]],
+                    views: Iterable[str] | None = None) -> Path:
+    """Write a complete file to a temporary name and rename it to ``out``; ``samples[split]`` yields in order and
+    holds at least ``views`` (default all four)."""
 
-    shapes = view_shapes(config)
+    views = check_views(views)
+    shapes = {name: shape for name, shape in view_shapes(config).items() if name in views}
     # The file is built in memory and written with one plain write: HDF5 never writes to the disk itself, so a full
     # disk is an ordinary OSError (HDF5 handles failing to flush onto a full disk end in a segmentation fault).
     image = io.BytesIO()
@@ -92,6 +101,8 @@ def _fill(f: h5py.File, config: AVDigitsConfig, plans: Mapping[str, SplitPlan], 
     f.attrs["snnav_version"] = __version__
     f.attrs["config"] = config_json(config)
     f.attrs["voices"] = json.dumps(voices, sort_keys=True)
+    if tuple(shapes) != VIEW_NAMES:  # a file of all four has no attribute: its bytes are those it always had
+        f.attrs["views"] = json.dumps([name for name in VIEW_NAMES if name in shapes])
     for split in SPLITS:
         plan = plans[split]
         n = len(plan.labels)
@@ -128,6 +139,7 @@ class AVDigitsInfo:
     snnav_version: str
     counts: dict[str, int]
     voices: list[dict[str, Any]]
+    views: tuple[str, ...] = VIEW_NAMES
 
 
 def read_av_digits_info(path: str | Path) -> AVDigitsInfo:
@@ -156,17 +168,18 @@ def read_av_digits_info(path: str | Path) -> AVDigitsInfo:
         try:
             config = AVDigitsConfig.from_dict(json.loads(f.attrs["config"]))
             voices = json.loads(f.attrs["voices"])
-        except (KeyError, ValueError, TypeError) as exc:
+            views = check_views(json.loads(f.attrs["views"])) if "views" in f.attrs else VIEW_NAMES
+        except (KeyError, ValueError, TypeError, SnnavError) as exc:
             raise DatasetError(f"{p}: the AV-Digits config attribute is missing or malformed ({exc}); "
                                f"{_MAKE_HINT}") from exc
         counts = {}
         for split in SPLITS:
-            counts[split] = _check_split(f, p, split, config)
+            counts[split] = _check_split(f, p, split, config, views)
         return AVDigitsInfo(path=p, config=config, snnav_version=str(f.attrs.get("snnav_version", "?")),
-                            counts=counts, voices=voices)
+                            counts=counts, voices=voices, views=views)
 
 
-def _check_split(f, path: Path, split: str, config: AVDigitsConfig) -> int:
+def _check_split(f, path: Path, split: str, config: AVDigitsConfig, views: tuple[str, ...] = VIEW_NAMES) -> int:
     if split not in f:
         raise DatasetError(f"{path}: the {split!r} group is missing; {_MAKE_HINT}")
     g = f[split]
@@ -174,6 +187,8 @@ def _check_split(f, path: Path, split: str, config: AVDigitsConfig) -> int:
         raise DatasetError(f"{path}: {split}/label is missing; {_MAKE_HINT}")
     n = g["label"].shape[0]
     for name, (shape, _) in view_shapes(config).items():
+        if name not in views:
+            continue
         if name not in g:
             raise DatasetError(f"{path}: {split}/{name} is missing; {_MAKE_HINT}")
         if g[name].shape != (n, *shape):
@@ -186,7 +201,11 @@ def load_split_arrays(path: str | Path, split: str, names: Iterable[str]) -> dic
 
     if split not in SPLITS:
         raise DatasetError(f"unknown AV-Digits split {split!r}; choose one of {SPLITS}")
-    read_av_digits_info(path)
+    info = read_av_digits_info(path)
+    missing = [name for name in names if name in VIEW_NAMES and name not in info.views]
+    if missing:
+        raise DatasetError(f"{path} does not hold the {', '.join(missing)} view (it was made with "
+                           f"{', '.join(info.views)} only); {_MAKE_HINT} (every view by default)")
     out = {}
     with h5py.File(path, "r") as f:
         for name in names:

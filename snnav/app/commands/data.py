@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from snnav.app.flags import deprecated_alias
 from snnav.data.av_digits import AVDigitsConfig, generate_av_digits
+from snnav.data.av_digits_config import VIEW_NAMES
 from snnav.data.av_digits_file import read_av_digits_info
 from snnav.errors import ConfigError
 from snnav.io import check_writable_destination, refuse_existing
@@ -38,13 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="white-noise SNR of the utterances in dB (default %(default)s; 'inf' = clean)")
     g.add_argument("--pixel-noise", type=float, default=d.pixel_noise_std,
                    help="Gaussian pixel noise std of the static frames (default %(default)s)")
+    g.add_argument("--views", nargs="+", default=None, metavar="VIEW", choices=VIEW_NAMES,
+                   help="store only these views (default all: %(choices)s); each has the bytes it has in a full "
+                   "file, and leaving out audio_cochlea saves about three quarters of the time")
     g.add_argument("--occlusion", type=float, default=d.occlusion_frac,
                    help="area fraction of the occluding rectangle (default %(default)s)")
     info = sub.add_parser("info", help="describe a dataset file", description="describe a dataset file")
     info.add_argument("path", type=Path)
 
 
-def make_av_digits(out: Path, config, workers: int, force: bool) -> None:
+def make_av_digits(out: Path, config, workers: int, force: bool, views=None) -> None:
     """Generate AV-Digits with a progress bar and print what was made (shared by ``data make`` and ``run``)."""
 
     check_writable_destination(out)
@@ -59,7 +63,7 @@ def make_av_digits(out: Path, config, workers: int, force: bool) -> None:
         bar.update(done - bar.n)
 
     try:
-        report = generate_av_digits(out, config, workers=workers, progress=progress)
+        report = generate_av_digits(out, config, workers=workers, progress=progress, views=views)
     finally:
         for bar in bars.values():
             bar.close()
@@ -76,9 +80,12 @@ def describe(path: Path) -> None:
     print(f"  pairs: {info.counts['train']} train, {info.counts['test']} test; 10 classes; "
           f"{len(info.voices)} voice configurations")
     print(f"  frames {c.frame_size}x{c.frame_size}; event views time_steps={c.time_steps}")
-    print(f"  views: audio spectrogram (1x{c.frame_size}x{c.frame_size}), audio cochlea (T x 64 -> 1x{c.frame_size}x"
-          f"{c.frame_size}), visual static (1x{c.frame_size}x{c.frame_size}), visual events (T x 2x{c.frame_size}x"
-          f"{c.frame_size})")
+    s = f"{c.frame_size}x{c.frame_size}"
+    shown = {"audio_spectrogram": f"audio spectrogram (1x{s})", "audio_cochlea": f"audio cochlea (T x 64 -> 1x{s})",
+             "visual_static": f"visual static (1x{s})", "visual_events": f"visual events (T x 2x{s})"}
+    left_out = [name for name in shown if name not in info.views]
+    print("  views: " + ", ".join(shown[name] for name in shown if name in info.views)
+          + (f"; made without {', '.join(left_out)} (snnav data make av-digits stores every view)" if left_out else ""))
     snr = "clean" if c.audio_snr_db is None else f"{c.audio_snr_db:g} dB SNR"
     print(f"  noise: audio {snr}; visual pixel std {c.pixel_noise_std:g}, occlusion {c.occlusion_frac:g}")
 
@@ -97,5 +104,5 @@ def run(args: argparse.Namespace) -> int:
     config = AVDigitsConfig(seed=args.seed, n_train=args.n_train, n_test=args.n_test, frame_size=args.frame_size,
                             time_steps=args.time_steps, n_voices=args.voices, audio_snr_db=snr,
                             pixel_noise_std=args.pixel_noise, occlusion_frac=args.occlusion)
-    make_av_digits(args.out, config, args.workers, args.force)
+    make_av_digits(args.out, config, args.workers, args.force, views=args.views)
     return 0

@@ -1,7 +1,9 @@
 """``snnav run``: the main job, the whole pipeline, on the embedded default data.
 
 Stages (each reuses its output from an earlier run unless ``--force``):
-  1. data: generate AV-Digits with the default configuration into ``WORKDIR/av_digits.h5``;
+  1. data: generate AV-Digits with the default configuration into ``WORKDIR/av_digits.h5``, with the two views the
+     default training reads (`training_views`; ``snnav data make av-digits`` stores all four: the cochlea view
+     alone is three quarters of the work); a file of the same configuration that holds them is reused;
   2. train: train the default S-CMRL (the shipped config ``av-digits-scmrl``, ``snnav/configs/av-digits-scmrl.toml``) into ``WORKDIR/train`` and print its test
      accuracy. An interrupted training run continues from its last checkpoint.
   3. export: export the trained model to ``WORKDIR/model.nir`` (dt = 1 ms), print the graph summary, and check the
@@ -55,6 +57,7 @@ from snnav.app.report.results import (
 )
 from snnav.app.simulate import format_result, open_test_split, simulate
 from snnav.data.av_digits import AVDigitsConfig
+from snnav.data.av_digits_config import VIEW_NAMES
 from snnav.data.av_digits_file import read_av_digits_info
 from snnav.errors import ConfigError, DatasetError, OutputError, SnnavError
 from snnav.io import write_json
@@ -90,21 +93,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-gpu", action="store_true", help="do not measure on a CUDA GPU even if there is one")
 
 
+def training_views() -> tuple[str, ...] | None:
+    """The AV-Digits views the default training config reads (its ``data_options``, else the dataset's defaults), or
+    None (every view) when the config is missing (the training stage then says so)."""
+    if not DEFAULT_TRAIN_CONFIG.is_file():
+        return None
+    options = load_config(DEFAULT_TRAIN_CONFIG).data_options
+    return (f"audio_{options.get('audio_view', 'spectrogram')}", f"visual_{options.get('visual_view', 'static')}")
+
+
 def _stage_data(workdir: Path, workers: int, force: bool) -> tuple[Path, bool]:
     """``(path, regenerated)``."""
 
     path = workdir / "av_digits.h5"
     config = AVDigitsConfig()
+    views = training_views()
     if path.exists() and not force:
         try:
-            if read_av_digits_info(path).config == config:
+            info = read_av_digits_info(path)
+            missing = [name for name in views or VIEW_NAMES if name not in info.views]
+            if info.config == config and not missing:
                 print(f"[1/{STAGES} data] reusing {path} (same configuration; --force regenerates)")
                 describe(path)
                 return path, False
+            if missing:
+                print(f"[1/{STAGES} data] {path} holds no {', '.join(missing)} view; regenerating")
         except DatasetError as exc:
             print(f"[1/{STAGES} data] {path} is unusable ({exc}); regenerating")
-    print(f"[1/{STAGES} data] generating AV-Digits into {path}")
-    make_av_digits(path, config, workers, force=True)
+    stored = f" ({', '.join(views)}: the views the training reads)" if views else ""
+    print(f"[1/{STAGES} data] generating AV-Digits into {path}{stored}")
+    make_av_digits(path, config, workers, force=True, views=views)
     describe(path)
     return path, True
 

@@ -69,3 +69,23 @@ def test_the_whole_split_emulation_shares_its_chunks_among_the_workers(tmp_path,
     parser = __import__("argparse").ArgumentParser()
     run_cmd.add_arguments(parser)
     assert "emulation" in next(a.help for a in parser._actions if a.dest == "workers")
+
+
+def test_the_data_stage_stores_the_training_views_and_reuses_any_file_that_holds_them(tmp_path, monkeypatch, capsys):
+    from snnav.app.commands import run as run_cmd
+    from snnav.data.av_digits import generate_av_digits
+    from snnav.data.av_digits_config import AVDigitsConfig
+    from snnav.data.av_digits_file import read_av_digits_info
+
+    small = AVDigitsConfig(seed=7, n_train=20, n_test=10, frame_size=16, time_steps=2, n_voices=4)
+    monkeypatch.setattr(run_cmd, "AVDigitsConfig", lambda: small)
+    assert run_cmd.training_views() == ("audio_spectrogram", "visual_static")  # what av-digits-scmrl reads
+    path, fresh = run_cmd._stage_data(tmp_path, 1, False)
+    assert fresh and read_av_digits_info(path).views == ("visual_static", "audio_spectrogram")
+    assert run_cmd._stage_data(tmp_path, 1, False) == (path, False)  # reused
+    generate_av_digits(path, small, workers=1)  # a file of every view (snnav data make's) serves as well
+    assert run_cmd._stage_data(tmp_path, 1, False) == (path, False)
+    generate_av_digits(path, small, workers=1, views=["audio_cochlea", "visual_static"])
+    path, fresh = run_cmd._stage_data(tmp_path, 1, False)  # lacks the spectrogram: made again
+    assert fresh and "holds no audio_spectrogram view; regenerating" in capsys.readouterr().out
+    assert read_av_digits_info(path).views == ("visual_static", "audio_spectrogram")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from snnav.data.av_digits import generate_av_digits
-from snnav.data.av_digits_config import AVDigitsConfig, plan_splits
+from snnav.data.av_digits_config import VIEW_NAMES, AVDigitsConfig, plan_splits
 from snnav.data.av_digits_file import read_av_digits_info
 from snnav.data.datasets import AVDigits, open_dataset, time_first
 from snnav.data.digits_visual import load_digit_images
@@ -292,3 +292,37 @@ def test_views_packed_by_the_workers_are_the_chunks_h5py_would_store(small_file,
                 for i in range(da.shape[0]):
                     offset = (i,) + (0,) * (da.ndim - 1)
                     assert da.id.read_direct_chunk(offset) == db.id.read_direct_chunk(offset), (split, name, i)
+
+
+def test_a_file_of_some_views_holds_them_with_the_bytes_of_a_full_file(small_file, tmp_path):
+    # snnav run stores the two views its training reads; leaving out the cochlea must not move any random draw.
+    part = tmp_path / "part.h5"
+    generate_av_digits(part, SMALL, workers=2, views=["visual_static", "audio_spectrogram"])
+    info = read_av_digits_info(part)
+    assert info.views == ("visual_static", "audio_spectrogram") and info.config == SMALL
+    assert read_av_digits_info(small_file).views == VIEW_NAMES  # a full file: every view, no attribute
+    with h5py.File(small_file) as full, h5py.File(part) as f:
+        assert "views" not in full.attrs and json.loads(f.attrs["views"]) == list(info.views)
+        for split in ("train", "test"):
+            assert sorted(f[split]) == ["audio_spectrogram", "image_index", "label", "visual_static", "voice_index"]
+            for name in ("audio_spectrogram", "visual_static", "label", "image_index", "voice_index"):
+                assert np.array_equal(f[split][name][()], full[split][name][()]), (split, name)
+    a, b = AVDigits(part, "test"), AVDigits(small_file, "test")
+    assert torch.equal(a[3][0], b[3][0]) and torch.equal(a[3][1], b[3][1])
+    with pytest.raises(DatasetError, match=r"does not hold the audio_cochlea view .*snnav data make av-digits"):
+        AVDigits(part, "train", audio_view="cochlea")
+    with pytest.raises(ConfigError, match="views must be some of"):
+        generate_av_digits(tmp_path / "x.h5", SMALL, workers=1, views=["audio_mfcc"])
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_cli_makes_a_file_of_some_views_and_says_which(tmp_path):
+    out = tmp_path / "views.h5"
+    r = _cli("data", "make", "av-digits", "--out", str(out), "--n-train", "20", "--n-test", "10", "--frame-size", "16",
+             "--time-steps", "2", "--voices", "4", "--workers", "1", "--views", "audio_spectrogram", "visual_events",
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _cli("data", "info", str(out), cwd=tmp_path)
+    assert r.returncode == 0 and "made without audio_cochlea, visual_static" in r.stdout
+    r = _cli("data", "make", "av-digits", "--out", str(tmp_path / "y.h5"), "--views", "cochlea", cwd=tmp_path)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
