@@ -28,8 +28,9 @@ Three problems, three fixes (the first two: ``docs/install.md``), and two speed 
 
 5. Lava's ``Conv`` models compute with ``lava.proc.conv.utils.conv``, which (its torch path disabled upstream: "torch
    calls inside Lava PyProcess hangs") runs ``conv_scipy``: one ``scipy.signal.convolve2d`` per pair of input and
-   output channel, in Python loops -- 4,096 calls per step for a 64-to-64 channel 3x3 layer. On the default S-CMRL
-   export the 18 Conv processes spent 113 ms of CPU per Lava step there, about half of all the CPU Lava used. While
+   output channel, in Python loops -- 4,096 calls per step for a 64-to-64 channel 3x3 layer; with this fix the
+   default S-CMRL export's fixed-point spot check runs 1.91x as many Lava steps per second (``results/bench_lava.md``,
+   ``scripts/bench_lava.py --conv lava snnav``). While
    ``lava.proc.conv.utils`` executes for the first time, its ``conv`` is wrapped: for **integer weights** (the
    fixed-point model, ``PyConvModelFixed``: int32 weights, int32 or boolean messages) the same convolution runs as
    one matrix product over sliding windows (`integer_conv`), in float64 as ``conv_scipy`` computes it. Every product
