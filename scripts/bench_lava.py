@@ -44,6 +44,9 @@ import time
 from pathlib import Path
 
 BUSY_FRAC = 0.05
+SETTINGS = ("precision", "record", "conv")  # a configuration: one value of each
+RATIOS = (("fixed", "float", "fixed / float"), ("all", "off", "record all / off"), ("snnav", "lava", "conv snnav / lava"))
+"""Per setting, the two values compared and the ratio's label (numerator first)."""
 
 
 def _cpu_busy_s() -> float | None:
@@ -117,7 +120,7 @@ def measure(plan, inputs: dict, precision: str, record: str = "off", conv: str =
     t = res.timing
     batch = next(iter(inputs.values())).shape[1]
     row = {"precision": precision, "record": record, "conv": conv, "lava_procs": len(res.cleanup.get("pids", ())),
-           "records": len(res.records), "build_s": t["build_s"], "compile_s": t["compile_s"], "run_s": t["run_s"],
+           "build_s": t["build_s"], "compile_s": t["compile_s"], "run_s": t["run_s"],
            "lava_steps": int(t["lava_steps"]), "steps_per_sample": res.steps_per_sample,
            "steps_per_s": t["lava_steps"] / t["run_s"], "samples_per_s": batch / t["run_s"],
            "processes": len(res.plan.processes), "others": None}
@@ -131,8 +134,10 @@ def _med(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
-def format_table(info: dict, rows: dict[tuple[str, str, str], list[dict]], plan_s: float, quant_s: list[float]) -> str:
-    head = (f"{'precision':<9} {'record':>6} {'conv':>5} {'processes':>9} {'Lava procs':>10} {'plan s':>7} {'quantize s':>10} {'build s':>8} {'compile s':>9} "
+def format_table(info: dict, rows: dict[tuple[str, str, str], list[dict]], plan_s: float,
+                 quant_s: list[float]) -> str:
+    head = (f"{'precision':<9} {'record':>6} {'conv':>5} {'processes':>9} {'Lava procs':>10} {'plan s':>7} "
+            f"{'quantize s':>10} {'build s':>8} {'compile s':>9} "
             f"{'total s':>8} {'run s':>7} {'steps':>6} {'steps/s':>8} {'samples/s':>9} {'others':>7}")
     lines = [
         f"graph: {info['graph']} ({info['model']}, T = {info['T']}, {info['steps_per_sample']} Lava steps per "
@@ -148,35 +153,27 @@ def format_table(info: dict, rows: dict[tuple[str, str, str], list[dict]], plan_
         quant = f"{'-':>10}" if q is None else f"{q:10.2f}"
         total = plan_s + (q or 0.0) + _med(runs, "build_s") + _med(runs, "compile_s")
         lines.append(
-            f"{precision:<9} {record:>6} {conv:>5} {runs[0]['processes']:>9} {runs[0]['lava_procs']:>10} {plan_s:7.2f} {quant} {_med(runs, 'build_s'):8.2f} "
+            f"{precision:<9} {record:>6} {conv:>5} {runs[0]['processes']:>9} {runs[0]['lava_procs']:>10} "
+            f"{plan_s:7.2f} {quant} {_med(runs, 'build_s'):8.2f} "
             f"{_med(runs, 'compile_s'):9.2f} {total:8.2f} {_med(runs, 'run_s'):7.2f} {runs[0]['lava_steps']:>6} "
             f"{_med(runs, 'steps_per_s'):8.2f} {_med(runs, 'samples_per_s'):9.3f} "
             + ("      -" if others is None else f"{100 * others:6.0f}%")
             + (" *" if others is not None and others > BUSY_FRAC else ""))
     lines.append("")
-    for record in ("off", "all"):
-        for conv in ("snnav", "lava"):
-            f, x = rows.get(("float", record, conv)), rows.get(("fixed", record, conv))
-            if f and x:
-                lines.append(f"record {record}, conv {conv}: fixed / float: steps/s "
-                             f"x{_med(x, 'steps_per_s') / _med(f, 'steps_per_s'):.2f}, compile "
-                             f"x{_med(x, 'compile_s') / _med(f, 'compile_s'):.2f} (measured side by side)")
-    for precision in ("float", "fixed"):
-        for conv in ("snnav", "lava"):
-            off, on = rows.get((precision, "off", conv)), rows.get((precision, "all", conv))
-            if off and on:
-                lines.append(f"{precision}, conv {conv}: record all / off: steps/s "
-                             f"x{_med(on, 'steps_per_s') / _med(off, 'steps_per_s'):.2f} ({on[0]['records']} records; "
-                             "measured side by side)")
-        for record in ("off", "all"):
-            lava, ours = rows.get((precision, record, "lava")), rows.get((precision, record, "snnav"))
-            if lava and ours:
-                lines.append(f"{precision}, record {record}: conv snnav / lava: steps/s "
-                             f"x{_med(ours, 'steps_per_s') / _med(lava, 'steps_per_s'):.2f} (measured side by side)")
+    # One ratio per pair of configurations that differ in one setting only, measured side by side.
+    for axis, (num, den, label) in enumerate(RATIOS):
+        for key, runs in rows.items():
+            base = rows.get(key[:axis] + (den,) + key[axis + 1:])
+            if key[axis] != num or not base:
+                continue
+            same = ", ".join(f"{name} {value}" for i, (name, value) in enumerate(zip(SETTINGS, key)) if i != axis)
+            lines.append(f"{same}: {label}: steps/s x{_med(runs, 'steps_per_s') / _med(base, 'steps_per_s'):.2f}, "
+                         f"compile x{_med(runs, 'compile_s') / _med(base, 'compile_s'):.2f} (measured side by side)")
     lines += [
         "",
         "plan s: build_plan (numpy, once); quantize s: quantize_plan (fixed point); build s: creating and connecting "
-        "the Lava processes; processes: the plan's; Lava procs: OS processes Lava started; compile s: Lava's compiler + starting one OS process per Lava process; total s: the time "
+        "the Lava processes; processes: the plan's; Lava procs: OS processes Lava started; compile s: Lava's "
+        "compiler + starting one OS process per Lava process; total s: the time "
         "to compile, plan + quantize + build + compile.",
         "steps/s: simulated Lava steps per second of run time; samples/s = samples / run s.",
         f"others: share of the machine's CPU time used by other processes during the run; * above "
