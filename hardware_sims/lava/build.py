@@ -224,11 +224,7 @@ def build_network(plan: Plan, *, period: int, n_rows: int, workdir: str, record:
         out_port, out_layout, out_shape = _out(spec, net.processes[name], built.get(name))
         layout.adapt(out_port, out_layout, out_shape, layout.NIR, spec.shape).connect(sink.a_in)
     for name, paths in kept.items():  # read by the models when the runtime is created (after this)
-        params = net.processes[name].proc_params
-        if params.get("records") is None:
-            params["records"] = paths
-        else:
-            params.overwrite("records", paths)
+        net.processes[name].proc_params.overwrite("records", paths)
     return net
 
 

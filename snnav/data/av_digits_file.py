@@ -101,8 +101,8 @@ def _fill(f: h5py.File, config: AVDigitsConfig, plans: Mapping[str, SplitPlan], 
     f.attrs["snnav_version"] = __version__
     f.attrs["config"] = config_json(config)
     f.attrs["voices"] = json.dumps(voices, sort_keys=True)
-    if tuple(shapes) != VIEW_NAMES:  # a file of all four has no attribute: its bytes are those it always had
-        f.attrs["views"] = json.dumps([name for name in VIEW_NAMES if name in shapes])
+    if len(shapes) < len(VIEW_NAMES):  # a file of all four has no attribute: its bytes are those it always had
+        f.attrs["views"] = json.dumps(list(shapes))
     for split in SPLITS:
         plan = plans[split]
         n = len(plan.labels)

@@ -32,8 +32,8 @@ class ExtensionProcess(AbstractProcess):
 
     Process parameters (``proc_params``) common to all: ``plan`` (:class:`FixedPlan`, used by the fixed-point model),
     ``gain`` (float output gain, 1 by default), ``window`` (0 for per-step processes), ``bias`` (``{port: array}``,
-    empty by default), and, added by the backend's build when it records the output, ``records`` (``{"s_out":
-    path}``: the model stores what it sends, `hardware_sims.lava.procs.memmap_io.RecordRows`). Subclasses call :meth:`_build` from ``__init__``.
+    empty by default), and ``records`` (empty; the backend's build sets ``{"s_out": path}`` when it records the
+    output: the model stores what it sends, `hardware_sims.lava.procs.memmap_io.RecordRows`). Subclasses call :meth:`_build` from ``__init__``.
 
     **Port bias.** ``bias={port: constant}`` (broadcast to the port's shape) is added to what the port receives at
     every step, before the node's computation, with no latency: a constant term of the port's input (NIR: an
@@ -52,7 +52,7 @@ class ExtensionProcess(AbstractProcess):
         if unknown:
             raise ValueError(f"{type(self).__name__}: bias names unknown ports {unknown}; the ports are "
                              f"{list(self.PORTS)}")
-        super().__init__(bias=dict(bias or {}), **kwargs)
+        super().__init__(bias=dict(bias or {}), records={}, **kwargs)
 
     def __del__(self):
         # A constructor that refused its parameters never reached AbstractProcess.__init__ (no runtime to stop).
@@ -147,7 +147,7 @@ class ExtensionModel(PyLoihiProcessModel):
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
-        # proc_params["records"] (set by the backend's build, optional): {"s_out": path} to store what it sends
+        # {"s_out": path} when the backend's build records the output
         self._records = RecordRows(proc_params.get("records"))
 
     def run_spk(self) -> None:
